@@ -1,11 +1,13 @@
 """Each test adversarially checks one property of renderer.openscad.run, with the real CLI."""
 
+import dataclasses
 import subprocess
 import time
 
 import numpy as np
 import pytest
 
+from renderer import openscad
 from renderer.openscad import RenderLimits, Status, classify, read_binary_stl, run
 from tests.conftest import needs_openscad
 
@@ -97,13 +99,22 @@ def test_reads_in_comments_and_strings_are_not_file_reads():
     assert run(code).status is Status.OK
 
 
-def test_memory_exhaustion_is_too_large():
+@pytest.fixture(params=["prlimit", "setrlimit"])
+def launcher(request, monkeypatch):
+    """Run a test with both ways of applying the rlimits."""
+    if request.param == "setrlimit":
+        info = openscad.openscad_info()
+        monkeypatch.setattr(openscad, "openscad_info", lambda: dataclasses.replace(info, prlimit=None))
+    return request.param
+
+
+def test_memory_exhaustion_is_too_large(launcher):
     code = "x = [for (i = [0:999]) [for (j = [0:999]) [for (k = [0:999]) k]]]; cube(1);"
     result = run(code, RenderLimits(timeout_s=60, memory_bytes=300 * 1024**2))
     assert result.status is Status.TOO_LARGE
 
 
-def test_output_larger_than_cap_is_too_large():
+def test_output_larger_than_cap_is_too_large(launcher):
     result = run("sphere(10, $fn = 200);", RenderLimits(max_output_bytes=200_000))
     assert result.status is Status.TOO_LARGE
 

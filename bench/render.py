@@ -1,0 +1,121 @@
+"""How much does scadloop add on top of OpenSCAD itself?
+
+For programs of rising complexity, times bare ``openscad -o x.stl`` (the same CLI
+invocation ``run`` uses) against ``renderer.openscad.run`` + ``renderer.views.render``
+(4 views at 128 px, one thread, as a render worker does), interleaved, and the cost of
+a render-cache hit. Writes ``bench/results/render.json``.
+
+    .venv/bin/python bench/render.py [--repeats 5] [--out bench/results/render.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from renderer.cache import RenderCache  # noqa: E402
+from renderer.examples import EXAMPLES  # noqa: E402
+from renderer.openscad import RenderLimits, openscad_command, openscad_info, run  # noqa: E402
+from renderer.views import Frame, render  # noqa: E402
+
+PROGRAMS = {
+    "cube": "cube([20, 10, 5]);",
+    "l_bracket": EXAMPLES["l_bracket"],
+    "rounded_box": EXAMPLES["rounded_box"],
+    "flange": EXAMPLES["flange"],
+    "gear": EXAMPLES["gear"],
+    "pipe_elbow": EXAMPLES["pipe_elbow"],
+    "plate_36_holes": "difference() { cube([60, 60, 4]);"
+    " for (x = [5:10:55], y = [5:10:55]) translate([x, y, -1]) cylinder(d = 4, h = 6, $fn = 24); }",
+    "sphere_minus_cylinders": "difference() { sphere(20, $fn = 64);"
+    " for (a = [0:30:150]) rotate([0, 90, a]) cylinder(r = 4, h = 50, center = true, $fn = 32); }",
+}
+
+
+def time_bare(code: str) -> float:
+    with tempfile.TemporaryDirectory() as workdir:
+        scad = os.path.join(workdir, "part.scad")
+        with open(scad, "w") as fh:
+            fh.write(code)
+        start = time.perf_counter()
+        subprocess.run(openscad_command(scad, os.path.join(workdir, "part.stl")),
+                       capture_output=True, check=False)
+        return time.perf_counter() - start
+
+
+def time_ours(code: str, limits: RenderLimits) -> tuple[float, float]:
+    start = time.perf_counter()
+    result = run(code, limits)
+    views_start = time.perf_counter()
+    render(result, Frame.of(result.vertices), size=128, threads=1)
+    end = time.perf_counter()
+    return end - start, end - views_start
+
+
+def time_cache_hit(code: str, limits: RenderLimits, repeats: int = 200) -> float:
+    with tempfile.TemporaryDirectory() as root:
+        cache = RenderCache(root)
+        cache.run(code, limits)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            cache.run(code, limits)
+        return (time.perf_counter() - start) / repeats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="bench/results/render.json")
+    args = parser.parse_args(argv)
+
+    limits = RenderLimits()
+    time_ours(PROGRAMS["cube"], limits)  # warm imports (open3d) outside the timings
+    rows = []
+    print(f"{'program':<24}{'faces':>7}{'bare_s':>9}{'ours_s':>9}{'views_s':>9}{'overhead':>10}")
+    for name, code in PROGRAMS.items():
+        bare, ours, views = [], [], []
+        for _ in range(args.repeats):  # interleaved, so machine load hits both alike
+            bare.append(time_bare(code))
+            total, view_s = time_ours(code, limits)
+            ours.append(total)
+            views.append(view_s)
+        row = {
+            "program": name,
+            "faces": len(run(code, limits).faces),
+            "bare_median_s": statistics.median(bare),
+            "ours_median_s": statistics.median(ours),
+            "views_median_s": statistics.median(views),
+        }
+        row["overhead"] = row["ours_median_s"] / row["bare_median_s"] - 1
+        rows.append(row)
+        print(f"{name:<24}{row['faces']:>7}{row['bare_median_s']:>9.3f}{row['ours_median_s']:>9.3f}"
+              f"{row['views_median_s']:>9.4f}{row['overhead']:>9.1%}")
+    hit = time_cache_hit(PROGRAMS["flange"], limits)
+    summary = {
+        "median_overhead": statistics.median(r["overhead"] for r in rows),
+        "total_overhead": sum(r["ours_median_s"] for r in rows) / sum(r["bare_median_s"] for r in rows) - 1,
+        "cache_hit_ms": hit * 1000,
+        "openscad": openscad_info().version,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "repeats": args.repeats,
+    }
+    print(f"median overhead {summary['median_overhead']:.1%}, total overhead "
+          f"{summary['total_overhead']:.1%}, cache hit {summary['cache_hit_ms']:.3f} ms")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump({"summary": summary, "programs": rows}, fh, indent=2)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
