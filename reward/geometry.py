@@ -1,0 +1,236 @@
+"""Geometric comparison of two triangle meshes: surface samples, chamfer distance, IoU.
+
+Every function takes plain arrays (``vertices (N, 3)``, ``faces (M, 3)``)
+already placed in a common frame (the reward uses the target's
+:class:`renderer.views.Frame`; the eval protocol uses the unit cube).
+
+Volume is compared on a fixed voxel grid: :func:`occupancy` asks open3d's
+``RaycastingScene.compute_occupancy`` whether each cell centre is inside the
+mesh (it counts ray crossings, in C++ with Embree). We use that rather than
+exact mesh booleans (the CAD-Recode/cadrille ``trimesh`` intersection)
+because predicted meshes can be open or self-intersecting, where booleans
+fail outright (cadrille then has no IoU for the sample) while crossing
+counts only go wrong for cells whose ray passes through the defect (a cube
+with one side missing still gets IoU 0.65 against the closed cube); because
+it needs no mesh repair and takes a few milliseconds (only cells inside the
+mesh's bounding box are queried); and because the target's grid is computed
+once and reused for every prediction. The price is a
+resolution error of about one cell at each surface, which is large for small
+parts (a cube of 13 cells per side can come out as 14).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+GRID_EXTENT = 1.05
+"""Half-width of the reward's occupancy grid in target-frame units (the target fits in [-1, 1]^3)."""
+MAX_COORDINATE = 1e6
+"""Vertices farther than this from the frame's origin (in frame units) are treated as broken."""
+MIN_FACE_AREA = 1e-12
+"""Faces with a smaller area (in frame units squared) are dropped as degenerate."""
+
+
+def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area of each face.
+
+    Parameters
+    ----------
+    vertices : (N, 3) float
+    faces : (M, 3) int
+
+    Returns
+    -------
+    (M,) float64
+    """
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
+    edges = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    return 0.5 * np.linalg.norm(edges, axis=1)
+
+
+def clean_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
+    """Keep only the usable part of a mesh; never raises.
+
+    Drops faces that index outside ``vertices``, touch a non-finite vertex or
+    one beyond :data:`MAX_COORDINATE`, or have (near) zero area; then drops
+    unreferenced vertices. Input that is not an ``(N, 3)`` / ``(M, 3)`` array
+    gives an empty mesh.
+
+    Parameters
+    ----------
+    vertices : (N, 3) array-like of float
+    faces : (M, 3) array-like of int
+
+    Returns
+    -------
+    vertices : (K, 3) float64
+    faces : (L, 3) int64
+        Indices into the returned vertices; ``L == 0`` when nothing usable is left.
+    """
+    empty = np.zeros((0, 3), np.float64), np.zeros((0, 3), np.int64)
+    try:
+        vertices = np.asarray(vertices, dtype=np.float64)
+        faces = np.asarray(faces, dtype=np.int64)
+    except (TypeError, ValueError):  # ragged or non-numeric input: nothing usable
+        return empty
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        return empty
+    good_vertex = np.all(np.abs(vertices) <= MAX_COORDINATE, axis=1)  # also False for NaN
+    in_range = np.all((faces >= 0) & (faces < len(vertices)), axis=1)
+    faces = faces[in_range]
+    faces = faces[np.all(good_vertex[faces], axis=1)]
+    faces = faces[triangle_areas(vertices, faces) > MIN_FACE_AREA]
+    if len(faces) == 0:
+        return empty
+    used, inverse = np.unique(faces, return_inverse=True)
+    return vertices[used], inverse.reshape(-1, 3).astype(np.int64)
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int = 8192, seed: int = 0) -> np.ndarray:
+    """Points drawn uniformly by area from a mesh's surface; the same seed gives the same points.
+
+    A face is picked with probability proportional to its area, then a point
+    uniformly inside it (``sqrt`` trick for barycentric coordinates).
+
+    Parameters
+    ----------
+    vertices : (N, 3) float
+    faces : (M, 3) int
+        Must have positive total area (see :func:`clean_mesh`).
+    n : int
+        Number of points.
+    seed : int
+        Seed of the ``numpy.random.Generator``.
+
+    Returns
+    -------
+    (n, 3) float64
+    """
+    areas = triangle_areas(vertices, faces)
+    total = areas.sum()
+    if not total > 0:
+        raise ValueError("cannot sample the surface of a mesh with no area")
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(areas)
+    picks = np.searchsorted(cumulative, rng.random(n) * total, side="right")
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)[np.minimum(picks, len(areas) - 1)]]
+    r1 = np.sqrt(rng.random(n))[:, None]
+    r2 = rng.random(n)[:, None]
+    return (1 - r1) * corners[:, 0] + r1 * (1 - r2) * corners[:, 1] + r1 * r2 * corners[:, 2]
+
+
+def chamfer(p: np.ndarray, q: np.ndarray, squared: bool = False) -> float:
+    """Symmetric chamfer distance between two point sets.
+
+    ``chamfer(p, q) = mean_i min_j |p_i - q_j| + mean_j min_i |q_j - p_i|``:
+    the **sum** over both directions of the **mean** nearest-neighbour
+    distance. With ``squared=True`` each distance is squared before the mean,
+    which is the CAD-Recode/cadrille definition. Nearest neighbours come from
+    ``scipy.spatial.cKDTree``. Two samplings of the same surface do not give
+    0: for 4096 points on a part that fills the unit sphere the unsquared
+    value is about 0.03 (about 0.02 at 8192).
+
+    Parameters
+    ----------
+    p : (n, 3) float
+    q : (m, 3) float
+        Both non-empty.
+    squared : bool
+        Average squared distances instead of distances.
+
+    Returns
+    -------
+    float
+        In the units of the points (their square with ``squared=True``); 0 iff
+        the two sets are equal as sets.
+    """
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if len(p) == 0 or len(q) == 0:
+        raise ValueError("chamfer distance needs two non-empty point sets")
+    p_to_q, _ = cKDTree(q).query(p, k=1)
+    q_to_p, _ = cKDTree(p).query(q, k=1)
+    if squared:
+        p_to_q, q_to_p = p_to_q**2, q_to_p**2
+    return float(p_to_q.mean() + q_to_p.mean())
+
+
+def chamfer_reward(distance: float, scale: float) -> float:
+    """Map a chamfer distance to [0, 1]: ``exp(-distance / scale)``.
+
+    1 at distance 0, ``1/e`` at ``distance == scale``; non-finite distances give 0.
+    """
+    if not np.isfinite(distance):
+        return 0.0
+    return float(np.exp(-max(distance, 0.0) / scale))
+
+
+def grid_axis(resolution: int, lo: float, hi: float) -> np.ndarray:
+    """Cell-centre coordinates ``(resolution,) float64`` of a grid cutting [lo, hi] into equal cells."""
+    return lo + (np.arange(resolution) + 0.5) * (hi - lo) / resolution
+
+
+def occupancy(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    resolution: int = 64,
+    bounds: tuple[float, float] = (-GRID_EXTENT, GRID_EXTENT),
+    threads: int = 0,
+) -> np.ndarray:
+    """Which cells of the cube ``bounds^3`` have their centre inside the mesh.
+
+    Only cells inside the mesh's bounding box are queried (the rest cannot be
+    inside), via open3d ``RaycastingScene.compute_occupancy``. Parts of the
+    mesh outside the cube are not counted.
+
+    Parameters
+    ----------
+    vertices : (N, 3) float
+    faces : (M, 3) int
+    resolution : int
+        Cells per axis.
+    bounds : (float, float)
+        Low and high coordinate of the grid cube, on every axis.
+    threads : int
+        Embree threads (0: all cores).
+
+    Returns
+    -------
+    (resolution, resolution, resolution) bool
+        Indexed ``[x, y, z]``.
+    """
+    import open3d as o3d
+
+    grid = np.zeros((resolution,) * 3, dtype=bool)
+    if len(faces) == 0:
+        return grid
+    vertices = np.asarray(vertices, dtype=np.float64)
+    axis = grid_axis(resolution, *bounds)
+    lo = np.searchsorted(axis, vertices.min(axis=0), side="left")
+    hi = np.searchsorted(axis, vertices.max(axis=0), side="right")
+    if np.any(hi <= lo):
+        return grid
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    points = np.stack(np.meshgrid(*(axis[s] for s in box), indexing="ij"), axis=-1)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(vertices.astype(np.float32)),
+        o3d.core.Tensor(np.asarray(faces, dtype=np.uint32)),
+    )
+    inside = scene.compute_occupancy(o3d.core.Tensor(points.astype(np.float32)), nthreads=threads)
+    grid[box] = inside.numpy() > 0.5
+    return grid
+
+
+def iou(occ_a: np.ndarray, occ_b: np.ndarray) -> float:
+    """Intersection over union of two occupancy grids of the same shape.
+
+    Two empty grids are identical and give 1; otherwise in [0, 1].
+    """
+    occ_a, occ_b = np.asarray(occ_a, dtype=bool), np.asarray(occ_b, dtype=bool)
+    if occ_a.shape != occ_b.shape:
+        raise ValueError(f"occupancy grids differ in shape: {occ_a.shape} and {occ_b.shape}")
+    union = np.count_nonzero(occ_a | occ_b)
+    if union == 0:
+        return 1.0
+    return float(np.count_nonzero(occ_a & occ_b) / union)

@@ -1,0 +1,125 @@
+"""Properties of reward.geometry: sampling, chamfer distance, occupancy and IoU."""
+
+import numpy as np
+import pytest
+
+from renderer.views import Frame
+from reward.geometry import (
+    chamfer,
+    chamfer_reward,
+    clean_mesh,
+    grid_axis,
+    iou,
+    occupancy,
+    sample_surface,
+    triangle_areas,
+)
+from tests.reward.meshes import box, cube
+
+
+def test_same_seed_gives_the_same_samples_and_another_seed_others():
+    vertices, faces = cube(1.0)
+    first = sample_surface(vertices, faces, 500, seed=3)
+    assert np.array_equal(first, sample_surface(vertices, faces, 500, seed=3))
+    assert not np.array_equal(first, sample_surface(vertices, faces, 500, seed=4))
+
+
+def test_samples_lie_on_the_surface():
+    vertices, faces = cube(2.0)
+    points = sample_surface(vertices, faces, 2000)
+    assert points.shape == (2000, 3)
+    assert np.all(np.abs(points) <= 1 + 1e-12)
+    assert np.allclose(np.abs(points).max(axis=1), 1.0)
+
+
+def test_samples_are_area_weighted():
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [5, 0, 0], [8, 0, 0], [5, 2, 0]], float)
+    faces = np.array([[0, 1, 2], [3, 4, 5]])  # areas 0.5 and 3
+    points = sample_surface(vertices, faces, 20000)
+    assert np.mean(points[:, 0] < 2) == pytest.approx(0.5 / 3.5, abs=0.01)
+
+
+def test_chamfer_matches_a_brute_force_nearest_neighbour_computation():
+    rng = np.random.default_rng(0)
+    p, q = rng.normal(size=(300, 3)), rng.normal(size=(200, 3)) + 0.3
+    distances = np.linalg.norm(p[:, None] - q[None], axis=-1)
+    near_pq, near_qp = distances.min(axis=1), distances.min(axis=0)
+    assert chamfer(p, q) == pytest.approx(near_pq.mean() + near_qp.mean(), rel=1e-12)
+    assert chamfer(p, q, squared=True) == pytest.approx((near_pq**2).mean() + (near_qp**2).mean())
+
+
+def test_chamfer_of_identical_meshes_is_zero():
+    vertices, faces = cube(1.0)
+    points = sample_surface(vertices, faces, 1000)
+    assert chamfer(points, points) == 0.0
+
+
+def test_chamfer_of_a_cube_and_its_shifted_copy_is_analytic():
+    # Unit cube A and B = A + d x (d < 1/2). From A's surface to B's, over A's six unit faces:
+    # the face x=0 is d away; the face x=1 is inside B, min(d, y, 1-y, z, 1-z) from its boundary
+    # (E[min^2] = d^2 - 8d^3/3 + 2d^4 for uniform y, z); the four side faces lie on B's except a
+    # strip of width d, whose points are d - x away (integral of squares d^3/3 each). So the mean
+    # squared distance is (2d^2 - 4d^3/3 + 2d^4) / 6 each way, and by symmetry the sum doubles it.
+    d = 0.2
+    expected = 2 * (2 * d**2 - 4 * d**3 / 3 + 2 * d**4) / 6
+    vertices, faces = cube(1.0, (0.5, 0.5, 0.5))
+    p = sample_surface(vertices, faces, 16384, seed=0)
+    q = sample_surface(vertices + [d, 0, 0], faces, 16384, seed=1)
+    # sampled (not exact) surfaces add a small positive bias, ~1% at this density
+    assert chamfer(p, q, squared=True) == pytest.approx(expected, rel=0.03)
+
+
+def test_chamfer_reward_maps_distance_into_unit_interval():
+    assert chamfer_reward(0.0, 0.1) == 1.0
+    assert chamfer_reward(0.1, 0.1) == pytest.approx(np.exp(-1))
+    assert chamfer_reward(float("inf"), 0.1) == 0.0
+    assert chamfer_reward(float("nan"), 0.1) == 0.0
+    assert chamfer_reward(0.05, 0.1) > chamfer_reward(0.2, 0.1) > 0
+
+
+def test_occupancy_of_a_cube_fills_the_cells_inside_it():
+    vertices, faces = cube(1.0)
+    grid = occupancy(vertices, faces, resolution=20, bounds=(-1.0, 1.0))
+    axis = grid_axis(20, -1.0, 1.0)
+    inside = np.abs(axis) < 0.5
+    assert np.array_equal(grid, inside[:, None, None] & inside[None, :, None] & inside[None, None, :])
+
+
+def test_iou_of_identical_meshes_is_one():
+    vertices, faces = cube(1.3, (0.1, -0.2, 0.05))
+    grid = occupancy(vertices, faces)
+    assert grid.any() and iou(grid, grid) == 1.0
+
+
+def test_iou_of_a_cube_and_one_twice_as_big_is_one_eighth():
+    small, faces = cube(1.0)
+    big, _ = cube(2.0)
+    frame = Frame.of(big)
+    value = iou(occupancy(frame.apply(small), faces), occupancy(frame.apply(big), faces))
+    assert value == pytest.approx(1 / 8, abs=0.02)
+
+
+def test_iou_of_disjoint_boxes_is_zero_and_of_two_empty_grids_one():
+    a, faces = box((-0.9, -0.9, -0.9), (-0.1, 0.5, 0.5))
+    b, _ = box((0.1, -0.9, -0.9), (0.9, 0.5, 0.5))
+    assert iou(occupancy(a, faces), occupancy(b, faces)) == 0.0
+    empty = np.zeros((4, 4, 4), bool)
+    assert iou(empty, empty) == 1.0
+
+
+def test_clean_mesh_drops_broken_faces_and_unused_vertices():
+    vertices, faces = cube(1.0)
+    vertices = np.vstack([vertices, [[np.nan, 0, 0], [7, 7, 7]]])
+    broken = np.array([[0, 1, 8], [0, 1, 99], [-1, 0, 1], [0, 0, 1]])  # NaN, out of range, <0, zero area
+    clean_vertices, clean_faces = clean_mesh(vertices, np.vstack([faces, broken]))
+    assert len(clean_faces) == 12 and len(clean_vertices) == 8
+    assert triangle_areas(clean_vertices, clean_faces).sum() == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize(
+    "vertices, faces",
+    [(None, None), ([[0, 0]], [[0, 0, 0]]), ([[0, 0, 0], [1, 1]], [[0, 1, 1]]), ("abc", [[0, 1, 2]])],
+)
+def test_clean_mesh_turns_malformed_input_into_an_empty_mesh(vertices, faces):
+    clean_vertices, clean_faces = clean_mesh(vertices, faces)
+    assert clean_vertices.shape == (0, 3) and clean_faces.shape == (0, 3)

@@ -1,0 +1,170 @@
+"""Properties of reward.score: the composite reward in the target's frame."""
+
+import json
+import math
+import pickle
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from renderer.openscad import MeshResult, Status
+from reward.score import RewardBreakdown, RewardWeights, Scorer, prepare_target, score
+from tests.conftest import needs_openscad
+from tests.reward.meshes import box, ok
+
+WEIGHTS = RewardWeights()
+LO, HI = np.array([0.0, 0.0, 0.0]), np.array([3.0, 2.0, 1.0])  # asymmetric, so every view sees errors
+DIAGONAL = float(np.linalg.norm(HI - LO))
+
+
+@pytest.fixture(scope="module")
+def target():
+    return prepare_target(*box(LO, HI), WEIGHTS)
+
+
+def moved(shift=(0.0, 0.0, 0.0), scale=1.0) -> MeshResult:
+    """The target box, scaled about its centre and shifted."""
+    centre = (LO + HI) / 2
+    vertices, faces = box(LO, HI)
+    return ok((vertices - centre) * scale + centre + np.asarray(shift), faces)
+
+
+def assert_finite(result: RewardBreakdown):
+    for name, value in result.to_dict().items():
+        if isinstance(value, float):
+            assert math.isfinite(value), name
+
+
+def test_identical_mesh_gets_full_marks(target):
+    result = score(moved(), target)
+    assert (result.total, result.ssim, result.chamfer, result.iou, result.valid) == (1, 1, 1, 1, 1)
+    assert result.chamfer_distance == 0.0 and result.status == "ok"
+
+
+def test_position_error_lowers_the_reward(target):
+    totals = [score(moved(shift=(f * DIAGONAL, 0, 0)), target).total for f in (0.0, 0.03, 0.1, 0.3)]
+    assert totals == sorted(totals, reverse=True) and len(set(totals)) == 4
+    assert totals[-1] < 0.5
+
+
+def test_scale_error_lowers_the_reward(target):
+    totals = [score(moved(scale=s), target).total for s in (1.0, 1.1, 1.5, 3.0)]
+    assert totals == sorted(totals, reverse=True) and len(set(totals)) == 4
+    assert score(moved(scale=0.5), target).total < totals[1]
+
+
+def test_every_term_drops_for_a_wrong_size(target):
+    result = score(moved(scale=1.5), target)
+    assert max(result.ssim, result.chamfer, result.iou) < 0.5
+
+
+def test_same_inputs_give_the_same_breakdown():
+    first_target, second_target = (prepare_target(*box(LO, HI), WEIGHTS) for _ in range(2))
+    assert np.array_equal(first_target.points, second_target.points)
+    pred = moved(shift=(0.2, 0.1, 0))
+    first, second = score(pred, first_target), score(pred, second_target)
+    assert {**first.to_dict(), "score_seconds": 0} == {**second.to_dict(), "score_seconds": 0}
+
+
+@pytest.mark.parametrize("status", [s for s in Status if s is not Status.OK])
+def test_failed_programs_get_the_penalty_and_zero_terms(target, status):
+    result = score(MeshResult(status, seconds=0.25), target)
+    assert result.total == WEIGHTS.invalid_penalty
+    assert (result.ssim, result.chamfer, result.iou, result.valid) == (0, 0, 0, 0)
+    assert result.status == status.value and result.seconds == 0.25
+    assert result.chamfer_distance is None
+
+
+@pytest.mark.parametrize(
+    "vertices, faces",
+    [
+        (np.zeros((0, 3)), np.zeros((0, 3), np.int64)),
+        (np.full((3, 3), np.nan), [[0, 1, 2]]),
+        ([[0, 0, 0], [np.inf, 0, 0], [0, 1, 0]], [[0, 1, 2]]),
+        ([[0, 0, 0], [1e300, 0, 0], [0, 1e300, 0]], [[0, 1, 2]]),
+        ([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 5]]),
+        ([[0, 0, 0], [1, 0, 0], [2, 0, 0]], [[0, 1, 2]]),  # collinear: zero area
+        ([[0, 0], [1, 0]], [[0, 1]]),
+        (None, None),
+    ],
+)
+def test_unusable_meshes_get_the_penalty_without_raising(target, vertices, faces):
+    result = score(SimpleNamespace(status=Status.OK, vertices=vertices, faces=faces, seconds=0.1), target)
+    assert result.total == WEIGHTS.invalid_penalty and result.valid == 0
+    assert result.status in ("empty", "degenerate")
+    assert_finite(result)
+
+
+def test_a_mesh_with_some_broken_faces_is_scored_on_the_rest(target):
+    vertices, faces = box(LO, HI)
+    vertices = np.vstack([vertices, [[np.nan, np.nan, np.nan]]])
+    faces = np.vstack([faces, [[0, 1, 8], [0, 1, 42]]])
+    result = score(ok(vertices, faces), target)
+    assert result.total == pytest.approx(1.0)
+
+
+def test_a_single_sliver_triangle_gets_almost_nothing(target):
+    sliver = ok([[0, 0, 0], [3, 0, 0], [1.5, 0.002, 0]], [[0, 1, 2]])
+    result = score(sliver, target)
+    assert result.valid == 1 and 0 <= result.total < 0.05
+
+
+def test_total_stays_between_penalty_and_one(target):
+    preds = [moved(shift=(s, 0, 0), scale=k) for s in (0, 1, 5) for k in (0.3, 1, 4)]
+    for result in (score(p, target) for p in preds):
+        assert WEIGHTS.invalid_penalty <= result.total <= 1
+        assert all(0 <= t <= 1 for t in (result.ssim, result.chamfer, result.iou))
+        assert_finite(result)
+
+
+def test_plain_string_status_is_accepted(target):
+    vertices, faces = box(LO, HI)
+    result = score(SimpleNamespace(status="ok", vertices=vertices, faces=faces, seconds=0.0), target)
+    assert result.total == 1.0
+
+
+def test_scorer_and_prepared_target_survive_pickling(target):
+    scorer = Scorer(WEIGHTS, size=64, threads=1)
+    prepared = pickle.loads(pickle.dumps(scorer.prepare(*box(LO, HI))))
+    restored = pickle.loads(pickle.dumps(scorer))
+    pred = moved(shift=(0.3, 0, 0))
+    assert restored(pred, prepared).total == pytest.approx(scorer(pred, prepared).total)
+    assert prepared.images.shape == (4, 64, 64)
+
+
+def test_breakdown_is_json_ready(target):
+    for pred in (moved(), MeshResult(Status.TIMEOUT)):
+        record = json.loads(json.dumps(score(pred, target).to_dict()))
+        assert set(record) >= {"total", "ssim", "chamfer", "iou", "valid", "status", "seconds"}
+
+
+def test_an_empty_target_is_refused():
+    with pytest.raises(ValueError, match="no usable face"):
+        prepare_target(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"ssim": -1.0}, "weights"),
+        ({"ssim": 0, "chamfer": 0, "iou": 0, "valid": 0}, "weights"),
+        ({"invalid_penalty": 0.5}, "invalid_penalty"),
+        ({"chamfer_scale": 0.0}, "chamfer_scale"),
+        ({"n_points": 0}, "n_points"),
+    ],
+)
+def test_weights_refuse_bad_values_and_say_why(changes, message):
+    with pytest.raises(ValueError, match=message):
+        RewardWeights(**changes)
+
+
+@needs_openscad
+def test_real_openscad_part_scores_itself_higher_than_a_variant():
+    from renderer.openscad import run
+
+    part = run("difference() { cube([30, 20, 8]); translate([15, 10, -1]) cylinder(d=8, h=10); }")
+    variant = run("cube([30, 20, 8]);")
+    prepared = prepare_target(part.vertices, part.faces)
+    assert score(part, prepared).total == 1.0
+    assert 0 < score(variant, prepared).total < 1.0
