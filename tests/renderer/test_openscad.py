@@ -2,6 +2,7 @@
 
 import dataclasses
 import subprocess
+import tempfile
 import time
 
 import numpy as np
@@ -14,9 +15,9 @@ from tests.conftest import needs_openscad
 pytestmark = needs_openscad
 
 
-def _openscad_processes() -> set[int]:
-    out = subprocess.run(["pgrep", "-x", "openscad"], capture_output=True, text=True).stdout
-    return {int(pid) for pid in out.split()}
+def _openscad_processes(workdir) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"openscad.*{workdir}"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
 
 
 def test_valid_part_is_ok_with_a_closed_mesh():
@@ -42,8 +43,8 @@ def test_runtime_error_from_failed_assert():
     assert run('assert(false, "boom"); cube(1);').status is Status.RUNTIME_ERROR
 
 
-def test_infinite_loop_times_out_and_leaves_no_process():
-    before = _openscad_processes()
+def test_infinite_loop_times_out_and_leaves_no_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the run's folder goes here
     start = time.monotonic()
     # a million spheres to union: OpenSCAD would run for hours
     result = run(
@@ -52,7 +53,8 @@ def test_infinite_loop_times_out_and_leaves_no_process():
     )
     assert result.status is Status.TIMEOUT
     assert time.monotonic() - start < 10
-    assert _openscad_processes() <= before
+    assert _openscad_processes(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []  # its temporary folder is gone too
 
 
 def test_two_dimensional_program_is_not_3d():

@@ -1,0 +1,257 @@
+"""``RenderPool``: OpenSCAD + scoring of many programs at once, on Ray actors.
+
+Each actor runs ``code -> renderer.openscad.run -> scorer(result, prepared_target)``
+for one program at a time. The scorer is any picklable object with
+``prepare(vertices, faces)`` and ``__call__(mesh_result, prepared)`` (for
+example :class:`reward.score.Scorer`), so this module knows nothing of rewards.
+
+- Targets are registered once (:meth:`RenderPool.add_target`): their mesh goes
+  into Ray's object store, and each actor prepares a target (frame, views,
+  samples) the first time it needs it and keeps it.
+- :meth:`RenderPool.score` returns one result per request, in input order.
+  An actor never holds more than one program, so a batch larger than the pool
+  starts no more work than there are workers (back-pressure).
+- Faults: an actor that dies, or that runs past ``item_timeout_s``, is
+  killed and replaced and its program runs again; a program that takes down
+  ``max_attempts`` actors is scored as a ``crashed`` run. Every request is
+  answered exactly once.
+- ``workers=0`` runs the same code in this process, without Ray (unit tests,
+  ``--workers 0``).
+
+Ray is started bound to this machine with token authentication on
+(:mod:`renderer.cluster`, which also says how to join an existing cluster).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from renderer.cache import RenderCache
+from renderer.openscad import MeshResult, RenderLimits, Status, run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One program to score against a registered target."""
+
+    code: str
+    target_id: str
+
+
+class RenderWorker:
+    """Runs and scores programs; the body of each Ray actor (and of ``workers=0``)."""
+
+    def __init__(self, scorer, limits: RenderLimits, cache_dir: str | None = None, max_targets: int = 512):
+        self.scorer = scorer
+        self.limits = limits
+        self.cache = RenderCache(cache_dir) if cache_dir else None
+        self.prepared: collections.OrderedDict = collections.OrderedDict()
+        self.max_targets = max_targets
+
+    def prepare(self, target_id: str, mesh_box: list):
+        """The prepared target, computed from ``mesh_box[0] = (vertices, faces)`` on first use."""
+        if target_id in self.prepared:
+            self.prepared.move_to_end(target_id)
+            return self.prepared[target_id]
+        vertices, faces = _resolve(mesh_box[0])
+        prepared = self.scorer.prepare(vertices, faces)
+        self.prepared[target_id] = prepared
+        if len(self.prepared) > self.max_targets:
+            self.prepared.popitem(last=False)
+        return prepared
+
+    def score(self, code: str, target_id: str, mesh_box: list):
+        """Run ``code`` with OpenSCAD and score it against the target.
+
+        An exception inside scoring is a bug, not a bad program: it is logged with
+        its traceback and the program is scored as ``crashed`` with the error.
+        """
+        prepared = self.prepare(target_id, mesh_box)
+        result = self.cache.run(code, self.limits) if self.cache else run(code, self.limits)
+        try:
+            return self.scorer(result, prepared)
+        except Exception as error:  # noqa: BLE001 - reported, and typed as crashed
+            logger.exception("scoring failed for a %s program", result.status)
+            return self.scorer(MeshResult(Status.CRASHED, stderr=f"scoring error: {error!r}"), None)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _resolve(value):
+    """Fetch a Ray object reference (actors get targets boxed, so only misses fetch)."""
+    try:
+        import ray
+
+        if isinstance(value, ray.ObjectRef):
+            return ray.get(value)
+    except ImportError:
+        pass
+    return value
+
+
+class RenderPool:
+    """Score OpenSCAD programs against targets with ``workers`` Ray actors.
+
+    Parameters
+    ----------
+    scorer : object with ``prepare(vertices, faces)`` and ``__call__(result, prepared)``
+    workers : int or None
+        Actors to run (default: one per CPU); 0 runs everything in this process.
+    limits : RenderLimits
+        OpenSCAD limits for every program.
+    cache_dir : str or None
+        A :class:`RenderCache` folder shared by the actors.
+    item_timeout_s : float or None
+        An actor busy longer than this on one program is presumed hung
+        (default: the OpenSCAD timeout plus 30 s).
+    max_attempts : int
+        Actors a program may take down before it is scored as ``crashed``.
+    ray_address : str or None
+        Join this Ray cluster instead of starting a local one.
+    """
+
+    def __init__(
+        self,
+        scorer,
+        workers: int | None = None,
+        limits: RenderLimits | None = None,
+        cache_dir: str | None = None,
+        item_timeout_s: float | None = None,
+        max_attempts: int = 2,
+        ray_address: str | None = None,
+    ):
+        self.scorer = scorer
+        self.limits = limits or RenderLimits()
+        self.cache_dir = cache_dir
+        self.workers = os.cpu_count() if workers is None else workers
+        self.item_timeout_s = item_timeout_s or self.limits.timeout_s + 30.0
+        self.max_attempts = max_attempts
+        self.targets: dict[str, object] = {}
+        self.ray_start_s = 0.0
+        self.replaced_actors = 0
+        if self.workers > 0:
+            from renderer.cluster import ensure_ray
+
+            self.ray_start_s = ensure_ray(max(self.workers, os.cpu_count() or 1), ray_address)
+            self.actors = [self._new_actor() for _ in range(self.workers)]
+        else:
+            self.local = RenderWorker(scorer, self.limits, cache_dir)
+
+    def _new_actor(self):
+        import ray
+
+        actor_cls = ray.remote(num_cpus=1, max_restarts=0)(RenderWorker)
+        return actor_cls.remote(self.scorer, self.limits, self.cache_dir)
+
+    def add_target(self, target_id: str, vertices, faces) -> None:
+        """Register a target mesh once; later requests name it by ``target_id``."""
+        if target_id in self.targets:
+            return
+        mesh = (vertices, faces)
+        if self.workers > 0:
+            import ray
+
+            mesh = ray.put(mesh)
+        self.targets[target_id] = mesh
+
+    def score(self, batch: list[ScoreRequest]) -> list:
+        """Score every request; one result per request, in input order."""
+        missing = {r.target_id for r in batch} - set(self.targets)
+        if missing:
+            raise KeyError(f"unknown target ids (call add_target first): {sorted(missing)[:5]}")
+        if self.workers == 0:
+            return [self.local.score(r.code, r.target_id, [self.targets[r.target_id]]) for r in batch]
+        return _Dispatch(self, batch).run()
+
+    def actor_pids(self) -> list[int]:
+        """Process ids of the live actors (for fault tests)."""
+        import ray
+
+        return ray.get([a.pid.remote() for a in self.actors])
+
+    def close(self) -> None:
+        """Stop the actors (the Ray cluster itself stays up for this process)."""
+        if self.workers > 0:
+            import ray
+
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _Dispatch:
+    """One batch through the actors: at most one program per actor, faults retried."""
+
+    def __init__(self, pool: RenderPool, batch: list[ScoreRequest]):
+        self.pool = pool
+        self.batch = batch
+        self.results: list = [None] * len(batch)
+        self.pending = collections.deque(range(len(batch)))
+        self.attempts = [0] * len(batch)
+        self.idle = list(range(len(pool.actors)))
+        self.running: dict = {}  # ref -> (item index, actor slot, start time)
+
+    def run(self) -> list:
+        import ray
+
+        while self.pending or self.running:
+            self._submit()
+            done, _ = ray.wait(list(self.running), num_returns=1, timeout=1.0)
+            for ref in done:
+                self._collect(ref)
+            self._reap_hung()
+        return self.results
+
+    def _submit(self) -> None:
+        while self.pending and self.idle:
+            index, slot = self.pending.popleft(), self.idle.pop()
+            request = self.batch[index]
+            box = [self.pool.targets[request.target_id]]
+            ref = self.pool.actors[slot].score.remote(request.code, request.target_id, box)
+            self.running[ref] = (index, slot, time.monotonic())
+
+    def _collect(self, ref) -> None:
+        import ray
+
+        index, slot, _ = self.running.pop(ref)
+        try:
+            self.results[index] = ray.get(ref)
+        except ray.exceptions.RayActorError as error:
+            self._fault(index, slot, f"render worker died: {type(error).__name__}")
+            return
+        self.idle.append(slot)
+
+    def _reap_hung(self) -> None:
+        now = time.monotonic()
+        for ref, (index, slot, started) in list(self.running.items()):
+            if now - started > self.pool.item_timeout_s:
+                del self.running[ref]
+                self._fault(index, slot, f"render worker hung for {now - started:.0f} s")
+
+    def _fault(self, index: int, slot: int, reason: str) -> None:
+        """Replace the actor in ``slot``; retry item ``index`` or score it as crashed."""
+        import ray
+
+        ray.kill(self.pool.actors[slot])
+        self.pool.actors[slot] = self.pool._new_actor()
+        self.pool.replaced_actors += 1
+        self.idle.append(slot)
+        self.attempts[index] += 1
+        if self.attempts[index] >= self.pool.max_attempts:
+            crashed = MeshResult(Status.CRASHED, stderr=reason)
+            self.results[index] = self.pool.scorer(crashed, None)
+        else:
+            self.pending.appendleft(index)

@@ -1,0 +1,131 @@
+"""RenderPool on a real local Ray cluster and in-process: order, faults, back-pressure."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from renderer.openscad import RenderLimits, run
+from renderer.pool import RenderPool, RenderWorker, ScoreRequest
+from reward.score import Scorer
+from tests.conftest import needs_openscad
+
+pytestmark = needs_openscad
+
+TARGET = "difference() { cube(10, center = true); cylinder(r = 3, h = 20, center = true, $fn = 24); }"
+
+
+class SizeScorer:
+    """A fake scorer for fault tests: returns the part's size; a size of 13 kills the
+    worker process and a size of 17 hangs it (stands in for a crash in native code)."""
+
+    def prepare(self, vertices, faces):
+        return None
+
+    def __call__(self, result, prepared):
+        size = float(result.vertices.max()) if result.ok else -1.0
+        if size == 13.0:
+            os._exit(1)
+        if size == 17.0:
+            time.sleep(3600)
+        return (str(result.status), size, os.getpid())
+
+
+def _requests(sizes):
+    return [ScoreRequest(f"cube({s});", "t") for s in sizes]
+
+
+def test_in_process_pool_scores_in_order_with_the_real_reward():
+    target = run(TARGET)
+    pool = RenderPool(Scorer(threads=1), workers=0)
+    pool.add_target("t", target.vertices, target.faces)
+    codes = [TARGET, "cube(", "cube(4);"]
+    results = pool.score([ScoreRequest(code, "t") for code in codes])
+    assert [r.status for r in results] == ["ok", "syntax_error", "ok"]
+    assert results[0].total > 0.99 and results[1].total == -1.0 and 0 < results[2].total < 0.9
+
+
+def test_unknown_target_is_a_clear_error():
+    pool = RenderPool(SizeScorer(), workers=0)
+    with pytest.raises(KeyError, match="add_target"):
+        pool.score([ScoreRequest("cube(1);", "nope")])
+
+
+def test_worker_prepares_each_target_once():
+    calls = []
+
+    class Counting(SizeScorer):
+        def prepare(self, vertices, faces):
+            calls.append(1)
+
+    worker = RenderWorker(Counting(), RenderLimits())
+    box = [(np.zeros((3, 3)), np.array([[0, 1, 2]]))]
+    for _ in range(3):
+        worker.score("cube(2);", "t", box)
+    assert len(calls) == 1
+
+
+@pytest.fixture(scope="module")
+def ray_pool():
+    pool = RenderPool(SizeScorer(), workers=2, item_timeout_s=8)
+    pool.add_target("t", np.zeros((3, 3)), np.array([[0, 1, 2]]))
+    yield pool
+    pool.close()
+
+
+def test_ray_pool_returns_one_result_per_request_in_order(ray_pool):
+    sizes = [1 + (i % 7) for i in range(20)]
+    results = ray_pool.score(_requests(sizes))
+    assert [r[1] for r in results] == [float(s) for s in sizes]
+    assert len({r[2] for r in results}) == 2  # both actors did work
+
+
+def test_killed_actor_mid_batch_loses_nothing_and_scores_nothing_twice(ray_pool, monkeypatch):
+    from renderer import pool as pool_module
+
+    sizes = [2 + (i % 5) for i in range(64)]
+    victim = ray_pool.actor_pids()[0]
+    original, collected = pool_module._Dispatch._collect, []
+
+    def kill_after_ten(self, ref):  # kill one actor while the batch is in flight
+        original(self, ref)
+        collected.append(ref)
+        if len(collected) == 10:
+            os.kill(victim, 9)
+
+    monkeypatch.setattr(pool_module._Dispatch, "_collect", kill_after_ten)
+    replaced_before = ray_pool.replaced_actors
+    results = ray_pool.score(_requests(sizes))
+    assert len(results) == 64
+    assert [r[1] for r in results] == [float(s) for s in sizes]
+    assert ray_pool.replaced_actors == replaced_before + 1
+    assert victim not in ray_pool.actor_pids()
+
+
+def test_program_that_kills_workers_twice_is_crashed(ray_pool):
+    results = ray_pool.score(_requests([2, 13, 3]))
+    assert results[0][1] == 2.0 and results[2][1] == 3.0
+    assert results[1][0] == "crashed"  # the fake scorer's answer for a crashed MeshResult
+
+
+def test_hung_worker_is_replaced_and_its_program_crashed(ray_pool):
+    start = time.monotonic()
+    results = ray_pool.score(_requests([17, 4]))
+    assert results[0][0] == "crashed" and results[1][1] == 4.0
+    assert time.monotonic() - start < 60
+
+
+def test_back_pressure_never_runs_more_programs_than_workers(ray_pool, monkeypatch):
+    from renderer import pool as pool_module
+
+    peak = []
+    original = pool_module._Dispatch._submit
+
+    def spy(self):
+        original(self)
+        peak.append(len(self.running))
+
+    monkeypatch.setattr(pool_module._Dispatch, "_submit", spy)
+    ray_pool.score(_requests([1 + (i % 4) for i in range(30)]))
+    assert max(peak) == 2
