@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from renderer.cache import RenderCache
 from renderer.openscad import MeshResult, RenderLimits, Status, run
+from renderer.views import save_view_row
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class ScoreRequest:
 
     code: str
     target_id: str
+    views_path: str | None = None
+    """If set, the prediction's views (target frame) are saved here as one PNG row."""
+    target_views_path: str | None = None
+    """If set and missing, the target's views are saved here as one PNG row."""
 
 
 class RenderWorker:
@@ -66,16 +71,24 @@ class RenderWorker:
             self.prepared.popitem(last=False)
         return prepared
 
-    def score(self, code: str, target_id: str, mesh_box: list):
-        """Run ``code`` with OpenSCAD and score it against the target.
+    def score(self, request: ScoreRequest, mesh_box: list):
+        """Run the request's program with OpenSCAD and score it against its target.
 
         An exception inside scoring is a bug, not a bad program: it is logged with
         its traceback and the program is scored as ``crashed`` with the error.
+        With ``views_path`` set, the views go to disk too (the scorer must offer
+        ``pred_views(result, prepared)`` and ``target_views(prepared)``).
         """
-        prepared = self.prepare(target_id, mesh_box)
+        prepared = self.prepare(request.target_id, mesh_box)
+        code = request.code
         result = self.cache.run(code, self.limits) if self.cache else run(code, self.limits)
         try:
-            return self.scorer(result, prepared)
+            breakdown = self.scorer(result, prepared)
+            if request.views_path:
+                save_view_row(self.scorer.pred_views(result, prepared), request.views_path)
+            if request.target_views_path and not os.path.exists(request.target_views_path):
+                save_view_row(self.scorer.target_views(prepared), request.target_views_path)
+            return breakdown
         except Exception as error:  # noqa: BLE001 - reported, and typed as crashed
             logger.exception("scoring failed for a %s program", result.status)
             return self.scorer(MeshResult(Status.CRASHED, stderr=f"scoring error: {error!r}"), None)
@@ -167,7 +180,7 @@ class RenderPool:
         if missing:
             raise KeyError(f"unknown target ids (call add_target first): {sorted(missing)[:5]}")
         if self.workers == 0:
-            return [self.local.score(r.code, r.target_id, [self.targets[r.target_id]]) for r in batch]
+            return [self.local.score(r, [self.targets[r.target_id]]) for r in batch]
         return _Dispatch(self, batch).run()
 
     def actor_pids(self) -> list[int]:
@@ -220,7 +233,7 @@ class _Dispatch:
             index, slot = self.pending.popleft(), self.idle.pop()
             request = self.batch[index]
             box = [self.pool.targets[request.target_id]]
-            ref = self.pool.actors[slot].score.remote(request.code, request.target_id, box)
+            ref = self.pool.actors[slot].score.remote(request, box)
             self.running[ref] = (index, slot, time.monotonic())
 
     def _collect(self, ref) -> None:

@@ -58,11 +58,16 @@ class Camera:
 
     def basis(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(forward, right, up) unit vectors; forward points from the eye to the origin."""
-        forward = -np.asarray(self.direction, dtype=np.float64)
-        forward /= np.linalg.norm(forward)
-        right = np.cross(forward, np.asarray(self.up, dtype=np.float64))
-        right /= np.linalg.norm(right)
-        return forward, right, np.cross(right, forward)
+        return _camera_basis(self.direction, self.up)
+
+
+@functools.lru_cache(maxsize=64)
+def _camera_basis(direction, up) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    forward = -np.asarray(direction, dtype=np.float64)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, np.asarray(up, dtype=np.float64))
+    right /= np.linalg.norm(right)
+    return forward, right, np.cross(right, forward)
 
 
 CANONICAL_CAMERAS: tuple[Camera, ...] = (
@@ -113,21 +118,37 @@ def render(
     An empty mesh gives blank images (all background) and empty masks.
     ``threads`` caps Embree's threads (0: all cores; render workers pass 1).
     """
+    scene = make_scene(frame.apply(mesh.vertices), mesh.faces) if len(mesh.faces) else None
+    return render_scene(scene, cameras, size, threads)
+
+
+def make_scene(vertices: np.ndarray, faces: np.ndarray):
+    """An open3d ``RaycastingScene`` of one mesh (``vertices (N, 3)`` already placed, ``faces (M, 3)``).
+
+    Build it once to render, query occupancy and measure distances on the same mesh.
+    """
     import open3d as o3d
 
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.asarray(faces, dtype=np.uint32)),
+    )
+    return scene
+
+
+def render_scene(
+    scene, cameras: tuple[Camera, ...] = CANONICAL_CAMERAS, size: int = 128, threads: int = 0
+) -> Views:
+    """Render a :func:`make_scene` scene (``None``: an empty mesh, blank views)."""
     if size < 8:
         raise ValueError(f"view size must be at least 8 pixels, got {size}")
     count = len(cameras)
     images = np.full((count, size, size), BACKGROUND, dtype=np.float32)
     masks = np.zeros((count, size, size), dtype=bool)
     names = tuple(c.name for c in cameras)
-    if len(mesh.faces) == 0:
+    if scene is None:
         return Views(images, masks, names)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(frame.apply(mesh.vertices).astype(np.float32)),
-        o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
-    )
     hits = scene.cast_rays(_rays_for(tuple(cameras), size), nthreads=threads)
     hit = np.isfinite(hits["t_hit"].numpy())
     normals = hits["primitive_normals"].numpy()
@@ -189,6 +210,15 @@ def contact_sheet(rows: list[np.ndarray], labels: list[str] | None = None, pad: 
         for c, image in enumerate(views):
             sheet.paste(Image.fromarray(to_uint8(image)), (pad + c * (width + pad), top + label_h))
     return np.asarray(sheet)
+
+
+def save_view_row(images: np.ndarray, path: str) -> str:
+    """Write views ``(V, H, W)`` side by side as one PNG at ``path``; return the path."""
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(to_uint8(np.concatenate(list(images), axis=1))).save(path)
+    return path
 
 
 def save_contact_sheet(rows: list[np.ndarray], path: str, labels: list[str] | None = None) -> str:

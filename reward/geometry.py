@@ -24,10 +24,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from renderer.views import make_scene
+
 GRID_EXTENT = 1.05
 """Half-width of the reward's occupancy grid in target-frame units (the target fits in [-1, 1]^3)."""
 MAX_COORDINATE = 1e6
 """Vertices farther than this from the frame's origin (in frame units) are treated as broken."""
+FLOAT32_NOISE = 1e-5
+"""Distances below this (frame units, the target fits the unit sphere) are float32 rounding: 0."""
 MIN_FACE_AREA = 1e-12
 """Faces with a smaller area (in frame units squared) are dropped as degenerate."""
 
@@ -155,6 +159,45 @@ def chamfer(p: np.ndarray, q: np.ndarray, squared: bool = False) -> float:
     return float(p_to_q.mean() + q_to_p.mean())
 
 
+def surface_distance(scene, points: np.ndarray, threads: int = 0) -> np.ndarray:
+    """Unsigned distance ``(n,) float64`` from each of ``points (n, 3)`` to the surface in ``scene``.
+
+    ``scene`` is a :func:`renderer.views.make_scene` of the mesh (open3d's
+    closest-point query on the triangles themselves, not on samples of them).
+    """
+    import open3d as o3d
+
+    query = o3d.core.Tensor(np.asarray(points, dtype=np.float32))
+    distance = scene.compute_distance(query, nthreads=threads).numpy().astype(np.float64)
+    distance[distance < FLOAT32_NOISE] = 0.0  # a point on the surface, up to float32 rounding
+    return distance
+
+
+def surface_chamfer(
+    p_points: np.ndarray, p_scene, q_points: np.ndarray, q_scene, threads: int = 0
+) -> float:
+    """Symmetric point-to-surface chamfer distance between meshes P and Q.
+
+    ``mean_i d(p_i, Q) + mean_j d(q_j, P)`` where ``p_i`` are surface samples of
+    P and ``d(x, Q)`` is the exact distance from ``x`` to Q's triangles. Unlike
+    :func:`chamfer` on two sample sets, it is 0 for the same surface however it
+    is triangulated or sampled (OpenSCAD does not emit one program's triangles
+    in the same order twice), so an exact prediction gets the full reward.
+
+    Parameters
+    ----------
+    p_points : (n, 3) float
+        Samples of P's surface.
+    p_scene : open3d RaycastingScene of P
+    q_points : (m, 3) float
+        Samples of Q's surface.
+    q_scene : open3d RaycastingScene of Q
+    """
+    forward = surface_distance(q_scene, p_points, threads)
+    backward = surface_distance(p_scene, q_points, threads)
+    return float(forward.mean() + backward.mean())
+
+
 def chamfer_reward(distance: float, scale: float) -> float:
     """Map a chamfer distance to [0, 1]: ``exp(-distance / scale)``.
 
@@ -176,6 +219,7 @@ def occupancy(
     resolution: int = 64,
     bounds: tuple[float, float] = (-GRID_EXTENT, GRID_EXTENT),
     threads: int = 0,
+    scene=None,
 ) -> np.ndarray:
     """Which cells of the cube ``bounds^3`` have their centre inside the mesh.
 
@@ -193,6 +237,8 @@ def occupancy(
         Low and high coordinate of the grid cube, on every axis.
     threads : int
         Embree threads (0: all cores).
+    scene : open3d RaycastingScene, optional
+        The mesh's :func:`renderer.views.make_scene`, if already built.
 
     Returns
     -------
@@ -212,11 +258,7 @@ def occupancy(
         return grid
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     points = np.stack(np.meshgrid(*(axis[s] for s in box), indexing="ij"), axis=-1)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(vertices.astype(np.float32)),
-        o3d.core.Tensor(np.asarray(faces, dtype=np.uint32)),
-    )
+    scene = scene if scene is not None else make_scene(vertices, faces)
     inside = scene.compute_occupancy(o3d.core.Tensor(points.astype(np.float32)), nthreads=threads)
     grid[box] = inside.numpy() > 0.5
     return grid

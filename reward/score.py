@@ -15,12 +15,14 @@ Terms, each in [0, 1], higher is better:
   background from a bright face (0.98) but does separate black from it
   (0.004); masked, because a blank view otherwise shares most of its pixels
   with the target's. Together they give a blank or sliver render about 0.
-- ``chamfer``: ``exp(-d / chamfer_scale)`` with ``d`` the symmetric chamfer
-  distance (:func:`reward.geometry.chamfer`, unsquared) of surface samples.
-  Target and prediction are sampled with the same seed, so an identical mesh
-  gives exactly 0; the same surface triangulated differently does not (two
-  samplings of the flange example are 0.047 apart at 2048 points, a term of
-  0.63 at the default scale).
+- ``chamfer``: ``exp(-d / chamfer_scale)`` with ``d`` the symmetric
+  point-to-surface chamfer distance (:func:`reward.geometry.surface_chamfer`):
+  samples of each surface measured against the other mesh's triangles. It is
+  0 for the same surface however OpenSCAD triangulated it (sample-to-sample
+  chamfer is not: two runs of one flange program came out 0.01 apart, a term
+  of 0.90), which is why 2048 samples per mesh suffice here; the
+  sample-to-sample protocol with 8192 points is kept for evaluation
+  (:mod:`reward.metrics`).
 - ``iou``: volumetric IoU on the occupancy grid over the frame's
   [-1.05, 1.05]^3 (predicted volume outside it is not counted; the chamfer
   term still sees it). Dropped from the mean when the target is too thin to
@@ -41,14 +43,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from renderer.views import CANONICAL_CAMERAS, Camera, Frame, render
+from renderer.views import CANONICAL_CAMERAS, Camera, Frame, make_scene, render, render_scene
 from reward.geometry import (
-    chamfer,
     chamfer_reward,
     clean_mesh,
     iou,
     occupancy,
     sample_surface,
+    surface_chamfer,
 )
 from reward.ssim import masked_ssim
 
@@ -70,7 +72,7 @@ class RewardWeights:
     chamfer_scale: float = 0.1
     """Chamfer distance, in target half-diagonals, at which the chamfer term falls to 1/e."""
     n_points: int = 2048
-    """Surface samples per mesh for the chamfer term (two samplings of one surface differ by ~0.05)."""
+    """Surface samples per mesh for the point-to-surface chamfer term."""
     resolution: int = 48
     """Occupancy cells per axis over the target frame's [-1.05, 1.05]^3 (cell 0.044)."""
     seed: int = 0
@@ -115,6 +117,8 @@ class RewardBreakdown:
     """The raw chamfer distance ``d`` in target half-diagonals; None when invalid."""
     score_seconds: float = 0.0
     """Time spent in :func:`score`."""
+    detail: str = ""
+    """Why a program failed: the last lines of OpenSCAD's messages (empty when valid)."""
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -140,6 +144,24 @@ class PreparedTarget:
     """``(R, R, R) bool`` occupancy grid in the frame."""
     seed: int = 0
     """Seed the samples were drawn with (reused for predictions)."""
+    vertices: np.ndarray | None = None
+    """``(N, 3)`` target vertices in the frame (for the point-to-surface distance)."""
+    faces: np.ndarray | None = None
+    """``(M, 3)`` target faces."""
+
+    def scene(self):
+        """The target's ray-casting scene, built on first use in this process (never pickled)."""
+        scene = self.__dict__.get("_scene")
+        if scene is None:
+            scene = make_scene(self.vertices, self.faces)
+            object.__setattr__(self, "_scene", scene)
+        return scene
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_scene"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -190,6 +212,8 @@ def prepare_target(
         points=sample_surface(mesh.vertices, mesh.faces, weights.n_points, weights.seed),
         occupancy=occupancy(mesh.vertices, mesh.faces, weights.resolution, threads=threads),
         seed=weights.seed,
+        vertices=mesh.vertices,
+        faces=mesh.faces,
     )
 
 
@@ -217,7 +241,7 @@ def score(
     status = str(getattr(pred, "status", "crashed"))
     seconds = _finite(getattr(pred, "seconds", 0.0))
     if status != "ok":
-        return _invalid(weights, status, seconds, start)
+        return _invalid(weights, status, seconds, start, _tail(getattr(pred, "stderr", "")))
     raw_faces = getattr(pred, "faces", None)
     vertices = _in_frame(getattr(pred, "vertices", None), target.frame)
     mesh = _Mesh(*clean_mesh(vertices, raw_faces))
@@ -229,13 +253,14 @@ def score(
 
 def _valid(mesh, target, weights, status, seconds, start, threads) -> RewardBreakdown:
     """Score a usable mesh (already in the target frame)."""
-    identity = Frame((0.0, 0.0, 0.0), 1.0)
-    views = render(mesh, identity, target.cameras, target.size, threads)
+    scene = make_scene(mesh.vertices, mesh.faces)  # one scene: views, distances, occupancy
+    views = render_scene(scene, target.cameras, target.size, threads)
     ssim_term = masked_ssim(1.0 - views.images, 1.0 - target.images, views.masks | target.masks)
     points = sample_surface(mesh.vertices, mesh.faces, len(target.points), target.seed)
-    distance = chamfer(points, target.points)
+    distance = surface_chamfer(points, scene, target.points, target.scene(), threads)
     resolution = target.occupancy.shape[0]
-    iou_term = iou(occupancy(mesh.vertices, mesh.faces, resolution, threads=threads), target.occupancy)
+    grid = occupancy(mesh.vertices, mesh.faces, resolution, threads=threads, scene=scene)
+    iou_term = iou(grid, target.occupancy)
     terms = {
         "ssim": float(np.clip(_finite(ssim_term), 0.0, 1.0)),
         "chamfer": chamfer_reward(distance, weights.chamfer_scale),
@@ -256,7 +281,17 @@ def _valid(mesh, target, weights, status, seconds, start, threads) -> RewardBrea
     )
 
 
-def _invalid(weights: RewardWeights, status: str, seconds: float, start: float) -> RewardBreakdown:
+def _tail(text, lines: int = 6) -> str:
+    """The last ``lines`` non-empty lines of ``text`` (OpenSCAD's statistics dropped)."""
+    if not isinstance(text, str):
+        return ""
+    keep = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("Geometr", "CGAL", "Total"))]
+    return "\n".join(keep[-lines:])
+
+
+def _invalid(
+    weights: RewardWeights, status: str, seconds: float, start: float, detail: str = ""
+) -> RewardBreakdown:
     return RewardBreakdown(
         total=float(weights.invalid_penalty),
         ssim=0.0,
@@ -266,6 +301,7 @@ def _invalid(weights: RewardWeights, status: str, seconds: float, start: float) 
         status=status,
         seconds=seconds,
         score_seconds=time.perf_counter() - start,
+        detail=detail,
     )
 
 
@@ -324,3 +360,16 @@ class Scorer:
     def __call__(self, pred, prepared: PreparedTarget) -> RewardBreakdown:
         """:func:`score` of ``pred`` against ``prepared`` with this scorer's weights."""
         return score(pred, prepared, self.weights, self.threads)
+
+    def target_views(self, prepared: PreparedTarget) -> np.ndarray:
+        """The target's ``(V, H, W)`` views, as the reward sees them."""
+        return prepared.images
+
+    def pred_views(self, pred, prepared: PreparedTarget) -> np.ndarray:
+        """The prediction's ``(V, H, W)`` views in the target's frame (blank when invalid)."""
+        ok = str(getattr(pred, "status", "")) == "ok"
+        mesh = _Mesh(*clean_mesh(_in_frame(pred.vertices, prepared.frame), pred.faces)) if ok else None
+        if mesh is None or len(mesh.faces) == 0:
+            return np.ones((len(prepared.cameras), prepared.size, prepared.size), np.float32)
+        identity = Frame((0.0, 0.0, 0.0), 1.0)
+        return render(mesh, identity, prepared.cameras, prepared.size, self.threads).images

@@ -46,6 +46,19 @@ def test_in_process_pool_scores_in_order_with_the_real_reward():
     assert results[0].total > 0.99 and results[1].total == -1.0 and 0 < results[2].total < 0.9
 
 
+def test_views_are_saved_when_asked(tmp_path):
+    from PIL import Image
+
+    target = run(TARGET)
+    pool = RenderPool(Scorer(threads=1), workers=0)
+    pool.add_target("t", target.vertices, target.faces)
+    pred, tgt = str(tmp_path / "pred.png"), str(tmp_path / "target.png")
+    pool.score([ScoreRequest("cube(4);", "t", views_path=pred, target_views_path=tgt)])
+    pred_img, tgt_img = np.asarray(Image.open(pred)), np.asarray(Image.open(tgt))
+    assert pred_img.shape == tgt_img.shape == (128, 4 * 128)
+    assert (pred_img < 250).sum() < (tgt_img < 250).sum()  # the small cube covers less
+
+
 def test_unknown_target_is_a_clear_error():
     pool = RenderPool(SizeScorer(), workers=0)
     with pytest.raises(KeyError, match="add_target"):
@@ -62,7 +75,7 @@ def test_worker_prepares_each_target_once():
     worker = RenderWorker(Counting(), RenderLimits())
     box = [(np.zeros((3, 3)), np.array([[0, 1, 2]]))]
     for _ in range(3):
-        worker.score("cube(2);", "t", box)
+        worker.score(ScoreRequest("cube(2);", "t"), box)
     assert len(calls) == 1
 
 

@@ -11,7 +11,7 @@ import pytest
 from renderer.openscad import MeshResult, Status
 from reward.score import RewardBreakdown, RewardWeights, Scorer, prepare_target, score
 from tests.conftest import needs_openscad
-from tests.reward.meshes import box, ok
+from tests.reward.meshes import box, cube, ok
 
 WEIGHTS = RewardWeights()
 LO, HI = np.array([0.0, 0.0, 0.0]), np.array([3.0, 2.0, 1.0])  # asymmetric, so every view sees errors
@@ -168,3 +168,18 @@ def test_real_openscad_part_scores_itself_higher_than_a_variant():
     prepared = prepare_target(part.vertices, part.faces)
     assert score(part, prepared).total == 1.0
     assert 0 < score(variant, prepared).total < 1.0
+
+
+def test_same_surface_triangulated_differently_gets_full_chamfer_term():
+    vertices, faces = cube(2.0)
+    # split every triangle at its centroid: same surface, three times the faces, other samples
+    centroids = vertices[faces].mean(axis=1)
+    split_vertices = np.concatenate([vertices, centroids])
+    c = np.arange(len(faces)) + len(vertices)
+    split_faces = np.concatenate(
+        [np.stack([faces[:, 0], faces[:, 1], c], 1), np.stack([faces[:, 1], faces[:, 2], c], 1),
+         np.stack([faces[:, 2], faces[:, 0], c], 1)]
+    )
+    prepared = prepare_target(vertices, faces)
+    result = score(ok(split_vertices, split_faces), prepared)
+    assert result.chamfer == 1.0 and result.iou == 1.0

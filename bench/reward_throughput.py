@@ -1,0 +1,99 @@
+"""Throughput of the render pool: programs/s with 1 and 2 Ray workers, time outside OpenSCAD.
+
+Scores the same batch of corpus-family programs (each against a target of the
+same family) with ``workers=1`` and ``workers=2``, caching off so OpenSCAD always
+runs, after a warm-up batch that starts the actors and prepares the targets.
+Writes ``bench/results/reward_throughput.json``:
+
+- ``programs_per_s`` per worker count and the 2-vs-1 ``speedup`` (goal >= 1.8);
+- ``outside_openscad_share``: 1 - (OpenSCAD seconds summed over programs) /
+  (workers x wall seconds): everything that is not OpenSCAD, idle time included
+  (goal <= 10 %); ``score_share``: scoring's part of the workers' busy time;
+- ``ray_start_s``: starting the local Ray cluster in this process, and
+  ``actors_start_s``: starting the actors and preparing the targets.
+
+    .venv/bin/python bench/reward_throughput.py [--programs 48] [--out ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from corpus.families import FAMILIES, generate  # noqa: E402
+from renderer.openscad import run  # noqa: E402
+from renderer.pool import RenderPool, ScoreRequest  # noqa: E402
+from reward.score import Scorer  # noqa: E402
+
+
+def make_batch(count: int, pool_targets: list[RenderPool]) -> list[ScoreRequest]:
+    """``count`` programs, cycling through the families, each scored against a family target."""
+    families = sorted(FAMILIES)
+    for family in families:
+        target = run(generate(family, 10_000).code)
+        for pool in pool_targets:
+            pool.add_target(family, target.vertices, target.faces)
+    return [ScoreRequest(generate(families[i % len(families)], i).code, families[i % len(families)])
+            for i in range(count)]
+
+
+def measure(pool: RenderPool, batch: list[ScoreRequest]) -> dict:
+    start = time.perf_counter()
+    results = pool.score(batch)
+    wall = time.perf_counter() - start
+    openscad_s = sum(r.seconds for r in results)
+    score_s = sum(r.score_seconds for r in results)
+    return {
+        "workers": pool.workers,
+        "programs": len(batch),
+        "wall_s": round(wall, 3),
+        "programs_per_s": round(len(batch) / wall, 3),
+        "openscad_s": round(openscad_s, 3),
+        "score_s": round(score_s, 3),
+        "outside_openscad_share": round(1 - openscad_s / (pool.workers * wall), 4),
+        "score_share": round(score_s / (openscad_s + score_s), 4),
+        "statuses": {s: sum(1 for r in results if r.status == s) for s in {r.status for r in results}},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--programs", type=int, default=48)
+    parser.add_argument("--out", default="bench/results/reward_throughput.json")
+    args = parser.parse_args(argv)
+
+    from renderer.cluster import ensure_ray
+
+    ray_start_s = ensure_ray(os.cpu_count())
+    rows, actor_starts = [], {}
+    for workers in (1, 2):
+        start = time.perf_counter()
+        pool = RenderPool(Scorer(threads=1), workers=workers)
+        batch = make_batch(args.programs, [pool])
+        pool.score(batch[: len(FAMILIES)])  # warm-up: actors up, every target prepared
+        actor_starts[workers] = round(time.perf_counter() - start, 2)
+        rows.append(measure(pool, batch))
+        pool.close()
+        row = rows[-1]
+        print(f"workers={workers}: {row['programs_per_s']:.2f} programs/s, wall {row['wall_s']:.1f} s, "
+              f"outside OpenSCAD {row['outside_openscad_share']:.1%}, scoring {row['score_share']:.1%} "
+              f"of busy time, statuses {row['statuses']}")
+    speedup = rows[1]["programs_per_s"] / rows[0]["programs_per_s"]
+    summary = {"speedup_2_vs_1": round(speedup, 3), "ray_start_s": round(ray_start_s, 2),
+               "actors_start_and_prepare_s": actor_starts, "cpus": os.cpu_count()}
+    print(f"speedup 2 vs 1 workers: {speedup:.2f}x; Ray start-up {ray_start_s:.2f} s; "
+          f"actors + target preparation {actor_starts} s")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump({"summary": summary, "runs": rows}, fh, indent=2)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
