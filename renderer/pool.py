@@ -15,6 +15,9 @@ example :class:`reward.score.Scorer`), so this module knows nothing of rewards.
   killed and replaced and its program runs again; a program that takes down
   ``max_attempts`` actors is scored as a ``crashed`` run. Every request is
   answered exactly once.
+- A request without a ``target_id`` gets ``prepared=None``: the pool is then a
+  parallel map of "OpenSCAD, then this processor" (``corpus.build`` uses it
+  to turn programs into meshes and views on every core).
 - ``workers=0`` runs the same code in this process, without Ray (unit tests,
   ``--workers 0``).
 
@@ -42,7 +45,9 @@ class ScoreRequest:
     """One program to score against a registered target."""
 
     code: str
-    target_id: str
+    target_id: str | None = None
+    """A registered target; ``None`` calls the scorer with ``prepared=None`` (render-only
+    processors, e.g. the corpus build)."""
     views_path: str | None = None
     """If set, the prediction's views (target frame) are saved here as one PNG row."""
     target_views_path: str | None = None
@@ -79,7 +84,7 @@ class RenderWorker:
         With ``views_path`` set, the views go to disk too (the scorer must offer
         ``pred_views(result, prepared)`` and ``target_views(prepared)``).
         """
-        prepared = self.prepare(request.target_id, mesh_box)
+        prepared = self.prepare(request.target_id, mesh_box) if request.target_id is not None else None
         code = request.code
         result = self.cache.run(code, self.limits) if self.cache else run(code, self.limits)
         try:
@@ -176,11 +181,11 @@ class RenderPool:
 
     def score(self, batch: list[ScoreRequest]) -> list:
         """Score every request; one result per request, in input order."""
-        missing = {r.target_id for r in batch} - set(self.targets)
+        missing = {r.target_id for r in batch if r.target_id is not None} - set(self.targets)
         if missing:
             raise KeyError(f"unknown target ids (call add_target first): {sorted(missing)[:5]}")
         if self.workers == 0:
-            return [self.local.score(r, [self.targets[r.target_id]]) for r in batch]
+            return [self.local.score(r, [self.targets.get(r.target_id)]) for r in batch]
         return _Dispatch(self, batch).run()
 
     def actor_pids(self) -> list[int]:
@@ -232,7 +237,7 @@ class _Dispatch:
         while self.pending and self.idle:
             index, slot = self.pending.popleft(), self.idle.pop()
             request = self.batch[index]
-            box = [self.pool.targets[request.target_id]]
+            box = [self.pool.targets.get(request.target_id)]
             ref = self.pool.actors[slot].score.remote(request, box)
             self.running[ref] = (index, slot, time.monotonic())
 

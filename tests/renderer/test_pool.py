@@ -59,6 +59,12 @@ def test_views_are_saved_when_asked(tmp_path):
     assert (pred_img < 250).sum() < (tgt_img < 250).sum()  # the small cube covers less
 
 
+def test_requests_without_target_get_no_prepared_target():
+    pool = RenderPool(SizeScorer(), workers=0)
+    results = pool.score([ScoreRequest("cube(3);"), ScoreRequest("cube(")])
+    assert [r[:2] for r in results] == [("ok", 3.0), ("syntax_error", -1.0)]
+
+
 def test_unknown_target_is_a_clear_error():
     pool = RenderPool(SizeScorer(), workers=0)
     with pytest.raises(KeyError, match="add_target"):
