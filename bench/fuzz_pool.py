@@ -1,0 +1,133 @@
+"""Fuzz the render pool: programs mutated from valid corpus parts, all through Ray workers.
+
+Mutations: token deletions, token swaps, huge numbers, deep recursion, forbidden
+file reads, truncation, and random bytes. Every program must come back with a
+typed status and the pool must survive. Prints counts per mutation and status and
+writes ``bench/results/fuzz_pool.json``.
+
+    .venv/bin/python bench/fuzz_pool.py [--programs 1000] [--timeout 5] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from corpus.families import FAMILIES, generate  # noqa: E402
+from renderer.openscad import RenderLimits, Status, run  # noqa: E402
+from renderer.pool import RenderPool, ScoreRequest  # noqa: E402
+from reward.score import Scorer  # noqa: E402
+
+TOKEN = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*|\d+\.?\d*|\S")
+KNOWN_STATUSES = {str(s) for s in Status} | {"degenerate"}
+
+
+def _tokens(code: str) -> list[str]:
+    return TOKEN.findall(code)
+
+
+def delete_tokens(code: str, rng: random.Random) -> str:
+    tokens = _tokens(code)
+    for _ in range(rng.randint(1, 3)):
+        tokens.pop(rng.randrange(len(tokens)))
+    return " ".join(tokens)
+
+
+def swap_tokens(code: str, rng: random.Random) -> str:
+    tokens = _tokens(code)
+    i, j = rng.randrange(len(tokens)), rng.randrange(len(tokens))
+    tokens[i], tokens[j] = tokens[j], tokens[i]
+    return " ".join(tokens)
+
+
+def huge_number(code: str, rng: random.Random) -> str:
+    numbers = list(re.finditer(r"\d+\.?\d*", code))
+    match = rng.choice(numbers)
+    huge = rng.choice(["1e9", "1e300", "99999999", "-1e12", "0", "1e-300"])
+    return code[: match.start()] + huge + code[match.end():]
+
+
+def deep_recursion(code: str, rng: random.Random) -> str:
+    depth = rng.choice([1000, 100000, 10**9])
+    return code + f"\nmodule r(n) {{ if (n > 0) r(n - 1); else cube(1); }}\nr({depth});\n"
+
+
+def forbidden_read(code: str, rng: random.Random) -> str:
+    read = rng.choice(['import("/etc/passwd");', "include </etc/shadow>", "use <../../../etc/hosts>",
+                       'surface(file = "/proc/self/environ");', 'import(str("/et", "c/passwd"));'])
+    return read + "\n" + code
+
+
+def truncate(code: str, rng: random.Random) -> str:
+    return code[: rng.randrange(1, len(code))]
+
+
+def random_bytes(code: str, rng: random.Random) -> str:
+    position = rng.randrange(len(code))
+    junk = "".join(chr(rng.randrange(1, 0x2FF)) for _ in range(rng.randint(1, 8)))
+    return code[:position] + junk + code[position:]
+
+
+MUTATIONS = [delete_tokens, swap_tokens, huge_number, deep_recursion, forbidden_read, truncate, random_bytes]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--programs", type=int, default=1000)
+    parser.add_argument("--timeout", type=float, default=5.0, help="OpenSCAD timeout per program, s")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench/results/fuzz_pool.json")
+    args = parser.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    families = sorted(FAMILIES)
+    pool = RenderPool(Scorer(threads=1), workers=args.workers, limits=RenderLimits(timeout_s=args.timeout))
+    sources = {}
+    for family in families:
+        part = generate(family, args.seed)
+        mesh = run(part.code)
+        pool.add_target(family, mesh.vertices, mesh.faces)
+        sources[family] = part.code
+    batch, kinds = [], []
+    for i in range(args.programs):
+        family = families[i % len(families)]
+        mutation = MUTATIONS[rng.randrange(len(MUTATIONS))]
+        batch.append(ScoreRequest(mutation(sources[family], rng), family))
+        kinds.append(mutation.__name__)
+    start = time.perf_counter()
+    results = []
+    for chunk in range(0, len(batch), 100):  # progress every 100 programs
+        results += pool.score(batch[chunk : chunk + 100])
+        print(f"  {len(results)}/{len(batch)} scored, {time.perf_counter() - start:.0f} s", flush=True)
+    wall = time.perf_counter() - start
+    statuses = collections.Counter(r.status for r in results)
+    by_mutation = collections.defaultdict(collections.Counter)
+    for kind, result in zip(kinds, results, strict=True):
+        by_mutation[kind][result.status] += 1
+    untyped = [s for s in statuses if s not in KNOWN_STATUSES]
+    summary = {"programs": len(batch), "answered": len(results), "wall_s": round(wall, 1),
+               "statuses": dict(statuses), "untyped_statuses": untyped,
+               "replaced_actors": pool.replaced_actors, "timeout_s": args.timeout, "workers": args.workers}
+    for kind, counts in sorted(by_mutation.items()):
+        print(f"{kind:<16} {dict(counts)}")
+    print(f"{len(results)}/{len(batch)} answered in {wall:.0f} s; statuses {dict(statuses)}; "
+          f"untyped {untyped}; actors replaced {pool.replaced_actors}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        by_kind = {k: dict(v) for k, v in by_mutation.items()}
+        json.dump({"summary": summary, "by_mutation": by_kind}, fh, indent=2)
+    pool.close()
+    return 0 if len(results) == len(batch) and not untyped else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
