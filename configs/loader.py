@@ -1,0 +1,186 @@
+"""Typed configs: dataclasses filled from YAML, overridden from the command line.
+
+A config is a (possibly nested) dataclass whose fields each carry a docstring
+(a string literal right under the field, as in :class:`reward.score.RewardWeights`).
+Those docstrings are the single source of help: :func:`field_help` reads them
+for ``--help`` and for the README's configuration reference.
+
+- :func:`load` merges, in order: the dataclass defaults, a YAML file, and
+  ``key=value`` overrides (dotted keys reach nested configs:
+  ``reward.ssim=0.5``). An unknown key or a value of the wrong type is a
+  :class:`ConfigError` with a one-line message naming the key; range checks
+  stay in each dataclass's ``__post_init__`` and are re-raised the same way.
+- :func:`add_arguments` / :func:`from_args` give an entry point one
+  ``--config FILE`` option plus one ``--key VALUE`` option per field, each
+  with its help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config file, key or value; the message is one line naming the problem."""
+
+
+@functools.cache
+def field_help(cls) -> dict[str, str]:
+    """``{field: help}`` from the docstrings written under each field of dataclass ``cls``."""
+    helps: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body
+        for node, following in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                helps[node.target.id] = " ".join(following.value.value.split())
+    return helps
+
+
+def _hints(cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value, hint, key: str):
+    """``value`` (from YAML or a command-line string) as type ``hint``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(value, options[0], key)
+    if origin in (tuple, list):
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        inner = (typing.get_args(hint) or (str,))[0]
+        items = [_coerce(v, inner, key) for v in items if not (isinstance(v, str) and v == "")]
+        return tuple(items) if origin is tuple else items
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint in (int, float, str):
+        try:
+            if hint is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}") from None
+    return value
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    """An instance of ``cls`` from a nested mapping, rejecting unknown keys."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {values!r}")
+    hints = _hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}' (known: {', '.join(sorted(known))})"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{key}.")
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{prefix or cls.__name__ + ': '}{error}") from None
+
+
+def _set(tree: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"cannot set {dotted}: {part} is not a section")
+    tree[leaf] = value
+
+
+def load(cls, path: str | None = None, overrides: typing.Iterable[str] = ()):
+    """``cls`` filled from its defaults, the YAML file at ``path``, then ``key=value`` overrides."""
+    values: dict = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                values = yaml.safe_load(fh) or {}
+        except OSError as error:
+            raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        _set(values, key.strip(), value)
+    return _build(cls, values)
+
+
+def _walk(cls, prefix: str = ""):
+    """``(dotted name, hint, default, help)`` for every leaf field of a nested config."""
+    hints, helps = _hints(cls), field_help(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _walk(hint, f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        yield f"{prefix}{f.name}", hint, default, helps.get(f.name, "")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """Add ``--config FILE`` and a ``--name VALUE`` option (with help) per field of ``cls``."""
+    parser.add_argument("--config", default=None, help="YAML file of settings (the options below win)")
+    group = parser.add_argument_group(f"{cls.__name__} settings")
+    for name, _, default, help_text in _walk(cls):
+        group.add_argument(f"--{name}", dest=f"cfg:{name}", default=None, metavar="VALUE",
+                           help=f"{help_text} (default: {default})")
+
+
+def from_args(cls, args: argparse.Namespace):
+    """The config named by parsed :func:`add_arguments` options."""
+    overrides = [f"{k[4:]}={v}" for k, v in vars(args).items() if k.startswith("cfg:") and v is not None]
+    return load(cls, getattr(args, "config", None), overrides)
+
+
+def reference_markdown(cls) -> str:
+    """A Markdown table of every setting of ``cls``: name, default, help (for the README)."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    for name, _, default, help_text in _walk(cls):
+        rows.append(f"| `{name}` | `{default}` | {help_text} |")
+    return "\n".join(rows)
