@@ -13,7 +13,9 @@ a light at the camera plus a fixed key light, on a white background:
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 from dataclasses import dataclass
 
@@ -92,6 +94,18 @@ def _rays_for(cameras: tuple[Camera, ...], size: int):
     import open3d as o3d
 
     return o3d.core.Tensor(np.stack([camera_rays(c, size) for c in cameras]))
+
+
+@atexit.register
+def _release_open3d_tensors() -> None:
+    """Free cached open3d tensors before the interpreter exits.
+
+    Tensors still alive when open3d's own static destructors run make it report
+    "leaks" and end the process with status 1 (seen in a pytest run that used
+    open3d and Ray together), turning a successful run into a failed one.
+    """
+    _rays_for.cache_clear()
+    gc.collect()
 
 
 def camera_rays(camera: Camera, size: int) -> np.ndarray:
