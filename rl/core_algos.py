@@ -1,0 +1,361 @@
+"""PPO math as pure torch functions, in the shape of veRL's ``core_algos.py``.
+
+Every function takes a batch of right-padded responses, ``bs`` sequences of ``response_length``
+tokens, and a ``response_mask`` of the same shape (bool or 0/1 float) that is true on the sampled
+tokens. Whatever sits under ``response_mask == 0`` (padding) never changes a result, even NaN:
+per-token outputs are 0 there, and padding is replaced before any arithmetic so gradients stay
+finite. Names follow CleanRL (``advantages``, ``returns``, ``pg_loss``, ``clipfrac``, ``approx_kl``)
+and veRL (``token_level_rewards``, ``loss_agg_mode``).
+
+The only stateful pieces are the two KL controllers at the end.
+"""
+
+from collections.abc import Hashable, Sequence
+
+import torch
+
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+KL_KINDS = ("k1", "abs", "mse", "k3")
+
+
+def _valid(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x`` with every entry outside ``mask`` replaced by 0 (NaN-safe, zero gradient there)."""
+    return torch.where(mask.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``x`` over the entries where ``mask`` is set.
+
+    ``x`` and ``mask`` have the same shape, e.g. (bs, response_length). With ``dim=None`` the
+    result is a scalar; otherwise ``dim`` is reduced (dim=-1 gives shape (bs,)). A slice with no
+    valid entry has mean 0.
+    """
+    weights = mask.to(x.dtype)
+    weighted = _valid(x, mask) * weights
+    total, count = (weighted.sum(), weights.sum()) if dim is None else (weighted.sum(dim), weights.sum(dim))
+    return total / count.clamp_min(1e-8)
+
+
+def masked_var(
+    x: torch.Tensor, mask: torch.Tensor, dim: int | None = None, unbiased: bool = True
+) -> torch.Tensor:
+    """Variance of ``x`` over the entries where ``mask`` is set; shapes as in :func:`masked_mean`.
+
+    ``unbiased`` applies Bessel's correction n / (n - 1); with fewer than two valid entries the
+    unbiased variance is taken as 0 (there is no spread to measure).
+    """
+    x = _valid(x, mask)
+    mean = masked_mean(x, mask, dim)
+    if dim is not None:
+        mean = mean.unsqueeze(dim)
+    var = masked_mean((x - mean) ** 2, mask, dim)
+    if unbiased:
+        count = mask.to(x.dtype).sum() if dim is None else mask.to(x.dtype).sum(dim)
+        var = torch.where(count > 1, var * count / (count - 1).clamp_min(1.0), torch.zeros_like(var))
+    return var
+
+
+def masked_whiten(
+    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """Whiten ``x`` with the mean and (unbiased) variance of its valid entries only.
+
+    ``x``, ``mask`` and the result have shape (bs, response_length). With ``shift_mean=False``
+    the mean is added back (only the scale changes). Padding entries of the result are 0.
+    """
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    whitened = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return _valid(whitened, mask)
+
+
+@torch.no_grad()
+def compute_gae_advantage_return(
+    token_level_rewards: torch.Tensor,
+    values: torch.Tensor,
+    response_mask: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016) over each response.
+
+    Args:
+        token_level_rewards: shape is (bs, response_length); see :func:`terminal_rewards`.
+        values: value-head predictions V(s_t), shape is (bs, response_length).
+        response_mask: shape is (bs, response_length); true on the response's tokens.
+        gamma: discount factor.
+        lam: GAE lambda (lam=1: Monte-Carlo return minus value; lam=0: one-step TD error).
+
+    Returns:
+        ``(advantages, returns)``, each of shape (bs, response_length), 0 on padding;
+        ``returns = advantages + values`` are the value-head targets. The episode ends after the
+        last valid token (the value after it is 0); masked-out tokens are skipped, so responses
+        of any length share one batch. Advantages are not whitened here: call
+        :func:`masked_whiten` on them (veRL does that inside; CleanRL per minibatch).
+    """
+    mask = response_mask.bool()
+    rewards, values = _valid(token_level_rewards, mask), _valid(values, mask)
+    advantages = torch.zeros_like(values)
+    next_value = values.new_zeros(values.shape[0])
+    last_gae_lam = values.new_zeros(values.shape[0])
+    for t in reversed(range(values.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        gae = delta + gamma * lam * last_gae_lam
+        next_value = torch.where(mask[:, t], values[:, t], next_value)
+        last_gae_lam = torch.where(mask[:, t], gae, last_gae_lam)
+        advantages[:, t] = _valid(gae, mask[:, t])
+    returns = _valid(advantages + values, mask)
+    return advantages, returns
+
+
+@torch.no_grad()
+def terminal_rewards(
+    scores: torch.Tensor,
+    response_mask: torch.Tensor,
+    kl: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> torch.Tensor:
+    """Per-token rewards: each program's scalar score on its last valid token, minus a KL penalty.
+
+    Args:
+        scores: one reward per sampled program, shape is (bs,).
+        response_mask: shape is (bs, response_length).
+        kl: per-token KL estimate against the reference policy (:func:`kl_penalty`), shape is
+            (bs, response_length), or None for no penalty.
+        kl_coef: weight of the penalty; every valid token gets ``-kl_coef * kl``.
+
+    Returns:
+        token_level_rewards, shape is (bs, response_length), 0 on padding. A row with no valid
+        token has nowhere to put its score and gets all zeros.
+    """
+    mask = response_mask.bool()
+    dtype = scores.dtype if scores.is_floating_point() else torch.float32
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last = torch.where(mask, positions, -1).amax(dim=-1)  # (bs,)
+    rows = torch.nonzero(last >= 0).squeeze(-1)
+    rewards = torch.zeros(mask.shape, dtype=dtype, device=scores.device)
+    rewards[rows, last[rows]] = scores[rows].to(dtype)
+    if kl is not None:
+        rewards = rewards - kl_coef * _valid(kl.to(dtype), mask)
+    return rewards
+
+
+@torch.no_grad()
+def compute_grpo_outcome_advantage(
+    scores: torch.Tensor,
+    index: torch.Tensor | Sequence[Hashable],
+    response_mask: torch.Tensor,
+    norm_by_std: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Group-relative advantages (GRPO; Dr. GRPO with ``norm_by_std=False``).
+
+    Args:
+        scores: one reward per sampled program, shape is (bs,).
+        index: the group (prompt/image) of each sample, shape is (bs,): an integer tensor or any
+            sequence of hashable ids (e.g. uid strings).
+        response_mask: shape is (bs, response_length).
+        norm_by_std: divide by the group's (unbiased) standard deviation plus ``eps``.
+
+    Returns:
+        advantages, shape is (bs, response_length): ``score - group mean`` (over std) on every
+        valid token, 0 on padding. They sum to zero within a group; a group of one gets 0.
+    """
+    if len(index) != scores.shape[0]:
+        raise ValueError(f"index has {len(index)} entries but scores has {scores.shape[0]}")
+    if isinstance(index, torch.Tensor):
+        group = torch.unique(index, return_inverse=True)[1].to(scores.device)
+    else:
+        ids: dict[Hashable, int] = {}
+        group = torch.tensor([ids.setdefault(g, len(ids)) for g in index], device=scores.device)
+    scores = scores.to(torch.float32) if not scores.is_floating_point() else scores
+    n_groups = int(group.max()) + 1 if group.numel() else 0
+    count = torch.zeros(n_groups, dtype=scores.dtype, device=scores.device).index_add_(
+        0, group, torch.ones_like(scores)
+    )
+    total = torch.zeros_like(count).index_add_(0, group, scores)
+    centred = scores - (total / count)[group]
+    if norm_by_std:
+        sq = torch.zeros_like(count).index_add_(0, group, centred**2)
+        std = (sq / (count - 1).clamp_min(1.0)).sqrt()
+        centred = centred / (std[group] + eps)
+    return _valid(centred.unsqueeze(-1).expand(response_mask.shape), response_mask)
+
+
+def agg_loss(
+    loss_mat: torch.Tensor,
+    loss_mask: torch.Tensor,
+    loss_agg_mode: str = "token-mean",
+    max_response_length: int | None = None,
+) -> torch.Tensor:
+    """Reduce a per-token loss to a scalar.
+
+    ``loss_mat`` and ``loss_mask`` have shape (bs, response_length). Modes:
+    ``"token-mean"``: mean over all valid tokens of the batch (PPO, DAPO).
+    ``"seq-mean-token-mean"``: mean per sequence, then over sequences (original GRPO).
+    ``"seq-mean-token-sum"``: sum per sequence, then mean over sequences.
+    ``"seq-mean-token-sum-norm"``: as the last, divided by the constant ``max_response_length``
+    (Dr. GRPO; default ``response_length``: pass the generation limit so that the loss scale does
+    not depend on how much padding the batch has). Sequences without valid tokens are left out.
+    """
+    if loss_agg_mode not in LOSS_AGG_MODES:
+        raise ValueError(f"loss_agg_mode must be one of {LOSS_AGG_MODES}, got {loss_agg_mode!r}")
+    mask = loss_mask.bool()
+    if loss_agg_mode == "token-mean":
+        return masked_mean(loss_mat, mask)
+    if loss_agg_mode == "seq-mean-token-mean":
+        seq_losses = masked_mean(loss_mat, mask, dim=-1)
+    else:
+        seq_losses = _valid(loss_mat, mask).sum(dim=-1)
+    loss = masked_mean(seq_losses, mask.any(dim=-1))
+    if loss_agg_mode == "seq-mean-token-sum-norm":
+        loss = loss / (max_response_length or mask.shape[-1])
+    return loss
+
+
+def compute_policy_loss(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    clip_ratio: float = 0.2,
+    loss_agg_mode: str = "token-mean",
+    max_response_length: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO clipped surrogate loss (Schulman et al. 2017), as in CleanRL and veRL.
+
+    Args:
+        old_log_prob: log-probs of the sampled tokens under the rollout policy, shape is
+            (bs, response_length).
+        log_prob: the same under the policy being trained, shape is (bs, response_length).
+        advantages: shape is (bs, response_length).
+        response_mask: shape is (bs, response_length).
+        clip_ratio: the ratio is clipped to [1 - clip_ratio, 1 + clip_ratio].
+        loss_agg_mode, max_response_length: see :func:`agg_loss`.
+
+    Returns:
+        ``(pg_loss, clipfrac, approx_kl)``, scalars. ``clipfrac`` is the fraction of valid tokens
+        whose clipped term is the larger loss (clipping is active, the gradient is 0 there);
+        ``approx_kl`` is CleanRL's estimate mean((ratio - 1) - log ratio) of KL(old || new).
+        The log ratio is clamped to [-20, 20] for stability (veRL).
+    """
+    mask = response_mask.bool()
+    log_ratio = _valid(log_prob - old_log_prob, mask).clamp(-20.0, 20.0)
+    ratio = torch.exp(log_ratio)
+    advantages = _valid(advantages, mask)
+    pg_losses1 = -advantages * ratio
+    pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
+    pg_loss = agg_loss(torch.maximum(pg_losses1, pg_losses2), mask, loss_agg_mode, max_response_length)
+    clipfrac = masked_mean((pg_losses2 > pg_losses1).to(ratio.dtype), mask)
+    approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
+    return pg_loss, clipfrac.detach(), approx_kl.detach()
+
+
+def compute_value_loss(
+    vpreds: torch.Tensor,
+    values: torch.Tensor,
+    returns: torch.Tensor,
+    response_mask: torch.Tensor,
+    cliprange_value: float | None = 0.2,
+    loss_agg_mode: str = "token-mean",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss: 0.5 * max((vpred - R)^2, (clip(vpred, V_old +- c) - R)^2).
+
+    Args:
+        vpreds: value predictions of the model being trained, shape is (bs, response_length).
+        values: value predictions at rollout time (V_old), shape is (bs, response_length).
+        returns: targets from :func:`compute_gae_advantage_return`, shape is (bs, response_length).
+        response_mask: shape is (bs, response_length).
+        cliprange_value: half-width of the clip around ``values``; None disables clipping.
+        loss_agg_mode: see :func:`agg_loss`.
+
+    Returns:
+        ``(vf_loss, vf_clipfrac)``, scalars; ``vf_clipfrac`` is the fraction of valid tokens where
+        the clipped error is the larger one.
+    """
+    mask = response_mask.bool()
+    vpreds, values, returns = _valid(vpreds, mask), _valid(values, mask), _valid(returns, mask)
+    vf_losses1 = (vpreds - returns) ** 2
+    if cliprange_value is None:
+        return 0.5 * agg_loss(vf_losses1, mask, loss_agg_mode), vpreds.new_zeros(())
+    vpredclipped = values + torch.clamp(vpreds - values, -cliprange_value, cliprange_value)
+    vf_losses2 = (vpredclipped - returns) ** 2
+    vf_loss = 0.5 * agg_loss(torch.maximum(vf_losses1, vf_losses2), mask, loss_agg_mode)
+    vf_clipfrac = masked_mean((vf_losses2 > vf_losses1).to(vpreds.dtype), mask)
+    return vf_loss, vf_clipfrac.detach()
+
+
+def kl_penalty(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kind: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference) from the sampled tokens' log-probs.
+
+    ``log_prob``, ``ref_log_prob`` and the result have shape (bs, response_length); mask the
+    result (or pass it to :func:`terminal_rewards`, which does). Kinds (Schulman's estimators):
+    ``"k1"``: logp - ref (unbiased, can be negative); ``"abs"``: |logp - ref|;
+    ``"mse"`` (k2): 0.5 (logp - ref)^2; ``"k3"``: exp(ref - logp) - (ref - logp) - 1 (unbiased,
+    always >= 0; its log ratio is clamped to [-20, 20]).
+    """
+    diff = log_prob - ref_log_prob
+    if kind == "k1":
+        return diff
+    if kind == "abs":
+        return diff.abs()
+    if kind == "mse":
+        return 0.5 * diff**2
+    if kind == "k3":
+        log_ratio = (-diff).clamp(-20.0, 20.0)
+        return torch.exp(log_ratio) - log_ratio - 1.0
+    raise ValueError(f"kind must be one of {KL_KINDS}, got {kind!r}")
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the softmax distribution at each position; logits shape is
+    (bs, response_length, vocab_size), result shape is (bs, response_length).
+
+    Computed as logsumexp(z) - sum(softmax(z) * z), stable for large logits (they must be finite).
+    """
+    probs = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
+
+
+@torch.no_grad()
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) over the valid tokens (CleanRL's ``explained_var``).
+
+    ``values``, ``returns`` and ``mask`` have shape (bs, response_length). 1 is a perfect value
+    head, 0 no better than a constant; NaN when the returns have no variance.
+    """
+    var_returns = masked_var(returns, mask, unbiased=False)
+    if var_returns.item() == 0:
+        return float("nan")
+    return float(1.0 - masked_var(returns - values, mask, unbiased=False) / var_returns)
+
+
+class FixedKLController:
+    """A constant KL coefficient; ``update`` does nothing."""
+
+    def __init__(self, kl_coef: float):
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Keep ``value`` as it is (same signature as :class:`AdaptiveKLController`)."""
+
+
+class AdaptiveKLController:
+    """Adaptive KL coefficient (Ziegler et al. 2019, as in TRL): steers the KL towards ``target``.
+
+    After each batch of ``n_steps`` samples, ``value *= 1 + clip(kl / target - 1, -0.2, 0.2) *
+    n_steps / horizon``: the coefficient grows while the KL is above target and shrinks below.
+    """
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int):
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"target and horizon must be positive, got {target} and {horizon}")
+        self.value = init_kl_coef
+        self.target = target
+        self.horizon = horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Move ``value`` after a batch of ``n_steps`` samples whose mean KL was ``current_kl``."""
+        proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + proportional_error * n_steps / self.horizon
