@@ -1,0 +1,310 @@
+"""The ``Policy`` interface shared by the tiny and the pretrained backends.
+
+A policy wraps a Hugging Face image-text-to-text model (``self.model``), its tokenizer
+and a value head (one ``Linear(hidden, 1)`` on the last hidden state). The prompt is a
+fixed instruction plus one image; the response is the program's tokens, then eos::
+
+    rollout = policy.sample(images, n=4, max_new_tokens=512, temperature=1.0)
+    out = policy(images_for_rows, rollout.tokens, rollout.mask)   # logits (B, T, V), values (B, T)
+    lp = policy.logprobs_of(images_for_rows, rollout.tokens, rollout.mask)  # == rollout.logprobs
+    batch = policy.collate(images, codes)      # input_ids, attention_mask, labels, pixel_values...
+    loss = policy.model(**batch).loss          # SFT: loss on code tokens and eos only
+    Trainer(model=policy.model, data_collator=SFTCollator(policy), ...)  # rows {"image", "code"}
+
+Response-aligned convention: ``logits[:, t]`` predicts ``tokens[:, t]`` and
+``values[:, t]`` is the value of the state *before* token ``t`` (veRL's layout).
+``logprobs`` are ``log_softmax(logits / temperature)`` at the chosen token over the
+vocabulary minus :attr:`Policy.suppressed_ids` (special tokens other than eos, image
+placeholders included, are never sampled: a generated ``<image>`` would break the
+recomputation). Top-p only restricts which tokens are drawn, not the reported
+log-probability; greedy decoding reports temperature-1 log-probabilities.
+
+For PPO: call :meth:`freeze_reference` once, then compute reference log-probs inside
+``with policy.reference():``. Sampling runs in eval mode; keep dropout at 0 (the
+default everywhere) so that train-mode recomputation matches the sampled log-probs.
+
+Subclasses provide :meth:`prompt_inputs` (images -> tokenised prompt and vision
+tensors), :meth:`_save_backbone`, :meth:`load` and :meth:`reference`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import GenerationConfig
+
+from configs.policy import PolicyConfig
+from policies.tokenizer import encode_code
+
+POLICY_JSON = "policy.json"
+VALUE_HEAD = "value_head.safetensors"
+
+
+@dataclass
+class Rollout:
+    """``B * n`` sampled responses; rows ``b * n .. b * n + n - 1`` belong to image ``b``."""
+
+    tokens: torch.Tensor
+    """(B*n, T) long: response tokens, pad after eos."""
+    logprobs: torch.Tensor
+    """(B*n, T) float32: log-prob of each token under the sampling temperature; 0 where ``mask`` is False."""
+    mask: torch.Tensor
+    """(B*n, T) bool: True for real generated tokens, the eos included."""
+    texts: list[str]
+    """B*n decoded programs (the tokens before eos)."""
+
+
+@dataclass
+class PolicyOutput:
+    """Response-aligned outputs of :meth:`Policy.forward`."""
+
+    logits: torch.Tensor
+    """(B, T, V): ``logits[:, t]`` predicts ``tokens[:, t]``."""
+    values: torch.Tensor
+    """(B, T) float32: value of the state before token ``t``."""
+
+
+class Policy(nn.Module):
+    """An image -> OpenSCAD-program policy with a value head; see the module docstring."""
+
+    kind = "base"
+
+    def __init__(self, config: PolicyConfig, model: nn.Module, tokenizer, hidden_size: int):
+        super().__init__()
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.value_head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    # --- to be provided by a backend -------------------------------------------------------------
+    def prompt_inputs(self, images: Sequence) -> dict[str, torch.Tensor]:
+        """Prompt of each image: ``input_ids (B, P)``, ``attention_mask (B, P)`` and vision tensors."""
+        raise NotImplementedError
+
+    def _save_backbone(self, directory: str) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory: str) -> Policy:
+        """The policy saved by :meth:`save` in ``directory``."""
+        raise NotImplementedError
+
+    def freeze_reference(self) -> None:
+        """Fix the reference model to the current weights (PPO calls this once, at its start).
+
+        A no-op where the reference is already fixed (pretrained: the base without adapters)."""
+
+    def reference(self) -> contextlib.AbstractContextManager:
+        """Context in which ``self`` computes the frozen reference model (PPO's KL term)."""
+        raise NotImplementedError
+
+    # --- shared ----------------------------------------------------------------------------------
+    @property
+    def eos_ids(self) -> list[int]:
+        """Tokens that end a response; the first is appended to SFT responses."""
+        return [self.tokenizer.eos_token_id]
+
+    @property
+    def suppressed_ids(self) -> list[int]:
+        """Tokens never sampled and excluded from log-probs: specials other than eos."""
+        return sorted(set(self.tokenizer.all_special_ids) - set(self.eos_ids))
+
+    @property
+    def device(self) -> torch.device:
+        return self.value_head.weight.device
+
+    def encode_code(self, code: str) -> list[int]:
+        """Token ids of a program, no specials; special-token text inside it stays text."""
+        return encode_code(self.tokenizer, code)
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        """The program spelled by ``tokens`` up to the first eos (special tokens dropped)."""
+        tokens = list(tokens)
+        for i, token in enumerate(tokens):
+            if token in self.eos_ids:
+                tokens = tokens[:i]
+                break
+        return self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _prompts(self, images) -> dict[str, torch.Tensor]:
+        prompts = images if isinstance(images, Mapping) else self.prompt_inputs(images)
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in prompts.items()}
+
+    def forward(self, images, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> PolicyOutput:
+        """Logits and values for response ``tokens (B, T)`` after the prompt of each image.
+
+        ``images``: B images, or the dict :meth:`prompt_inputs` made from them (reuse it across
+        PPO epochs). ``mask (B, T)`` marks real tokens (default all); pad after eos is masked.
+        """
+        prompts = self._prompts(images)
+        tokens = tokens.to(self.device)
+        mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask.to(self.device)
+        inputs = with_response(prompts, tokens, mask)
+        length = tokens.shape[1]
+        out = self.model(**inputs, output_hidden_states=True, use_cache=False, logits_to_keep=length + 1)
+        logits = out.logits[:, -length - 1 : -1]
+        hidden = out.hidden_states[-1][:, -length - 1 : -1]
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
+        return PolicyOutput(logits=logits, values=values)
+
+    def logprobs_of(
+        self, images, tokens: torch.Tensor, mask: torch.Tensor | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """(B, T) float32 log-probs of ``tokens`` as :meth:`sample` reports them; 0 where ``mask`` is off."""
+        out = self.forward(images, tokens, mask)
+        logprobs = token_logprobs(out.logits, tokens.to(self.device), temperature, self.suppressed_ids)
+        return logprobs if mask is None else logprobs.masked_fill(~mask.to(self.device, torch.bool), 0.0)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        images: Sequence,
+        n: int = 1,
+        max_new_tokens: int | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+    ) -> Rollout:
+        """``n`` programs per image, drawn with ``model.generate`` in eval mode (KV cache)."""
+        if n < 1 or not temperature > 0 or not 0 < top_p <= 1:
+            raise ValueError(f"need n >= 1, temperature > 0, 0 < top_p <= 1; got {n}, {temperature}, {top_p}")
+        prompts = self._prompts([image for image in images for _ in range(n)])
+        generation = GenerationConfig(
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            do_sample=not greedy,
+            temperature=None if greedy else temperature,
+            top_p=None if greedy else top_p,
+            top_k=None,
+            num_beams=1,
+            repetition_penalty=1.0,
+            suppress_tokens=self.suppressed_ids,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.model.generate(**prompts, generation_config=generation)
+        finally:
+            self.train(was_training)
+        tokens = out.sequences[:, prompts["input_ids"].shape[1] :]
+        logits = torch.stack(out.logits, dim=1)
+        mask = response_mask(tokens, self.eos_ids)
+        logprobs = token_logprobs(logits, tokens, 1.0 if greedy else temperature, self.suppressed_ids)
+        logprobs = logprobs.masked_fill(~mask, 0.0)
+        texts = [self.decode(row.tolist()) for row in tokens]
+        return Rollout(tokens=tokens, logprobs=logprobs, mask=mask, texts=texts)
+
+    def collate(self, images: Sequence, codes: Sequence[str]) -> dict[str, torch.Tensor]:
+        """An SFT batch: prompt + code + eos per row, right-padded, loss on code and eos only.
+
+        Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``labels (B, L)`` (-100 on
+        the prompt and padding) and the vision tensors of :meth:`prompt_inputs`. A code longer
+        than ``config.max_new_tokens`` tokens is cut there and gets no eos.
+        """
+        prompts = self.prompt_inputs(images)
+        limit = self.config.max_new_tokens
+        responses = []
+        for code in codes:
+            ids = self.encode_code(code)
+            responses.append(ids[:limit] if len(ids) >= limit else ids + [self.eos_ids[0]])
+        width = max(len(r) for r in responses)
+        pad = self.tokenizer.pad_token_id
+        tokens = torch.full((len(responses), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(responses), width), dtype=torch.long)
+        for i, ids in enumerate(responses):
+            tokens[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            mask[i, : len(ids)] = 1
+        batch = with_response(prompts, tokens, mask)
+        prompt_labels = torch.full_like(prompts["input_ids"], -100)
+        batch["labels"] = torch.cat([prompt_labels, tokens.masked_fill(mask == 0, -100)], dim=1)
+        return batch
+
+    def encode_example(self, image, code: str) -> dict[str, torch.Tensor]:
+        """:meth:`collate` of one (image, code) pair; tensors keep their batch dimension of 1."""
+        return self.collate([image], [code])
+
+    def save(self, directory: str) -> str:
+        """Write ``policy.json``, ``value_head.safetensors`` and the backbone (save_pretrained form)."""
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, POLICY_JSON), "w", encoding="utf-8") as fh:
+            json.dump({"kind": self.kind, "config": self.config.to_dict()}, fh, indent=2)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
+        save_file(state, os.path.join(directory, VALUE_HEAD))
+        self._save_backbone(directory)
+        return directory
+
+    def _load_value_head(self, directory: str) -> None:
+        self.value_head.load_state_dict(load_file(os.path.join(directory, VALUE_HEAD)))
+
+
+@dataclass
+class SFTCollator:
+    """``data_collator`` for ``transformers.Trainer`` / TRL: rows of (image, code) -> :meth:`Policy.collate`.
+
+    A class, not a closure, so it pickles (dataloader workers). Use ``remove_unused_columns=False``.
+    """
+
+    policy: Policy
+    image_key: str = "image"
+    code_key: str = "code"
+
+    def __call__(self, rows: Sequence[Mapping]) -> dict[str, torch.Tensor]:
+        return self.policy.collate(
+            [row[self.image_key] for row in rows], [row[self.code_key] for row in rows]
+        )
+
+
+def read_policy_json(directory: str) -> tuple[str, PolicyConfig]:
+    """``(kind, config)`` of a saved policy."""
+    with open(os.path.join(directory, POLICY_JSON), encoding="utf-8") as fh:
+        saved = json.load(fh)
+    return saved["kind"], PolicyConfig.from_dict(saved["config"])
+
+
+def with_response(prompts: Mapping, tokens: torch.Tensor, mask: torch.Tensor) -> dict:
+    """Model inputs for prompt + response: ``tokens (B, T)`` appended to ``input_ids (B, P)``,
+    ``mask (B, T)`` to ``attention_mask``, zeros to other per-token tensors (token type ids)."""
+    inputs = dict(prompts)
+    shape = tuple(prompts["input_ids"].shape)
+    for key, value in prompts.items():
+        if key == "input_ids":
+            inputs[key] = torch.cat([value, tokens.to(value.dtype)], dim=1)
+        elif torch.is_tensor(value) and tuple(value.shape) == shape:
+            tail = (
+                mask.to(value.dtype)
+                if key == "attention_mask"
+                else torch.zeros_like(tokens, dtype=value.dtype)
+            )
+            inputs[key] = torch.cat([value, tail], dim=1)
+    return inputs
+
+
+def token_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0, suppressed: Sequence[int] = ()
+) -> torch.Tensor:
+    """(B, T) float32 ``log_softmax(logits (B, T, V) / temperature)`` at ``tokens (B, T)``,
+    with the ``suppressed`` token ids removed from the distribution."""
+    logits = logits.float() / temperature
+    if len(suppressed):
+        logits = logits.index_fill(-1, torch.tensor(list(suppressed), device=logits.device), float("-inf"))
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def response_mask(tokens: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
+    """(B, T) bool: True up to and including the first eos of each row (all True if none)."""
+    is_eos = torch.isin(tokens, torch.tensor(list(eos_ids), device=tokens.device))
+    after = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()  # eos seen strictly before t
+    return after == 0

@@ -1,0 +1,159 @@
+"""Any Hugging Face image-text-to-text model behind the ``Policy`` interface, trained with LoRA.
+
+Owns :class:`PretrainedPolicy`: ``AutoModelForImageTextToText`` + ``AutoProcessor`` from a
+local folder or a hub id, LoRA adapters through peft (base weights frozen), a value head,
+and the reference model for PPO's KL (the same model with the adapter disabled)::
+
+    config = PolicyConfig(kind="pretrained", model_name_or_path="HuggingFaceTB/SmolVLM-256M-Instruct")
+    policy = PretrainedPolicy.build(config)
+    with policy.reference():                 # base model: adapters off
+        ref_logprobs = policy.logprobs_of(images, tokens, mask)
+    policy.save("runs/smolvlm-lora")         # adapter + value head + processor + policy.json
+
+The prompt is the processor's chat template with one user turn (the image, then
+``config.instruction``) and the generation prompt; images go through the model's own
+processor (as PIL RGB). All prompts have the same length when the images have the same
+size (the usual case), and then :meth:`logprobs_of` reproduces :meth:`sample` exactly;
+prompts of different lengths are left-padded and may shift rotary positions. A saved
+policy holds the adapter, not the base weights: :meth:`load` reads the base again from
+``config.model_name_or_path``.
+
+LoRA targets ``config.lora_target_modules`` (Llama-style attention and MLP projections
+by default); with ``lora_text_only`` modules whose path names a vision/visual/image
+tower are skipped, so the language model alone is adapted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from configs.policy import PolicyConfig
+from policies.base import Policy, read_policy_json
+from policies.tiny import as_rgb
+
+_VISION_WORDS = ("vision", "visual", "image", "img")
+_PLACEHOLDER_ATTRS = (
+    "image_token",
+    "fake_image_token",
+    "global_image_tag",
+    "video_token",
+    "boi_token",
+    "eoi_token",
+)
+
+
+def lora_targets(config: PolicyConfig) -> str | list[str]:
+    """peft ``target_modules``: the names as a list, or a regex that skips vision towers."""
+    names = list(config.lora_target_modules)
+    if not config.lora_text_only:
+        return names
+    avoid = "|".join(_VISION_WORDS)
+    return rf"^(?!.*({avoid})).*\.({'|'.join(re.escape(n) for n in names)})$"
+
+
+def _load_base(config: PolicyConfig):
+    dtype = getattr(torch, config.dtype)
+    model = AutoModelForImageTextToText.from_pretrained(config.model_name_or_path, dtype=dtype)
+    return model
+
+
+class PretrainedPolicy(Policy):
+    """A pretrained VLM with LoRA adapters and a value head; only those two train."""
+
+    kind = "pretrained"
+
+    def __init__(self, config: PolicyConfig, model: PeftModel, processor):
+        hidden = model.get_base_model().config.get_text_config().hidden_size
+        super().__init__(config, model, processor.tokenizer, hidden)
+        self.processor = processor
+        self.processor.tokenizer.padding_side = "left"
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": config.instruction}]}
+        ]
+        self.prompt_text = processor.apply_chat_template(messages, add_generation_prompt=True)
+        self._eos_ids = self._find_eos(config)
+        self._suppressed = self._find_suppressed()
+
+    @classmethod
+    def build(cls, config: PolicyConfig) -> PretrainedPolicy:
+        """Base model and processor from ``config.model_name_or_path``, fresh LoRA adapters."""
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=lora_targets(config),
+            bias="none",
+        )
+        model = get_peft_model(_load_base(config), lora)
+        return cls(config, model, AutoProcessor.from_pretrained(config.model_name_or_path))
+
+    def _find_eos(self, config: PolicyConfig) -> list[int]:
+        if config.eos_token:
+            token_id = self.tokenizer.convert_tokens_to_ids(config.eos_token)
+            if token_id is None or token_id == self.tokenizer.unk_token_id:
+                raise ValueError(f"eos_token {config.eos_token!r} is not a token of this model's tokenizer")
+            return [token_id]
+        found = self.model.get_base_model().generation_config.eos_token_id
+        if found is None:
+            found = self.tokenizer.eos_token_id
+        ids = [found] if isinstance(found, int) else list(found)
+        if not ids:
+            raise ValueError("the model has no eos token; set eos_token in the policy config")
+        return ids
+
+    @property
+    def eos_ids(self) -> list[int]:
+        return self._eos_ids
+
+    @property
+    def suppressed_ids(self) -> list[int]:
+        return self._suppressed
+
+    def _find_suppressed(self) -> list[int]:
+        """Specials other than eos, plus the processor's image/video placeholder tokens."""
+        ids = set(super().suppressed_ids)
+        vocab = self.tokenizer.get_vocab()
+        for attr in _PLACEHOLDER_ATTRS:
+            token = getattr(self.processor, attr, None)
+            if isinstance(token, str) and token in vocab:
+                ids.add(vocab[token])
+        return sorted(ids - set(self.eos_ids))
+
+    def prompt_inputs(self, images: Sequence) -> dict[str, torch.Tensor]:
+        """The processor's output for B prompts: ``input_ids (B, P)``, ``attention_mask (B, P)``, vision."""
+        batch = self.processor(
+            text=[self.prompt_text] * len(images),
+            images=[[as_rgb(image)] for image in images],
+            return_tensors="pt",
+            padding=True,
+        )
+        dtype = self.model.get_base_model().dtype
+        return {
+            k: v.to(self.device, dtype) if torch.is_floating_point(v) else v.to(self.device)
+            for k, v in batch.items()
+        }
+
+    @contextlib.contextmanager
+    def reference(self):
+        """Inside, the model runs without its adapters: the frozen pretrained base."""
+        with self.model.disable_adapter():
+            yield self
+
+    def _save_backbone(self, directory: str) -> None:
+        self.model.save_pretrained(directory)
+        self.processor.save_pretrained(directory)
+
+    @classmethod
+    def load(cls, directory: str) -> PretrainedPolicy:
+        """Base from ``config.model_name_or_path``, adapters, value head and processor from ``directory``."""
+        _, config = read_policy_json(directory)
+        model = PeftModel.from_pretrained(_load_base(config), directory, is_trainable=True)
+        policy = cls(config, model, AutoProcessor.from_pretrained(directory))
+        policy._load_value_head(directory)
+        return policy

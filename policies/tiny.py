@@ -1,0 +1,185 @@
+"""The embedded default policy: a small SmolVLM / Idefics3-shaped model built from config.
+
+Owns :func:`build_model` (``Idefics3Config`` -> ``Idefics3ForConditionalGeneration``:
+a SigLIP-style vision tower, pixel-shuffle connector, Llama text model), the image
+preprocessing :func:`pixel_values`, and :class:`TinyPolicy`::
+
+    from configs.policy import load_policy_config
+    policy = TinyPolicy.build(load_policy_config("tiny"))   # trains the BPE tokenizer on corpus programs
+    policy.save("runs/tiny0"); policy = TinyPolicy.load("runs/tiny0")
+
+Image handling: ``Idefics3Processor`` would resize to 364 px tiles and split large
+images; for a 128 px render we want neither, so :func:`pixel_values` does the whole job
+with PIL and numpy (no torchvision): grayscale or RGB in, RGB out, bilinear resize to
+``image_size``, scaled to [0, 1], normalised with mean 0.5 / std 0.5 like SigLIP. The
+default input is the iso view (128x128 grayscale); a 2x2 tile of the four views works
+with ``image_size: 256`` (4x the image tokens). Note: Idefics3 drops images whose
+normalised pixels are all exactly 0 (a uniform 50 % gray float image), as padding.
+
+Prompt (SmolVLM layout, one image, no splitting; ``image_tokens`` image tokens)::
+
+    <|im_start|>User:<fake_token_around_image><global-img><image>*k<fake_token_around_image>
+    {instruction}<end_of_utterance>\\nAssistant:{code}<end_of_utterance>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, Idefics3Config, Idefics3ForConditionalGeneration
+
+from configs.policy import PolicyConfig
+from policies.base import Policy, read_policy_json
+from policies.tokenizer import GLOBAL_IMAGE, IMAGE, IMAGE_WRAP, corpus_texts, train_tokenizer
+
+
+def as_rgb(image) -> Image.Image:
+    """PIL RGB from a PIL image or an array (H, W) / (H, W, C), C in 1, 3, 4; uint8 or [0, 1] float."""
+    if not isinstance(image, Image.Image):
+        array = np.asarray(image)
+        if array.dtype != np.uint8:
+            array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        image = Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array)
+    return image.convert("RGB")
+
+
+def pixel_values(images: Sequence, size: int) -> torch.Tensor:
+    """(B, 1, 3, size, size) float32 in [-1, 1] from B images (see :func:`as_rgb`), bilinear resize."""
+    out = np.empty((len(images), 3, size, size), dtype=np.float32)
+    for i, image in enumerate(images):
+        image = as_rgb(image)
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    return torch.from_numpy((out - 0.5) / 0.5).unsqueeze(1)
+
+
+def build_model(config: PolicyConfig, tokenizer) -> Idefics3ForConditionalGeneration:
+    """A randomly initialised Idefics3 model sized by ``config``, vocabulary of ``tokenizer``."""
+    ids = dict(
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model_config = Idefics3Config(
+        vision_config=dict(
+            hidden_size=config.vision_hidden,
+            intermediate_size=config.vision_intermediate,
+            num_hidden_layers=config.vision_layers,
+            num_attention_heads=config.vision_heads,
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+            num_channels=3,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tokenizer),
+            hidden_size=config.text_hidden,
+            intermediate_size=config.text_intermediate,
+            num_hidden_layers=config.text_layers,
+            num_attention_heads=config.text_heads,
+            num_key_value_heads=config.text_kv_heads,
+            max_position_embeddings=config.max_position,
+            rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            **ids,
+        ),
+        scale_factor=config.scale_factor,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE),
+        tie_word_embeddings=False,
+        use_cache=True,
+        **ids,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = Idefics3ForConditionalGeneration(model_config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+class TinyPolicy(Policy):
+    """The from-config Idefics3-shaped policy; fully trainable (no adapters)."""
+
+    kind = "tiny"
+
+    def __init__(self, config: PolicyConfig, model: Idefics3ForConditionalGeneration, tokenizer):
+        super().__init__(config, model, tokenizer, model.config.text_config.hidden_size)
+        image = IMAGE_WRAP + GLOBAL_IMAGE + IMAGE * config.image_tokens + IMAGE_WRAP
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": config.instruction}]}
+        ]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text.replace(IMAGE, image, 1), add_special_tokens=False)["input_ids"]
+        self.register_buffer("prompt_ids", torch.tensor(ids, dtype=torch.long), persistent=False)
+        self.__dict__["_reference"] = None  # not a submodule: kept out of parameters() and state_dict()
+
+    @classmethod
+    def build(cls, config: PolicyConfig, texts: Sequence[str] | None = None, tokenizer=None) -> TinyPolicy:
+        """A fresh policy; the tokenizer is ``tokenizer``, else loaded from ``config.tokenizer_path``,
+        else trained on ``texts``, else on ``config.tokenizer_texts`` corpus programs."""
+        if tokenizer is None and config.tokenizer_path:
+            tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_path)
+        if tokenizer is None:
+            texts = texts if texts is not None else corpus_texts(config.tokenizer_texts)
+            tokenizer = train_tokenizer(texts, config.vocab_size, model_max_length=config.max_position)
+        return cls(config, build_model(config, tokenizer), tokenizer)
+
+    def prompt_inputs(self, images: Sequence) -> dict[str, torch.Tensor]:
+        """``input_ids (B, P)``, ``attention_mask (B, P)``, ``pixel_values (B, 1, 3, S, S)``."""
+        batch = len(images)
+        return {
+            "input_ids": self.prompt_ids.unsqueeze(0).expand(batch, -1).to(self.device),
+            "attention_mask": torch.ones((batch, len(self.prompt_ids)), dtype=torch.long, device=self.device),
+            "pixel_values": pixel_values(images, self.config.image_size).to(self.device, self.model.dtype),
+        }
+
+    def _save_backbone(self, directory: str) -> None:
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+    @classmethod
+    def load(cls, directory: str) -> TinyPolicy:
+        _, config = read_policy_json(directory)
+        model = Idefics3ForConditionalGeneration.from_pretrained(directory, dtype=torch.float32)
+        policy = cls(config, model, AutoTokenizer.from_pretrained(directory))
+        policy._load_value_head(directory)
+        return policy
+
+    def freeze_reference(self) -> None:
+        """Snapshot the current weights (a frozen deep copy) as the reference model."""
+        self.__dict__["_reference"] = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    @contextlib.contextmanager
+    def reference(self):
+        """Inside, ``self.model`` is the frozen snapshot of :meth:`freeze_reference`."""
+        if self._reference is None:
+            raise RuntimeError("call freeze_reference() before reference() on a tiny policy")
+        live = self.model
+        self.model = self._reference
+        try:
+            yield self
+        finally:
+            self.model = live
+
+
+def parameter_counts(policy: Policy) -> dict[str, int]:
+    """Parameters of the vision tower, connector, text model, lm head and value head."""
+    inner = policy.model.model
+    parts = {
+        "vision": inner.vision_model,
+        "connector": inner.connector,
+        "text": inner.text_model,
+        "lm_head": policy.model.lm_head,
+        "value_head": policy.value_head,
+    }
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+    counts["total"] = sum(counts.values())
+    return counts

@@ -1,0 +1,131 @@
+"""Fixtures for policy tests: a corpus-trained tokenizer, tiny configs and a saved tiny pretrained VLM.
+
+Every model here is built from config with random weights: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from configs.policy import PolicyConfig
+from policies.tokenizer import corpus_texts, train_tokenizer
+
+
+def tiny_config(**overrides) -> PolicyConfig:
+    """A test-sized tiny policy: 32 px image, 4 image tokens, 2 text layers of width 32."""
+    values = dict(
+        image_size=32,
+        patch_size=8,
+        scale_factor=2,
+        vision_hidden=32,
+        vision_layers=1,
+        vision_heads=2,
+        vision_intermediate=64,
+        text_hidden=32,
+        text_layers=2,
+        text_heads=4,
+        text_kv_heads=2,
+        text_intermediate=64,
+        max_position=512,
+        max_new_tokens=256,
+        vocab_size=600,
+    )
+    values.update(overrides)
+    return PolicyConfig(**values)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return train_tokenizer(corpus_texts(300), vocab_size=600)
+
+
+@pytest.fixture
+def tiny_policy(tokenizer):
+    from policies.tiny import TinyPolicy
+
+    return TinyPolicy.build(tiny_config(), tokenizer=tokenizer)
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(32, 32), dtype=np.uint8) for _ in range(3)]
+
+
+@pytest.fixture(scope="session")
+def codes():
+    """Three short real programs (the smallest of a few dozen) for SFT batches."""
+    return sorted(corpus_texts(40, seed0=1000), key=len)[:3]
+
+
+def favour_eos(policy, bonus: float = 3.0):
+    """Add ``bonus`` to the eos logit (a hook on lm_head) so random models stop early."""
+    head = policy.model.get_output_embeddings()
+    eos = policy.eos_ids[0]
+
+    def hook(_module, _inputs, logits):
+        logits = logits.clone()
+        logits[..., eos] += bonus
+        return logits
+
+    return head.register_forward_hook(hook)
+
+
+@pytest.fixture(scope="session")
+def pretrained_dir(tmp_path_factory, tokenizer):
+    """A random-weight Idefics3 model + processor (our tokenizer) saved like a hub checkpoint."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    ids = dict(
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = Idefics3Config(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            **ids,
+        ),
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        **ids,
+    )
+    torch.manual_seed(1)
+    model = Idefics3ForConditionalGeneration(config)
+    image_processor = Idefics3ImageProcessorPil(
+        do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32}
+    )
+    processor = Idefics3Processor(  # the processor edits its tokenizer's specials: give it a copy
+        image_processor=image_processor,
+        tokenizer=copy.deepcopy(tokenizer),
+        image_seq_len=4,
+        chat_template=tokenizer.chat_template,
+    )
+    directory = tmp_path_factory.mktemp("tiny_idefics3")
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)
