@@ -1,0 +1,98 @@
+"""``EvalConfig`` (``python -m rl.eval``) and ``PredictConfig`` (``python -m rl.predict``).
+
+Every field has a help string (the docstring under it); ``__post_init__`` checks each value
+once and names the field. Both commands take them as ``--field VALUE`` options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SELECT = ("input", "consensus")
+
+
+def _need(config, ok: bool, name: str, why: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} {why}, got {getattr(config, name)!r}")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate a policy checkpoint on a corpus split: greedy and best-of-k, reward and cadrille protocol."""
+
+    checkpoint: str = "runs/sft/final"
+    """Policy folder (Policy.save form), e.g. runs/sft/final."""
+    split: str = "test"
+    """Corpus split to evaluate: test, test_ood, val or train."""
+    corpus_dir: str | None = None
+    """Corpus folder; None: the one the checkpoint was trained on (its sft_config.json), else runs/corpus."""
+    k: int = 4
+    """Sampled programs per image for best-of-k (picked by reward against the target; 0: greedy only)."""
+    limit: int | None = None
+    """Evaluate only the first N images of the split."""
+    out: str | None = None
+    """Output folder; None: <checkpoint>/eval_<split>."""
+    temperature: float = 1.0
+    """Sampling temperature of the k programs."""
+    top_p: float = 1.0
+    """Nucleus sampling of the k programs (1: off)."""
+    max_new_tokens: int | None = None
+    """Token budget per program; None: the policy's max_new_tokens."""
+    batch_size: int = 8
+    """Images decoded together."""
+    render_workers: int | None = None
+    """RenderPool actors (0: render in this process; None: one per CPU)."""
+    protocol: bool = True
+    """Also compute the cadrille protocol (unit cube, 8192 points, median CD x1e3, IoU, IR)."""
+    views: bool = True
+    """Write each program's views and the target's as PNG next to the records (for the report)."""
+    seed: int = 0
+    """Seed of the sampling."""
+    threads: int = 1
+    """torch CPU threads."""
+
+    def __post_init__(self):
+        _need(self, bool(self.checkpoint), "checkpoint", "must name a policy folder")
+        _need(self, bool(self.split), "split", "must name a split")
+        _need(self, self.k >= 0, "k", "must be >= 0")
+        _need(self, self.limit is None or self.limit >= 1, "limit", "must be >= 1")
+        _need(self, self.temperature > 0, "temperature", "must be > 0")
+        _need(self, 0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        _need(self, self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+        _need(self, self.batch_size >= 1, "batch_size", "must be >= 1")
+        _need(self, self.render_workers is None or self.render_workers >= 0, "render_workers", "must be >= 0")
+        _need(self, self.threads >= 1, "threads", "must be >= 1")
+
+
+@dataclass
+class PredictConfig:
+    """Predict the OpenSCAD program of one image: k programs, rendered, the best one kept."""
+
+    checkpoint: str = "runs/sft/final"
+    """Policy folder (Policy.save form)."""
+    k: int = 4
+    """Programs to try: the greedy one plus k - 1 sampled."""
+    out: str | None = None
+    """Output folder; None: runs/predict/<image file stem>."""
+    select: str = "input"
+    """How to rank valid programs: input (SSIM of the render to the input image) or consensus
+    (mean reward of the other valid programs measured against it)."""
+    temperature: float = 1.0
+    """Sampling temperature of the k - 1 sampled programs."""
+    top_p: float = 1.0
+    """Nucleus sampling (1: off)."""
+    max_new_tokens: int | None = None
+    """Token budget per program; None: the policy's max_new_tokens."""
+    seed: int = 0
+    """Seed of the sampling."""
+    threads: int = 1
+    """torch CPU threads."""
+
+    def __post_init__(self):
+        _need(self, bool(self.checkpoint), "checkpoint", "must name a policy folder")
+        _need(self, self.k >= 1, "k", "must be >= 1")
+        _need(self, self.select in SELECT, "select", f"must be one of {', '.join(SELECT)}")
+        _need(self, self.temperature > 0, "temperature", "must be > 0")
+        _need(self, 0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        _need(self, self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+        _need(self, self.threads >= 1, "threads", "must be >= 1")

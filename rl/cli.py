@@ -1,0 +1,64 @@
+"""Command-line plumbing shared by ``rl.sft``, ``rl.eval`` and ``rl.predict``.
+
+Every bad input (unknown option or config key, out-of-range value, missing folder or
+file) ends the command with one line on stderr, ``rl.sft: error: ...``, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+class UsageError(Exception):
+    """A bad argument or set-up problem: one line on stderr and exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr (no usage block), exit 2."""
+
+    def error(self, message: str):
+        fail(self.prog, message)
+
+
+def fail(prog: str, message) -> None:
+    """Print ``prog: error: <first line of message>`` to stderr and exit with status 2."""
+    text = str(message).strip()
+    first = text.splitlines()[0] if text else "failed"
+    print(f"{prog}: error: {first}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` torch CPU threads (1 is fastest when other jobs share 2 cores)."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # already set once in this process
+        pass
+
+
+def quiet_libraries() -> None:
+    """Turn off the per-file progress bars of ``datasets`` and of ``save_pretrained`` (the
+    Trainer's own progress bar is kept)."""
+    import datasets
+    from transformers.utils import logging
+
+    datasets.disable_progress_bars()
+    logging.disable_progress_bar()
+
+
+def load_checkpoint(path: str):
+    """The policy saved in ``path``; a folder without ``policy.json`` is a :class:`UsageError`."""
+    import os
+
+    from policies import load_policy
+
+    if not os.path.exists(os.path.join(path, "policy.json")):
+        raise UsageError(
+            f"checkpoint {path!r} holds no policy (no policy.json); train one with 'python -m rl.sft' "
+            "or pass --checkpoint runs/<name>/final"
+        )
+    return load_policy(path)

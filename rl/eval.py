@@ -1,0 +1,237 @@
+"""Evaluate a policy checkpoint on a corpus split: records, metrics and the reward report.
+
+Commands::
+
+    python -m rl.eval --checkpoint runs/sft/final --split test              # greedy + best-of-4
+    python -m rl.eval --checkpoint runs/sft/final --split test --k 8 --limit 50
+    python -m rl.eval --checkpoint runs/sft/final --split test_ood --k 0    # greedy only
+    python -m rl.eval --help
+
+For every image of the split the policy decodes one greedy program and ``k`` sampled ones;
+each is run by OpenSCAD and scored on a :class:`renderer.pool.RenderPool` against the
+image's target mesh. Best-of-k keeps the sampled program with the highest reward (an oracle
+pick: it uses the target, as cadrille's best-of-k does). Writes into ``--out`` (default
+``<checkpoint>/eval_<split>``):
+
+- ``records.jsonl``: one :class:`reward.records.SampleRecord` per program (``extra`` holds
+  mode greedy/sample, sample index, family, best_of_k, the protocol's cd and iou), with the
+  views of the prediction and of the target as PNGs under ``views/``;
+- ``metrics.json``: for ``greedy`` and ``best_of_k``: the target-frame figures of
+  :func:`rl.scoring.summarise_breakdowns` (invalid ratio, reward, mean and median IoU, SSIM and
+  chamfer distance over valid programs) and ``protocol`` (:func:`reward.metrics.summarise`:
+  ``ir``, ``cd_median_x1e3``, ``iou_mean``), plus per-family figures and timings;
+- ``index.html`` and ``summary.json``: the reward report (:func:`reward.report.build_report`).
+
+Bad input (missing checkpoint or corpus, unknown split, bad option) is one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import torch
+
+from configs.eval import EvalConfig
+from configs.loader import ConfigError, add_arguments, from_args
+from configs.sft import DEFAULT_CORPUS_DIR
+from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads
+
+PROG = "rl.eval"
+
+
+def resolve_corpus(config: EvalConfig) -> str:
+    """``--corpus_dir``, else the corpus the checkpoint was trained on, else the default corpus."""
+    from rl.sft_setup import has_corpus, read_config
+
+    corpus_dir = config.corpus_dir or read_config(config.checkpoint).get("corpus_dir") or DEFAULT_CORPUS_DIR
+    if not has_corpus(corpus_dir):
+        raise UsageError(f"corpus_dir {corpus_dir!r} holds no corpus (no build.json); pass --corpus_dir")
+    return corpus_dir
+
+
+def load_rows(corpus_dir: str, split: str, limit: int | None):
+    """The split's rows (first ``limit``) as a ``datasets.Dataset``."""
+    from corpus.dataset import load
+
+    try:
+        dataset = load(corpus_dir, split).select_columns(["id", "family", "image", "code", "mesh_path"])
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    if len(dataset) == 0:
+        raise UsageError(f"split {split!r} of {corpus_dir!r} has no rows")
+    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
+
+
+def _record(row, mode: str, index: int, text: str, scored, config: EvalConfig):
+    from reward.records import SampleRecord
+
+    record_id = f"{row['id']}/{mode}" + (f"{index}" if mode == "sample" else "")
+    views = {}
+    if config.views:
+        views = {"target_views": f"views/{row['id']}_target.png",
+                 "pred_views": f"views/{record_id.replace('/', '_')}.png"}
+    protocol = scored.protocol
+    extra = {"mode": mode, "sample": index, "family": row["family"], "best_of_k": False,
+             "protocol_valid": bool(protocol.get("valid")), "protocol_cd": protocol.get("cd"),
+             "protocol_iou": protocol.get("iou"), "protocol_status": protocol.get("status")}
+    return SampleRecord.from_breakdown(record_id, row["id"], text, scored.breakdown, **views, extra=extra)
+
+
+def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str) -> list:
+    """Decode, render and score one batch of rows; one record per program (greedy first)."""
+    from renderer.pool import ScoreRequest
+
+    images = [row["image"] for row in rows]
+    programs = [(i, "greedy", 0, text) for i, text in enumerate(
+        policy.sample(images, n=1, max_new_tokens=config.max_new_tokens, greedy=True).texts)]
+    if config.k:
+        sampled = policy.sample(images, n=config.k, max_new_tokens=config.max_new_tokens,
+                                temperature=config.temperature, top_p=config.top_p).texts
+        programs += [(j // config.k, "sample", j % config.k, text) for j, text in enumerate(sampled)]
+    requests = []
+    for i, mode, s, text in programs:
+        paths = {}
+        if config.views:
+            record_id = f"{rows[i]['id']}_{mode}" + (f"{s}" if mode == "sample" else "")
+            paths = {"views_path": os.path.join(out, "views", f"{record_id}.png"),
+                     "target_views_path": os.path.join(out, "views", f"{rows[i]['id']}_target.png")}
+        requests.append(ScoreRequest(text, rows[i]["id"], **paths))
+    scored = pool.score(requests)
+    return [_record(rows[i], mode, s, text, result, config)
+            for (i, mode, s, text), result in zip(programs, scored, strict=True)]
+
+
+def mark_best_of_k(records: list) -> list:
+    """Flag, per target, the sampled record with the highest reward (``extra["best_of_k"]``); return them."""
+    best: dict = {}
+    for record in records:
+        if record.extra["mode"] == "sample":
+            current = best.get(record.target_id)
+            if current is None or record.total > current.total:
+                best[record.target_id] = record
+    for record in best.values():
+        record.extra["best_of_k"] = True
+    return list(best.values())
+
+
+def figures_of(records: list, protocol: bool = True) -> dict:
+    """Target-frame figures and (``protocol``) the cadrille protocol, for one program per target."""
+    from reward.metrics import summarise
+    from rl.scoring import summarise_breakdowns
+
+    figures = summarise_breakdowns(records)
+    figures.pop("valid_frac")
+    rows = [{"valid": r.extra["protocol_valid"], "cd": r.extra["protocol_cd"], "iou": r.extra["protocol_iou"]}
+            for r in records]
+    figures["protocol"] = summarise(rows) if protocol else None
+    return figures
+
+
+def per_family(records: list) -> dict:
+    """``{family: {n, invalid_ratio, iou_mean}}`` of the greedy programs."""
+    from rl.scoring import summarise_breakdowns
+
+    families: dict[str, list] = {}
+    for record in records:
+        families.setdefault(record.extra["family"], []).append(record)
+    out = {}
+    for family, group in sorted(families.items()):
+        figures = summarise_breakdowns(group)
+        out[family] = {k: figures[k] for k in ("n", "invalid_ratio", "iou_mean", "reward_mean")}
+    return out
+
+
+def run(config: EvalConfig) -> dict:
+    """Evaluate; write records, metrics.json and the report; return the metrics dict."""
+    from tqdm.auto import tqdm
+
+    from corpus.dataset import load_mesh
+    from renderer.pool import RenderPool
+    from reward.report import build_report, write_records
+    from rl.scoring import ProtocolScorer
+    from rl.sft_setup import check_image_size
+
+    started = time.perf_counter()
+    set_threads(config.threads)
+    quiet_libraries()
+    torch.manual_seed(config.seed)
+    policy = load_checkpoint(config.checkpoint)
+    corpus_dir = resolve_corpus(config)
+    dataset = load_rows(corpus_dir, config.split, config.limit)
+    check_image_size(dataset, policy.config, corpus_dir)
+    out = config.out or os.path.join(config.checkpoint, f"eval_{config.split}")
+    os.makedirs(out, exist_ok=True)
+    pool = RenderPool(ProtocolScorer(protocol=config.protocol), workers=config.render_workers)
+    records = []
+    try:
+        with tqdm(total=len(dataset), desc=PROG, unit="image", dynamic_ncols=True) as bar:
+            for start in range(0, len(dataset), config.batch_size):
+                rows = [dataset[i] for i in range(start, min(start + config.batch_size, len(dataset)))]
+                for row in rows:
+                    pool.add_target(row["id"], *load_mesh(corpus_dir, row))
+                records += evaluate_batch(policy, pool, rows, config, out)
+                bar.update(len(rows))
+    finally:
+        pool.close()
+    greedy = [r for r in records if r.extra["mode"] == "greedy"]
+    best = mark_best_of_k(records)
+    records_path = write_records(os.path.join(out, "records.jsonl"), records)
+    seconds = time.perf_counter() - started
+    metrics = {
+        "checkpoint": config.checkpoint,
+        "corpus_dir": corpus_dir,
+        "split": config.split,
+        "n_images": len(dataset),
+        "k": config.k,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "greedy": figures_of(greedy, config.protocol),
+        "best_of_k": figures_of(best, config.protocol) if best else None,
+        "per_family_greedy": per_family(greedy),
+        "timing": {"seconds": seconds, "programs": len(records), "programs_per_s": len(records) / seconds},
+    }
+    with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(metrics, fh, indent=2)
+    title = f"rl.eval {config.checkpoint} on {config.split}"
+    metrics["report"] = build_report(records_path, out, title=title)
+    metrics["out"] = out
+    return metrics
+
+
+def _describe(metrics: dict) -> str:
+    def num(value, spec=".3f"):
+        return "n/a" if value is None else format(value, spec)
+
+    lines = []
+    for mode in ("greedy", "best_of_k"):
+        m = metrics.get(mode)
+        if m:
+            p = m["protocol"] or {"ir": None, "cd_median_x1e3": None, "iou_mean": None}
+            lines.append(
+                f"{PROG}: {mode:9s} IR {num(m['invalid_ratio'])}  IoU mean {num(m['iou_mean'])} "
+                f"median {num(m['iou_median'])}  SSIM {num(m['ssim_mean'])}  reward {num(m['reward_mean'])}  "
+                f"| protocol IR {num(p['ir'])} CD x1e3 median {num(p['cd_median_x1e3'])} "
+                f"IoU {num(p['iou_mean'])}"
+            )
+    lines.append(f"{PROG}: {metrics['n_images']} images in {metrics['timing']['seconds']:.0f} s; "
+                 f"metrics and report in {metrics['out']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description="Evaluate a policy checkpoint on a corpus split.")
+    add_arguments(parser, EvalConfig)
+    args = parser.parse_args(argv)
+    try:
+        metrics = run(from_args(EvalConfig, args))
+    except (ConfigError, UsageError) as error:
+        fail(PROG, error)
+    print(_describe(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

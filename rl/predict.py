@@ -1,0 +1,206 @@
+"""Predict the OpenSCAD program of one picture of a part.
+
+Commands::
+
+    python -m rl.predict part.png                                  # runs/sft/final, k=4
+    python -m rl.predict photo.jpg --checkpoint runs/ppo/final --k 8 --out pred/
+    python -m rl.predict part.png --select consensus
+    python -m rl.predict --help
+
+The image may be any size, RGB, grayscale or with alpha (composited on white); it is padded
+to a square with white and resized by the policy. The policy writes ``k`` programs (the
+greedy one, then ``k - 1`` sampled); each runs in OpenSCAD. The kept program is:
+
+1. a **valid** one (a usable 3-D mesh) before any invalid one;
+2. among valid ones, by ``--select``:
+
+   - ``input`` (default): SSIM between the program's iso view, rendered in its own frame with
+     the corpus camera (exactly how corpus images are made), and the input image in grayscale
+     at the same size. It rewards programs whose render looks like the picture; it assumes the
+     picture is a render-like iso view (as corpus and reward images are).
+   - ``consensus``: self-consistency. Each valid program is taken as the target and the others
+     are scored against it with the reward (:class:`reward.score.Scorer`, IoU + SSIM + chamfer in
+     its frame); the program the others agree with most wins. Needs no assumption about the
+     picture, but needs several valid programs to mean anything.
+3. with no valid program, the greedy attempt is written anyway and reported as invalid.
+
+Writes into ``--out`` (default ``runs/predict/<image stem>``): ``prediction.scad``,
+``prediction.stl`` (binary; only for a valid program), ``prediction.png`` (the input, then the
+program's iso / front / right / top views) and ``candidates.json`` (every program, its status
+and score). A missing file or a non-image is one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from configs.eval import PredictConfig
+from configs.loader import ConfigError, add_arguments, from_args
+from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads
+
+PROG = "rl.predict"
+VIEW_SIZE = 128
+_STL = np.dtype([("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+
+
+def read_image(path: str):
+    """The picture at ``path``, RGB, padded to a square with white; :class:`UsageError` if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise UsageError(f"image {path!r} does not exist")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = opened.copy()
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise UsageError(f"{path!r} is not an image PIL can read ({type(error).__name__})") from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    image = image.convert("RGB")
+    side = max(image.size)
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    return square
+
+
+def write_binary_stl(path: str, vertices: np.ndarray, faces: np.ndarray) -> str:
+    """Write ``vertices (N, 3)`` / ``faces (M, 3)`` as a binary STL (unit normals, little endian)."""
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
+    records = np.zeros(len(corners), dtype=_STL)
+    records["normal"] = np.divide(normals, lengths, out=np.zeros_like(normals), where=lengths > 0)
+    records["v"] = corners
+    header = b"scadloop rl.predict binary STL".ljust(80, b" ")
+    with open(path, "wb") as fh:
+        fh.write(header + np.uint32(len(records)).tobytes() + records.tobytes())
+    return path
+
+
+def own_views(result):
+    """``(V, H, W)`` views of a valid result in its own frame (as corpus images), else None."""
+    from corpus.dataset import target_views
+
+    if not result.ok or len(result.faces) == 0:
+        return None
+    images, _ = target_views(result.vertices, result.faces, VIEW_SIZE)
+    return images
+
+
+def input_similarity(iso_view: np.ndarray, picture: np.ndarray) -> float:
+    """Masked SSIM (inverted, as in the reward) of a render's iso view and the picture, both (H, W)."""
+    from reward.ssim import masked_ssim
+
+    mask = (iso_view < 1.0) | (picture < 0.98)
+    return float(masked_ssim(1.0 - iso_view[None], 1.0 - picture[None], mask[None]))
+
+
+def consensus_scores(results: list) -> list[float]:
+    """For each result, the mean reward of the others scored with it as the target."""
+    from reward.score import Scorer
+
+    scorer = Scorer(threads=1)
+    prepared = [scorer.prepare(r.vertices, r.faces) for r in results]
+    return [
+        float(np.mean([scorer(other, prepared[i]).total for j, other in enumerate(results) if j != i]))
+        if len(results) > 1 else 0.0
+        for i in range(len(results))
+    ]
+
+
+def choose(results: list, views: list, picture: np.ndarray, select: str) -> tuple[int, list]:
+    """Index of the kept program and every candidate's score (None for invalid ones)."""
+    valid = [i for i, v in enumerate(views) if v is not None]
+    scores: list = [None] * len(results)
+    if not valid:
+        return 0, scores
+    if select == "consensus":
+        for i, score in zip(valid, consensus_scores([results[i] for i in valid]), strict=True):
+            scores[i] = score
+    else:
+        for i in valid:
+            scores[i] = input_similarity(views[i][0], picture)
+    return max(valid, key=lambda i: (scores[i], -i)), scores
+
+
+def predict(image_path: str, config: PredictConfig) -> dict:
+    """Sample, render, choose and write the prediction; returns what ``candidates.json`` holds."""
+    import torch
+    from PIL import Image
+
+    from renderer.openscad import run as run_openscad
+    from renderer.views import save_view_row
+
+    set_threads(config.threads)
+    quiet_libraries()
+    torch.manual_seed(config.seed)
+    image = read_image(image_path)
+    policy = load_checkpoint(config.checkpoint)
+    stem = os.path.splitext(os.path.basename(image_path))[0]
+    out = config.out or os.path.join("runs", "predict", stem)
+    os.makedirs(out, exist_ok=True)
+    codes = policy.sample([image], n=1, max_new_tokens=config.max_new_tokens, greedy=True).texts
+    if config.k > 1:
+        codes += policy.sample([image], n=config.k - 1, max_new_tokens=config.max_new_tokens,
+                               temperature=config.temperature, top_p=config.top_p).texts
+    with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
+        results = list(threads.map(run_openscad, codes))
+    views = [own_views(r) for r in results]
+    picture = np.asarray(image.convert("L").resize((VIEW_SIZE, VIEW_SIZE), Image.Resampling.BILINEAR),
+                         dtype=np.float32) / 255.0
+    best, scores = choose(results, views, picture, config.select)
+    chosen = results[best]
+    with open(os.path.join(out, "prediction.scad"), "w", encoding="utf-8") as fh:
+        fh.write(codes[best])
+    valid = views[best] is not None
+    if valid:
+        write_binary_stl(os.path.join(out, "prediction.stl"), chosen.vertices, chosen.faces)
+    elif os.path.exists(os.path.join(out, "prediction.stl")):
+        os.remove(os.path.join(out, "prediction.stl"))  # never leave an older run's mesh beside this code
+    blank = np.ones((4, VIEW_SIZE, VIEW_SIZE), np.float32)
+    save_view_row(np.concatenate([picture[None], views[best] if valid else blank]),
+                  os.path.join(out, "prediction.png"))
+    summary = {
+        "image": image_path, "checkpoint": config.checkpoint, "select": config.select, "chosen": best,
+        "valid": valid, "status": str(chosen.status), "out": out,
+        "candidates": [
+            {"index": i, "mode": "greedy" if i == 0 else "sample", "status": str(r.status),
+             "valid": views[i] is not None, "score": scores[i], "openscad_seconds": r.seconds,
+             "stderr": r.stderr.strip().splitlines()[-1:] if not r.ok else [], "code": code}
+            for i, (r, code) in enumerate(zip(results, codes, strict=True))
+        ],
+    }
+    with open(os.path.join(out, "candidates.json"), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description="Predict the OpenSCAD program of a picture of a part.")
+    parser.add_argument("image", help="PNG or JPG picture of the part (any size, RGB or grayscale)")
+    add_arguments(parser, PredictConfig)
+    args = parser.parse_args(argv)
+    try:
+        summary = predict(args.image, from_args(PredictConfig, args))
+    except (ConfigError, UsageError) as error:
+        fail(PROG, error)
+    valid = sum(c["valid"] for c in summary["candidates"])
+    if summary["valid"]:
+        print(f"{PROG}: kept program {summary['chosen']} of {len(summary['candidates'])} "
+              f"({valid} valid, --select {summary['select']}); "
+              f"wrote prediction.scad, .stl and .png to {summary['out']}")
+    else:
+        print(f"{PROG}: no valid program among {len(summary['candidates'])}: wrote the greedy attempt "
+              f"(INVALID, status {summary['status']}) to {summary['out']}/prediction.scad")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

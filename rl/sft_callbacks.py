@@ -1,0 +1,148 @@
+"""``transformers.Trainer`` callbacks of ``rl.sft``: the metrics line and the generation evaluation.
+
+- :class:`MetricsProgress` keeps the Trainer's progress bar and prints one line per logging
+  step with namespaced names: ``step 20/300 train/loss=2.31 train/grad_norm=0.84 train/lr=0.00098
+  charts/tokens_per_s=4120``.
+- :class:`GenerationEval` greedily decodes a program for each of a few val images every
+  ``every`` steps (and at the last step), runs and scores them on a
+  :class:`renderer.pool.RenderPool`, and logs one line and a ``log_history`` entry:
+  ``eval/valid_frac``, ``eval/reward_mean``, ``eval/iou_mean``, ``eval/ssim_mean`` (IoU and SSIM
+  over the valid programs, see :func:`rl.scoring.summarise_breakdowns`) and ``eval/loss``
+  (teacher-forced loss on the same rows). Only the world's process zero evaluates.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+from rl.scoring import ProtocolScorer, summarise_breakdowns
+
+_NAMES = {
+    "loss": "train/loss",
+    "grad_norm": "train/grad_norm",
+    "learning_rate": "train/lr",
+    "epoch": "train/epoch",
+    "train_tokens_per_second": "charts/tokens_per_s",
+    "num_input_tokens_seen": "charts/tokens_seen",
+}
+
+
+def format_metrics(step: int, max_steps: int, logs: dict) -> str:
+    """``step S/N name=value ...`` with Trainer log keys renamed into namespaces, floats to 4 digits."""
+    parts = [f"step {step}/{max_steps}"]
+    for key, value in logs.items():
+        if key in ("total_flos", "step") or (key == "train_runtime" and "loss" in logs):
+            continue
+        name = _NAMES.get(key, key)
+        parts.append(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}")
+    return " ".join(parts)
+
+
+class MetricsProgress(ProgressCallback):
+    """The Trainer's progress bar, with one formatted metrics line per log event."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            self.training_bar.write(format_metrics(state.global_step, state.max_steps, logs))
+
+
+def write_line(text: str) -> None:
+    """Print a line without breaking a live tqdm bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text)
+
+
+class GenerationEval(TrainerCallback):
+    """Every ``every`` steps: greedy programs for ``rows``, scored through a RenderPool.
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy whose ``model`` the Trainer trains (sampling reads the live weights).
+    rows : list of dict
+        Val rows with ``id``, ``image``, ``code`` and ``mesh_path``.
+    corpus_dir : str
+        Folder the rows' ``mesh_path`` is relative to.
+    every : int
+        Steps between evaluations (the last step is evaluated too).
+    max_new_tokens : int
+        Token budget of each program.
+    render_workers : int
+        RenderPool actors (0: render in this process).
+    """
+
+    def __init__(
+        self, policy, rows, corpus_dir: str, every: int, max_new_tokens: int, render_workers: int = 0
+    ):
+        self.policy = policy
+        self.rows = rows
+        self.corpus_dir = corpus_dir
+        self.every = every
+        self.max_new_tokens = max_new_tokens
+        self.render_workers = render_workers
+        self.pool = None
+        self.last: dict = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        due = step % self.every == 0 or step >= state.max_steps
+        if not (due and state.is_world_process_zero and self.rows):
+            return control
+        figures = self.evaluate()
+        self.last = {**figures, "step": step}
+        state.log_history.append(dict(self.last))  # saved in trainer_state.json with the checkpoint
+        write_line(format_metrics(step, state.max_steps, figures))
+        return control
+
+    def _ensure_pool(self):
+        if self.pool is None:
+            from corpus.dataset import load_mesh
+            from renderer.pool import RenderPool
+
+            self.pool = RenderPool(ProtocolScorer(protocol=False), workers=self.render_workers)
+            for row in self.rows:
+                self.pool.add_target(row["id"], *load_mesh(self.corpus_dir, row))
+        return self.pool
+
+    @torch.no_grad()
+    def _loss(self, images, codes) -> float:
+        model = self.policy.model
+        was_training = model.training
+        model.eval()
+        try:
+            batch = self.policy.collate(images, codes)
+            batch = {k: v.to(self.policy.device) for k, v in batch.items()}
+            return float(model(**batch).loss)
+        finally:
+            model.train(was_training)
+
+    def evaluate(self) -> dict:
+        """Generate, render and score one greedy program per row; the ``eval/*`` figures."""
+        from renderer.pool import ScoreRequest
+
+        start = time.perf_counter()
+        pool = self._ensure_pool()
+        images = [row["image"] for row in self.rows]
+        loss = self._loss(images, [row["code"] for row in self.rows])
+        rollout = self.policy.sample(images, n=1, max_new_tokens=self.max_new_tokens, greedy=True)
+        scored = pool.score([ScoreRequest(text, row["id"]) for text, row in zip(rollout.texts, self.rows,
+                                                                                 strict=True)])
+        figures = summarise_breakdowns([s.breakdown for s in scored])
+        return {
+            "eval/loss": loss,
+            "eval/valid_frac": figures["valid_frac"],
+            "eval/reward_mean": figures["reward_mean"],
+            "eval/iou_mean": figures["iou_mean"],
+            "eval/ssim_mean": figures["ssim_mean"],
+            "eval/programs": figures["n"],
+            "eval/seconds": time.perf_counter() - start,
+        }
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()

@@ -1,0 +1,136 @@
+"""rl.eval and rl.predict: files and figures they write, on a tiny checkpoint and on known-good programs."""
+
+from __future__ import annotations
+
+import json
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from renderer.openscad import read_binary_stl
+
+
+class TruthPolicy:
+    """Stands in for a perfect policy: every program it writes is the target's own code."""
+
+    def __init__(self, codes):
+        self.codes = list(codes)
+
+    def sample(self, images, n=1, **_):
+        return SimpleNamespace(texts=[self.codes[i] for i in range(len(images)) for _ in range(n)])
+
+
+@pytest.fixture
+def final_dir(smoke_run):
+    completed, run_dir = smoke_run
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return os.path.join(run_dir, "final")
+
+
+def test_eval_writes_records_metrics_and_report(final_dir, tmp_path, capsys):
+    from rl.eval import main
+
+    out = tmp_path / "eval"
+    main(["--checkpoint", final_dir, "--split", "test", "--k", "2", "--limit", "2", "--max_new_tokens", "16",
+          "--render_workers", "0", "--out", str(out)])  # corpus_dir comes from final/sft_config.json
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 2 and metrics["k"] == 2
+    for mode in ("greedy", "best_of_k"):
+        figures = metrics[mode]
+        for key in ("invalid_ratio", "iou_mean", "iou_median", "ssim_mean", "chamfer_distance_median",
+                    "reward_mean"):
+            assert key in figures
+        assert {"ir", "cd_median_x1e3", "iou_mean"} <= set(figures["protocol"])
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * (1 + 2)
+    assert sum(r["extra"]["best_of_k"] for r in records) == 2
+    assert all((out / r["pred_views"]).exists() and (out / r["target_views"]).exists() for r in records)
+    assert (out / "index.html").exists() and (out / "summary.json").exists()
+    assert "protocol IR" in capsys.readouterr().out
+
+
+def test_eval_figures_of_correct_programs(tiny_corpus, tmp_path):
+    """The target's own program scores IoU ~1 in the target frame and CD ~0 in the protocol."""
+    from configs.eval import EvalConfig
+    from corpus.dataset import load_mesh
+    from renderer.pool import RenderPool
+    from rl.eval import evaluate_batch, figures_of, load_rows, mark_best_of_k
+    from rl.scoring import ProtocolScorer
+
+    rows = [dict(r) for r in load_rows(tiny_corpus, "test", 2)]
+    pool = RenderPool(ProtocolScorer(), workers=0)
+    for row in rows:
+        pool.add_target(row["id"], *load_mesh(tiny_corpus, row))
+    config = EvalConfig(checkpoint="unused", k=1, views=False)
+    records = evaluate_batch(TruthPolicy(r["code"] for r in rows), pool, rows, config, str(tmp_path))
+    best = mark_best_of_k(records)
+    figures = figures_of([r for r in records if r.extra["mode"] == "greedy"])
+    assert len(best) == 2 and figures["invalid_ratio"] == 0.0
+    assert figures["iou_mean"] > 0.95 and figures["protocol"]["ir"] == 0.0
+    assert figures["protocol"]["cd_median_x1e3"] < 1.0 and figures["protocol"]["iou_mean"] > 0.9
+
+
+def test_predict_untrained_writes_the_attempt_and_says_invalid(final_dir, tiny_corpus, tmp_path, capsys):
+    from corpus.dataset import load
+    from rl.predict import main
+
+    image = tmp_path / "part.png"
+    load(tiny_corpus, "test")[0]["image"].save(image)
+    main([str(image), "--checkpoint", final_dir, "--k", "2", "--max_new_tokens", "16", "--out",
+          str(tmp_path / "pred")])
+    out = tmp_path / "pred"
+    assert (out / "prediction.scad").exists() and (out / "prediction.png").exists()
+    summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
+    assert len(summary["candidates"]) == 2
+    if not summary["valid"]:  # an untrained model: the attempt is still written, and flagged
+        assert "INVALID" in capsys.readouterr().out
+        assert not (tmp_path / "pred" / "prediction.stl").exists()
+
+
+@pytest.mark.parametrize("select", ["input", "consensus"])
+def test_predict_keeps_a_valid_program_and_writes_its_stl(tiny_corpus, tmp_path, monkeypatch, select):
+    import rl.predict
+    from corpus.dataset import load
+
+    row = load(tiny_corpus, "test")[0]
+    broken = "cube([1, 2;"  # a syntax error first: the valid program must win
+    fake = SimpleNamespace(sample=lambda images, n=1, **_: SimpleNamespace(
+        texts=[broken] * n if _.get("greedy") else [row["code"]] * n))
+    monkeypatch.setattr(rl.predict, "load_checkpoint", lambda path: fake)
+    image = tmp_path / "wide.jpg"  # another size, aspect and mode than the corpus image
+    canvas = Image.new("RGB", (300, 200), (255, 255, 255))
+    canvas.paste(row["image"].convert("RGB"), (86, 36))
+    canvas.save(image)
+    rl.predict.main([str(image), "--k", "3", "--select", select, "--out", str(tmp_path / "pred")])
+    summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
+    assert summary["valid"] and summary["chosen"] in (1, 2)
+    assert (tmp_path / "pred" / "prediction.scad").read_text() == row["code"]
+    vertices, faces = read_binary_stl(str(tmp_path / "pred" / "prediction.stl"))
+    assert len(faces) > 0 and np.isfinite(vertices).all()
+    assert Image.open(tmp_path / "pred" / "prediction.png").size == (5 * 128, 128)
+
+
+def test_binary_stl_round_trips(tmp_path):
+    from rl.predict import write_binary_stl
+
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    back_v, back_f = read_binary_stl(write_binary_stl(str(tmp_path / "t.stl"), vertices, faces))
+    assert np.allclose(np.sort(back_v, axis=0), np.sort(vertices, axis=0))
+    assert np.allclose(back_v[back_f], vertices[faces])
+
+
+@pytest.mark.parametrize("content, expected", [(None, "does not exist"), (b"not an image", "not an image")])
+def test_predict_bad_image_is_one_line_and_exit_2(tmp_path, capsys, content, expected):
+    from rl.predict import main
+
+    path = tmp_path / "x.png"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and expected in err
