@@ -10,23 +10,31 @@ Writes ``bench/results/reward_throughput.json``:
   (workers x wall seconds): everything that is not OpenSCAD, idle time included
   (goal <= 10 %); ``score_share``: scoring's part of the workers' busy time;
 - ``ray_start_s``: starting the local Ray cluster in this process, and
-  ``actors_start_s``: starting the actors and preparing the targets.
+  ``actors_start_s``: starting the actors and preparing the targets;
+- ``bare_openscad_speedup``: the same programs run by bare ``openscad`` processes,
+  two at a time against one at a time: the ceiling this machine puts on any
+  2-worker speedup (2 vCPUs may not give 2x), and ``pool_efficiency`` = pool
+  speedup / that ceiling.
 
-    .venv/bin/python bench/reward_throughput.py [--programs 48] [--out ...]
+    .venv/bin/python bench/reward_throughput.py [--programs 68] [--rounds 3] [--out ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from corpus.families import FAMILIES, generate  # noqa: E402
-from renderer.openscad import run  # noqa: E402
+from renderer.openscad import openscad_command, run  # noqa: E402
 from renderer.pool import RenderPool, ScoreRequest  # noqa: E402
 from reward.score import Scorer  # noqa: E402
 
@@ -61,32 +69,62 @@ def measure(pool: RenderPool, batch: list[ScoreRequest]) -> dict:
     }
 
 
+def bare_openscad_seconds(codes: list[str], parallel: int) -> float:
+    """Wall seconds to run ``codes`` with bare ``openscad -o x.stl``, ``parallel`` at a time."""
+    def one(code: str) -> None:
+        with tempfile.TemporaryDirectory() as workdir:
+            scad = os.path.join(workdir, "part.scad")
+            with open(scad, "w") as fh:
+                fh.write(code)
+            subprocess.run(openscad_command(scad, os.path.join(workdir, "part.stl")),
+                           capture_output=True, check=False)
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(parallel) as executor:
+        list(executor.map(one, codes))
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--programs", type=int, default=48)
+    parser.add_argument("--programs", type=int, default=68)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating 1- and 2-worker measurements")
     parser.add_argument("--out", default="bench/results/reward_throughput.json")
     args = parser.parse_args(argv)
 
     from renderer.cluster import ensure_ray
 
     ray_start_s = ensure_ray(os.cpu_count())
-    rows, actor_starts = [], {}
-    for workers in (1, 2):
-        start = time.perf_counter()
-        pool = RenderPool(Scorer(threads=1), workers=workers)
-        batch = make_batch(args.programs, [pool])
-        pool.score(batch[: len(FAMILIES)])  # warm-up: actors up, every target prepared
-        actor_starts[workers] = round(time.perf_counter() - start, 2)
-        rows.append(measure(pool, batch))
-        pool.close()
-        row = rows[-1]
-        print(f"workers={workers}: {row['programs_per_s']:.2f} programs/s, wall {row['wall_s']:.1f} s, "
-              f"outside OpenSCAD {row['outside_openscad_share']:.1%}, scoring {row['score_share']:.1%} "
-              f"of busy time, statuses {row['statuses']}")
-    speedup = rows[1]["programs_per_s"] / rows[0]["programs_per_s"]
-    summary = {"speedup_2_vs_1": round(speedup, 3), "ray_start_s": round(ray_start_s, 2),
+    rows, actor_starts, batch = [], {}, []
+    for round_index in range(args.rounds):  # alternate 1 and 2 workers: drift hits both alike
+        for workers in (1, 2):
+            start = time.perf_counter()
+            pool = RenderPool(Scorer(threads=1), workers=workers)
+            batch = make_batch(args.programs, [pool])
+            pool.score(batch[: len(FAMILIES)])  # warm-up: actors up, every target prepared
+            actor_starts[workers] = round(time.perf_counter() - start, 2)
+            rows.append({"round": round_index, **measure(pool, batch)})
+            pool.close()
+            row = rows[-1]
+            print(f"round {round_index} workers={workers}: {row['programs_per_s']:.2f} programs/s, "
+                  f"wall {row['wall_s']:.1f} s, outside OpenSCAD {row['outside_openscad_share']:.1%}, "
+                  f"scoring {row['score_share']:.1%} of busy time, statuses {row['statuses']}")
+    rate = {w: statistics.median(r["programs_per_s"] for r in rows if r["workers"] == w) for w in (1, 2)}
+    outside = {w: statistics.median(r["outside_openscad_share"] for r in rows if r["workers"] == w)
+               for w in (1, 2)}
+    speedup = rate[2] / rate[1]
+    codes = [request.code for request in batch]
+    bare = {p: bare_openscad_seconds(codes, p) for p in (1, 2)}
+    ceiling = bare[1] / bare[2]
+    summary = {"speedup_2_vs_1": round(speedup, 3), "programs_per_s_median": rate,
+               "outside_openscad_share_median": outside, "bare_openscad_speedup": round(ceiling, 3),
+               "pool_efficiency": round(speedup / ceiling, 3),
+               "bare_openscad_wall_s": {str(k): round(v, 2) for k, v in bare.items()},
+               "ray_start_s": round(ray_start_s, 2), "rounds": args.rounds,
                "actors_start_and_prepare_s": actor_starts, "cpus": os.cpu_count()}
-    print(f"speedup 2 vs 1 workers: {speedup:.2f}x; Ray start-up {ray_start_s:.2f} s; "
+    print(f"median over {args.rounds} rounds: speedup 2 vs 1 workers {speedup:.2f}x (bare OpenSCAD, 2 vs 1 "
+          f"processes: {ceiling:.2f}x; pool efficiency {speedup / ceiling:.0%}); outside OpenSCAD "
+          f"{outside[1]:.1%} (1 worker) / {outside[2]:.1%} (2); Ray start-up {ray_start_s:.2f} s; "
           f"actors + target preparation {actor_starts} s")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
