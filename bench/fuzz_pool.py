@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import random
 import re
@@ -21,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import write_json  # noqa: E402
 from corpus.families import FAMILIES, generate  # noqa: E402
 from renderer.openscad import RenderLimits, Status, run  # noqa: E402
 from renderer.pool import RenderPool, ScoreRequest  # noqa: E402
@@ -121,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:<16} {dict(counts)}")
     print(f"{len(results)}/{len(batch)} answered in {wall:.0f} s; statuses {dict(statuses)}; "
           f"untyped {untyped}; actors replaced {pool.replaced_actors}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        by_kind = {k: dict(v) for k, v in by_mutation.items()}
-        json.dump({"summary": summary, "by_mutation": by_kind}, fh, indent=2)
+    write_json(args.out, {"summary": summary, "by_mutation": {k: dict(v) for k, v in by_mutation.items()}})
     pool.close()
     return 0 if len(results) == len(batch) and not untyped else 1
 

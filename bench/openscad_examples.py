@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import write_json  # noqa: E402
 from renderer.openscad import RenderLimits, run  # noqa: E402
 
 
@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                "wall_s": round(time.perf_counter() - start, 1)}
     print(f"{len(rows)} files: {dict(counts)}; slowest {slowest:.2f} s (timeout {args.timeout} s); "
           f"OpenSCAD processes left behind: {leftovers}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump({"summary": summary, "examples": rows}, fh, indent=2)
+    write_json(args.out, {"summary": summary, "examples": rows})
     return 0 if leftovers == 0 and slowest < args.timeout + 5 else 1
 
 

@@ -14,20 +14,19 @@ Also the cost of a render-cache hit. Writes ``bench/results/render.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import run_bare_openscad, write_json  # noqa: E402
 from renderer.cache import RenderCache  # noqa: E402
 from renderer.examples import EXAMPLES  # noqa: E402
-from renderer.openscad import RenderLimits, openscad_command, openscad_info, run  # noqa: E402
+from renderer.openscad import RenderLimits, openscad_info, run  # noqa: E402
 from renderer.views import Frame, render  # noqa: E402
 
 PROGRAMS = {
@@ -45,14 +44,9 @@ PROGRAMS = {
 
 
 def time_bare(code: str) -> float:
-    with tempfile.TemporaryDirectory() as workdir:
-        scad = os.path.join(workdir, "part.scad")
-        with open(scad, "w") as fh:
-            fh.write(code)
-        start = time.perf_counter()
-        subprocess.run(openscad_command(scad, os.path.join(workdir, "part.stl")),
-                       capture_output=True, check=False)
-        return time.perf_counter() - start
+    start = time.perf_counter()
+    run_bare_openscad(code)
+    return time.perf_counter() - start
 
 
 def time_ours(code: str, limits: RenderLimits) -> tuple[float, float]:
@@ -127,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median overhead {summary['median_overhead']:.1%} (corpus parts "
           f"{summary['median_overhead_corpus']:.1%}), total overhead "
           f"{summary['total_overhead']:.1%}, cache hit {summary['cache_hit_ms']:.3f} ms")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump({"summary": summary, "programs": rows}, fh, indent=2)
-    print(f"wrote {args.out}")
+    write_json(args.out, {"summary": summary, "programs": rows})
     return 0
 
 

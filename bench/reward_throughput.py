@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import run_bare_openscad, write_json  # noqa: E402
 from corpus.families import FAMILIES, generate  # noqa: E402
-from renderer.openscad import openscad_command, run  # noqa: E402
+from renderer.openscad import run  # noqa: E402
 from renderer.pool import RenderPool, ScoreRequest  # noqa: E402
 from reward.score import Scorer  # noqa: E402
 
@@ -71,17 +69,9 @@ def measure(pool: RenderPool, batch: list[ScoreRequest]) -> dict:
 
 def bare_openscad_seconds(codes: list[str], parallel: int) -> float:
     """Wall seconds to run ``codes`` with bare ``openscad -o x.stl``, ``parallel`` at a time."""
-    def one(code: str) -> None:
-        with tempfile.TemporaryDirectory() as workdir:
-            scad = os.path.join(workdir, "part.scad")
-            with open(scad, "w") as fh:
-                fh.write(code)
-            subprocess.run(openscad_command(scad, os.path.join(workdir, "part.stl")),
-                           capture_output=True, check=False)
-
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(parallel) as executor:
-        list(executor.map(one, codes))
+        list(executor.map(run_bare_openscad, codes))
     return time.perf_counter() - start
 
 
@@ -126,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
           f"processes: {ceiling:.2f}x; pool efficiency {speedup / ceiling:.0%}); outside OpenSCAD "
           f"{outside[1]:.1%} (1 worker) / {outside[2]:.1%} (2); Ray start-up {ray_start_s:.2f} s; "
           f"actors + target preparation {actor_starts} s")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump({"summary": summary, "runs": rows}, fh, indent=2)
-    print(f"wrote {args.out}")
+    write_json(args.out, {"summary": summary, "runs": rows})
     return 0
 
 

@@ -1,0 +1,30 @@
+"""Helpers the benches share: bare OpenSCAD runs and writing a result JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+
+from renderer.openscad import openscad_command
+
+
+def run_bare_openscad(code: str) -> None:
+    """``openscad -o part.stl part.scad`` in a temporary folder: the same invocation ``run`` uses,
+    without its sandbox checks, limits or mesh loading."""
+    with tempfile.TemporaryDirectory() as workdir:
+        scad = os.path.join(workdir, "part.scad")
+        with open(scad, "w") as fh:
+            fh.write(code)
+        subprocess.run(openscad_command(scad, os.path.join(workdir, "part.stl")),
+                       capture_output=True, check=False)
+
+
+def write_json(path: str, data: dict) -> str:
+    """Write ``data`` as indented JSON at ``path`` (folders created), print and return the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2)
+    print(f"wrote {path}")
+    return path
