@@ -1,0 +1,156 @@
+"""``PPOConfig``: everything ``python -m rl.ppo`` reads; defaults in ``configs/ppo.yaml``.
+
+::
+
+    from configs.loader import load
+    from configs.ppo import PPOConfig
+    config = load(PPOConfig, "configs/ppo.yaml", ["iterations=20", "estimator=grpo", "reward.iou=2"])
+
+The reward weights are a nested :class:`reward.score.RewardWeights` (``--reward.iou 2`` on the
+command line, a ``reward:`` section in YAML). Every field has a help string (the docstring under
+it); ``__post_init__`` checks each value once and names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from reward.score import RewardWeights
+
+ESTIMATORS = ("gae", "grpo")
+KL_KINDS = ("k1", "abs", "mse", "k3")
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+
+
+@dataclass
+class PPOConfig:
+    """PPO refinement of an SFT policy with OpenSCAD rendering in the loop."""
+
+    name: str = "ppo"
+    """Run name: checkpoints, metrics, records and the final policy go to ``runs_dir/name``."""
+    runs_dir: str = "runs"
+    """Folder that holds run folders."""
+    checkpoint: str = "runs/sft/final"
+    """The SFT policy to start from (Policy.save form); also the frozen KL reference."""
+    corpus_dir: str | None = None
+    """Corpus folder (train split used); None: the one the checkpoint was trained on, else runs/corpus."""
+
+    iterations: int = 100
+    """PPO iterations in total (a resumed run continues up to this one)."""
+    batch_size: int = 4
+    """Target images per iteration."""
+    k: int = 4
+    """Programs sampled per target image (the group of the grpo estimator)."""
+    max_new_tokens: int | None = None
+    """Token budget of each program; None: the policy's max_new_tokens."""
+    temperature: float = 1.0
+    """Sampling temperature; log-probs of the update, the reference and the KL use the same one."""
+    top_p: float = 1.0
+    """Nucleus sampling (1: off)."""
+
+    estimator: str = "gae"
+    """Advantages: gae (value head, GAE, whitened) or grpo (group baseline over the k programs, no critic)."""
+    gamma: float = 1.0
+    """GAE discount."""
+    lam: float = 0.95
+    """GAE lambda."""
+    whiten_advantages: bool = True
+    """gae: whiten the advantages over the batch's valid tokens."""
+    grpo_norm_by_std: bool = True
+    """grpo: divide by the group's standard deviation (false: Dr. GRPO)."""
+
+    ppo_epochs: int = 2
+    """Passes over each iteration's samples."""
+    minibatch_size: int = 8
+    """Programs per optimizer step."""
+    learning_rate: float = 1e-5
+    """AdamW learning rate (constant)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 disables)."""
+    clip_ratio: float = 0.2
+    """PPO ratio clip: [1 - clip_ratio, 1 + clip_ratio]."""
+    cliprange_value: float = 0.2
+    """Value clip around the rollout values (0 disables)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss (gae only)."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    loss_agg_mode: str = "token-mean"
+    """How per-token losses become one: token-mean, seq-mean-token-sum, seq-mean-token-mean,
+    seq-mean-token-sum-norm."""
+
+    kl_kind: str = "k1"
+    """Per-token KL estimator against the reference: k1, abs, mse or k3."""
+    kl_coef: float = 0.05
+    """KL penalty coefficient (the initial one when adaptive_kl)."""
+    adaptive_kl: bool = True
+    """Steer the coefficient towards kl_target (Ziegler et al.); false keeps it fixed."""
+    kl_target: float = 6.0
+    """Adaptive KL: target of the mean per-program KL (summed over tokens)."""
+    kl_horizon: int = 10000
+    """Adaptive KL: horizon in programs."""
+
+    reward: RewardWeights = field(default_factory=RewardWeights)
+    """Reward weights (reward.score.RewardWeights)."""
+    length_guard: bool = True
+    """A program that hits max_new_tokens without eos gets the invalid penalty, unrendered."""
+    workers: int | None = None
+    """RenderPool actors (0: render in this process; None: one per CPU)."""
+    render_timeout: float = 30.0
+    """OpenSCAD wall-clock limit per program, seconds."""
+
+    seed: int = 0
+    """Seed of data order, sampling and minibatch order."""
+    save_every: int = 10
+    """Iterations between checkpoints (the last iteration is always saved); re-running resumes."""
+    records_every: int = 10
+    """Iterations between per-sample records (JSONL + view PNGs); the last one gets a report."""
+    tensorboard: bool = True
+    """Also write TensorBoard scalars when torch.utils.tensorboard imports."""
+    threads: int = 1
+    """torch CPU threads (1 is fastest on a shared 2-core machine)."""
+    gpus: int = 0
+    """Data-parallel learners on this many GPUs through Ray Train (not implemented yet; 0: this process)."""
+
+    def __post_init__(self):
+        def need(ok: bool, name: str, why: str):
+            if not ok:
+                raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
+
+        need(bool(self.name.strip()) and "/" not in self.name, "name", "must be a non-empty folder name")
+        need(bool(self.checkpoint), "checkpoint", "must name a policy folder")
+        need(self.estimator in ESTIMATORS, "estimator", f"must be one of {', '.join(ESTIMATORS)}")
+        need(self.kl_kind in KL_KINDS, "kl_kind", f"must be one of {', '.join(KL_KINDS)}")
+        modes = ", ".join(LOSS_AGG_MODES)
+        need(self.loss_agg_mode in LOSS_AGG_MODES, "loss_agg_mode", f"must be one of {modes}")
+        for name in ("iterations", "batch_size", "k", "ppo_epochs", "minibatch_size", "save_every",
+                     "records_every", "threads", "kl_horizon"):
+            need(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("seed", "gpus", "weight_decay", "max_grad_norm", "cliprange_value", "vf_coef",
+                     "ent_coef", "kl_coef"):
+            need(getattr(self, name) >= 0, name, "must be >= 0")
+        need(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+        need(self.workers is None or self.workers >= 0, "workers", "must be >= 0")
+        need(self.temperature > 0, "temperature", "must be > 0")
+        need(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        need(0 <= self.gamma <= 1, "gamma", "must be in [0, 1]")
+        need(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
+        need(self.learning_rate > 0, "learning_rate", "must be > 0")
+        need(self.clip_ratio > 0, "clip_ratio", "must be > 0")
+        need(self.kl_target > 0, "kl_target", "must be > 0")
+        need(self.render_timeout > 0, "render_timeout", "must be > 0")
+        need(self.estimator != "grpo" or self.k >= 2, "k", "must be >= 2 for the grpo group baseline")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values (the reward weights as a nested dict)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PPOConfig:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(values)
+        values["reward"] = RewardWeights(**values.get("reward", {}))
+        return cls(**values)

@@ -1,0 +1,203 @@
+"""rl.ppo on CPU: a toy reward improves, KL starts at 0, a killed run resumes exactly, the render path runs.
+
+The policy is a tiny from-config model (128 px image, 32 px patches -> 4 image tokens, two text
+layers of width 32, vocabulary 400) saved as the "SFT checkpoint". Most tests inject a toy
+reward (program length near 20 characters) through ``rl.ppo.run``'s ``rewarder`` seam, so the
+PPO math is tested without OpenSCAD; one subprocess smoke test runs the real reward on a
+6-part corpus with ``--workers 0``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from configs.loader import load
+from configs.ppo import PPOConfig
+from reward.score import RewardBreakdown
+from rl.ppo_state import read_metrics
+from tests.rl.conftest import FAST_FAMILIES, run_module
+
+TINY_POLICY = [
+    "image_size=128", "patch_size=32", "scale_factor=2", "vision_hidden=32", "vision_layers=1",
+    "vision_heads=2", "vision_intermediate=64", "text_hidden=32", "text_layers=2", "text_heads=4",
+    "text_kv_heads=2", "text_intermediate=64", "max_position=256", "max_new_tokens=16", "vocab_size=400",
+]
+TOY = {"batch_size": 4, "k": 8, "minibatch_size": 8, "ppo_epochs": 2, "learning_rate": 3e-3,
+       "length_guard": False, "tensorboard": False, "records_every": 1000, "save_every": 1000,
+       "workers": 0, "kl_coef": 0.01}
+NOT_COMPARED = ("timing_s/", "charts/samples_per_s")
+
+
+class LengthReward:
+    """Toy reward: -|len(code) - 20| / 20 (a class, so it would pickle like a real reward)."""
+
+    invalid_penalty = -1.0
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def score(self, codes, rows, views):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        return [RewardBreakdown(total=-abs(len(c) - 20) / 20, ssim=0.0, chamfer=0.0, iou=0.0, valid=1.0,
+                                status="ok", seconds=0.0) for c in codes]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    from configs.policy import load_policy_config
+    from policies import build_policy
+    from policies.tokenizer import corpus_texts
+
+    path = str(tmp_path_factory.mktemp("ppo") / "sft_final")
+    build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rows():
+    rng = np.random.default_rng(0)
+    return [{"id": f"t{i}", "image": rng.integers(0, 256, size=(128, 128), dtype=np.uint8)} for i in range(4)]
+
+
+def toy_config(checkpoint: str, runs_dir, name: str, **overrides) -> PPOConfig:
+    values = {**TOY, "checkpoint": checkpoint, "runs_dir": str(runs_dir), "name": name, **overrides}
+    return load(PPOConfig, None, [f"{k}={v}" for k, v in values.items()])
+
+
+@pytest.fixture(scope="module")
+def toy_run(checkpoint, rows, tmp_path_factory):
+    from rl.ppo import run
+
+    runs = tmp_path_factory.mktemp("toy_runs")
+    summary = run(toy_config(checkpoint, runs, "toy", iterations=8), rewarder=LengthReward(), rows=rows)
+    return summary, read_metrics(summary["run_dir"])
+
+
+def test_toy_reward_improves_within_a_few_iterations(toy_run):
+    _, metrics = toy_run
+    rewards = [m["reward/total/mean"] for m in metrics]
+    assert len(rewards) == 8
+    assert np.mean(rewards[-2:]) > rewards[0] + 0.2, rewards
+
+
+def test_kl_to_reference_is_zero_before_the_first_update_and_finite_after(toy_run):
+    _, metrics = toy_run
+    assert metrics[0]["kl/ref_mean"] == 0.0 and metrics[0]["kl/ref_token_mean"] == 0.0
+    later = [m["kl/ref_mean"] for m in metrics[1:]]
+    assert all(math.isfinite(v) for v in later) and any(v != 0.0 for v in later)
+    for key in ("losses/pg_loss", "losses/v_loss", "losses/approx_kl", "losses/clipfrac", "losses/entropy",
+                "losses/explained_var", "kl/coef", "reward/invalid_frac", "reward/duplicate_frac",
+                "charts/samples_per_s", "timing_s/generate", "timing_s/render", "timing_s/update"):
+        assert key in metrics[-1], key
+
+
+def test_killed_run_resumes_with_the_same_next_iteration_metrics(checkpoint, rows, tmp_path):
+    from rl.ppo import run
+
+    straight = run(toy_config(checkpoint, tmp_path, "straight", iterations=3), LengthReward(), rows)
+    config = toy_config(checkpoint, tmp_path, "killed", iterations=3, save_every=1)
+    with pytest.raises(KeyboardInterrupt):  # dies inside iteration 3, after checkpoint-2
+        run(config, LengthReward(fail_after=2), rows)
+    assert not os.path.exists(tmp_path / "killed" / "checkpoint-3")
+    with open(tmp_path / "killed" / "metrics.jsonl", "a") as fh:  # a line cut short by the kill
+        fh.write('{"iteration": 3, "reward/tot')
+    resumed = run(config, LengthReward(), rows)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["iterations_this_run"] == 1
+    expected, got = read_metrics(straight["run_dir"])[-1], read_metrics(resumed["run_dir"])
+    assert [m["iteration"] for m in got] == [1, 2, 3]
+    for key, value in expected.items():
+        if not key.startswith(NOT_COMPARED):
+            assert got[-1][key] == value or (value is None and got[-1][key] is None), key
+
+
+def test_grpo_estimator_runs_without_a_critic(checkpoint, rows, tmp_path):
+    from rl.ppo import run
+
+    config = toy_config(checkpoint, tmp_path, "grpo", iterations=2, estimator="grpo")
+    summary = run(config, LengthReward(), rows)
+    metrics = read_metrics(summary["run_dir"])
+    assert metrics[-1]["losses/v_loss"] == 0.0 and metrics[-1]["losses/explained_var"] is None
+    assert os.path.exists(os.path.join(summary["final"], "policy.json"))
+
+
+def test_length_guard_penalises_truncated_programs_and_duplicates_are_counted():
+    from rl.ppo_loop import duplicate_fraction, score_samples
+
+    eos = 2
+    tokens = torch.tensor([[5, 6, eos, 0], [5, 6, 7, 8]])
+    rollout = types.SimpleNamespace(tokens=tokens, mask=torch.ones_like(tokens, dtype=torch.bool),
+                                    texts=["cube(1);", "cube(1); cube(2);"])
+    learner = types.SimpleNamespace(policy=types.SimpleNamespace(eos_ids=[eos]), rewarder=LengthReward(),
+                                    config=types.SimpleNamespace(length_guard=True))
+    breakdowns, truncated, _ = score_samples(learner, rollout, [{"id": "a"}], 2, 1, None)
+    assert truncated == [False, True]
+    assert breakdowns[0].status == "ok"
+    assert breakdowns[1].status == "truncated" and breakdowns[1].total == -1.0
+    assert duplicate_fraction(["x", "x", "y", "x"], ["a", "a", "b", "b"]) == 0.75
+
+
+def test_missing_checkpoint_and_gpus_are_one_line_errors(tmp_path, capsys):
+    from rl.ppo import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(tmp_path / "nothing"), "--runs_dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rl.ppo: error:")]
+    assert len(errors) == 1 and "python -m rl.sft" in errors[0]
+    with pytest.raises(SystemExit):
+        main(["--gpus", "2", "--runs_dir", str(tmp_path)])
+    assert "not implemented" in capsys.readouterr().err
+
+
+def test_shipped_yaml_is_the_defaults_and_bad_values_name_the_field():
+    from configs.loader import ConfigError, field_help
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert load(PPOConfig, os.path.join(root, "configs", "ppo.yaml")) == PPOConfig()
+    assert set(field_help(PPOConfig)) == {f for f in PPOConfig.__dataclass_fields__}
+    with pytest.raises(ConfigError, match="estimator must be one of gae, grpo"):
+        load(PPOConfig, None, ["estimator=ppo2"])
+    with pytest.raises(ConfigError, match="k must be >= 2"):
+        load(PPOConfig, None, ["estimator=grpo", "k=1"])
+
+
+@pytest.fixture(scope="module")
+def six_part_corpus(tmp_path_factory) -> str:
+    if shutil.which("openscad") is None:
+        pytest.skip("OpenSCAD CLI not installed (apt-get install openscad)")
+    from corpus.build import BuildSettings, build
+
+    out = str(tmp_path_factory.mktemp("ppo_corpus") / "corpus")
+    settings = BuildSettings(n=6, out=out, workers=0, families=FAST_FAMILIES, holdout=("panel",),
+                             fractions=(0.8, 0.1, 0.1))
+    info = build(settings, progress=False)
+    assert info["splits"]["train"] >= 1
+    return out
+
+
+def test_command_scores_with_openscad_and_writes_records_and_report(six_part_corpus, checkpoint, tmp_path):
+    args = ["--checkpoint", checkpoint, "--corpus_dir", six_part_corpus, "--runs_dir", str(tmp_path),
+            "--name", "smoke", "--workers", "0", "--iterations", "1", "--batch_size", "2", "--k", "2",
+            "--minibatch_size", "4", "--max_new_tokens", "8", "--length_guard", "false",
+            "--tensorboard", "false", "--threads", "1"]
+    completed = run_module("rl.ppo", *args, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "reward/total/mean=" in completed.stdout
+    run_dir = tmp_path / "smoke"
+    (metrics,) = read_metrics(str(run_dir))
+    assert metrics["reward/invalid_frac"] == 1.0 and metrics["reward/total/mean"] == -1.0  # random programs
+    records_dir = run_dir / "records" / "it1"
+    assert len((records_dir / "records.jsonl").read_text().splitlines()) == 4
+    assert len(list((records_dir / "views").glob("*.png"))) >= 4
+    assert (records_dir / "index.html").exists() and (run_dir / "final" / "policy.json").exists()
+    assert (run_dir / "checkpoint-1" / "state.json").exists()
