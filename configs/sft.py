@@ -63,6 +63,8 @@ class SFTConfig:
     """Gradient clipping norm (0 disables)."""
     seed: int = 0
     """Seed of data order and dropout."""
+    group_by_length: bool = True
+    """Batch programs of similar length together (less padding: about 2x the tokens/s on the corpus)."""
     bf16: bool = False
     """Train in bfloat16 mixed precision (GPUs)."""
 

@@ -59,6 +59,8 @@ def training_arguments(config: SFTConfig, run_dir: str) -> TrainingArguments:
         lr_scheduler_type=config.lr_scheduler,
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        length_column_name="length",
         bf16=config.bf16,
         logging_strategy="steps",
         logging_steps=config.logging_steps,
