@@ -1,6 +1,6 @@
 """Render the built-in example parts to PNG views and print a status/timing table.
 
-    python -m renderer.demo                      # writes runs/demo/renders/
+    python -m renderer.demo                      # writes runs/examples/renders/
     python -m renderer.demo --out DIR --size 256
 """
 
@@ -17,7 +17,7 @@ from renderer.views import Frame, render, save_contact_sheet, save_views
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/demo/renders", help="folder for the PNG views")
+    parser.add_argument("--out", default="runs/examples/renders", help="folder for the PNG views")
     parser.add_argument("--size", type=int, default=128, help="view size in pixels")
     parser.add_argument("--timeout", type=float, default=30.0, help="OpenSCAD timeout, seconds")
     args = parser.parse_args(argv)

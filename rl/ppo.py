@@ -72,10 +72,11 @@ def _fmt(value, spec=".3f") -> str:
     return "n/a" if value is None or value != value else format(value, spec)
 
 
-def describe(iteration: int, total: int, m: dict) -> str:
-    """The one line printed per iteration."""
+def describe(iteration: int, total: int, m: dict, eta_s: float | None = None) -> str:
+    """The one line printed per iteration (``eta_s``: estimated seconds left)."""
+    eta = "" if eta_s is None else f" (eta {int(eta_s) // 60}m{int(eta_s) % 60:02d}s)"
     return (
-        f"{PROG}: it {iteration}/{total} reward/total/mean={_fmt(m['reward/total/mean'])} "
+        f"{PROG}: it {iteration}/{total}{eta} reward/total/mean={_fmt(m['reward/total/mean'])} "
         f"reward/invalid_frac={_fmt(m['reward/invalid_frac'], '.2f')} "
         f"reward/duplicate_frac={_fmt(m['reward/duplicate_frac'], '.2f')} "
         f"kl/ref_mean={_fmt(m['kl/ref_mean'])} "
@@ -196,7 +197,7 @@ def run(config: PPOConfig, rewarder=None, rows=None) -> dict:
     print(f"{PROG}: {len(rows)} train targets; {config.batch_size} x {config.k} programs per iteration; "
           f"run in {run_dir}")
     log = MetricsLog(run_dir, state.iteration, config.tensorboard)
-    start_iteration, metrics = state.iteration, {}
+    start_iteration, metrics, loop_started = state.iteration, {}, time.perf_counter()
     try:
         for iteration in range(state.iteration + 1, config.iterations + 1):
             index = batch_indices(len(rows), config.seed, state.data_position, config.batch_size)
@@ -209,7 +210,9 @@ def run(config: PPOConfig, rewarder=None, rows=None) -> dict:
             state.iteration, state.data_position = iteration, state.data_position + config.batch_size
             state.kl_coef = learner.kl_ctl.value
             log.write(iteration, metrics)
-            print(describe(iteration, config.iterations, metrics), flush=True)
+            per_iteration = (time.perf_counter() - loop_started) / (iteration - start_iteration)
+            eta_s = per_iteration * (config.iterations - iteration)
+            print(describe(iteration, config.iterations, metrics, eta_s), flush=True)
             if records_dir:
                 write_records(os.path.join(records_dir, "records.jsonl"), records)
             if iteration % config.save_every == 0 or last:

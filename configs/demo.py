@@ -1,0 +1,58 @@
+"""``DemoConfig``: the main job (``python -m rl.demo``), corpus -> SFT -> PPO -> evaluation -> report.
+
+The defaults are sized for a laptop with 2 CPU cores and no GPU (about 25 minutes); every
+stage's other settings come from its own YAML (``sft_config``, ``ppo_config``), so the demo
+only decides the sizes and where things go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPLITS = ("test", "test_ood", "val", "train")
+
+
+@dataclass
+class DemoConfig:
+    """The main job on the embedded default: every stage, one output folder, SFT and PPO compared."""
+
+    out: str = "runs/demo"
+    """Output folder: corpus/, sft/, ppo/, eval/, comparison, curves and index.html."""
+    fresh: bool = False
+    """Delete ``out`` first and start over (otherwise finished stages are reused, stopped ones resume)."""
+    corpus_n: int = 500
+    """Parts in the demo corpus (python -m corpus.build)."""
+    seed: int = 0
+    """Seed of the corpus, the SFT data order and PPO."""
+    sft_config: str = "configs/sft.yaml"
+    """YAML of the SFT stage (the demo sets corpus, run folder and steps)."""
+    sft_steps: int = 700
+    """SFT optimizer steps."""
+    ppo_config: str = "configs/ppo.yaml"
+    """YAML of the PPO stage (the demo sets checkpoint, run folder and iterations)."""
+    ppo_iterations: int = 30
+    """PPO iterations."""
+    eval_splits: tuple[str, ...] = ("test", "test_ood")
+    """Splits on which both checkpoints are evaluated and compared."""
+    eval_k: int = 0
+    """Sampled programs per image in the evaluation, besides the greedy one (0: greedy only)."""
+    eval_limit: int | None = 40
+    """At most this many images per evaluated split (None: all)."""
+    workers: int | None = None
+    """Render actors of every stage (0: render in the stage's process; None: one per CPU)."""
+
+    def __post_init__(self):
+        def need(ok: bool, name: str, why: str):
+            if not ok:
+                raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
+
+        need(bool(self.out.strip()), "out", "must name a folder")
+        for name in ("corpus_n", "sft_steps", "ppo_iterations"):
+            need(getattr(self, name) >= 1, name, "must be >= 1")
+        need(self.corpus_n >= 40, "corpus_n", "must be >= 40 (every split needs parts)")
+        need(self.seed >= 0, "seed", "must be >= 0")
+        need(self.eval_k >= 0, "eval_k", "must be >= 0")
+        need(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", "must be >= 1")
+        need(self.workers is None or self.workers >= 0, "workers", "must be >= 0")
+        need(bool(self.eval_splits) and all(s in SPLITS for s in self.eval_splits), "eval_splits",
+             f"must be a comma-separated list of {', '.join(SPLITS)}")

@@ -1,0 +1,101 @@
+"""Reward curves of a PPO run: ``runs/<name>/metrics.jsonl`` -> one PNG.
+
+Commands::
+
+    python -m rl.curves runs/ppo                      # writes runs/ppo/reward_curves.png
+    python -m rl.curves runs/ppo/metrics.jsonl --out curves.png --smooth 5
+
+Three panels over iterations: the reward and its terms (``reward/{total,ssim,chamfer,iou}/mean``),
+the invalid and truncated fractions, and the KL to the SFT reference with its coefficient.
+Thin lines are the raw values, thick ones a trailing mean over ``--smooth`` iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from rl.cli import Parser, UsageError, fail
+
+PROG = "rl.curves"
+PANELS = (
+    ("reward (mean over programs)", ("reward/total/mean", "reward/ssim/mean", "reward/chamfer/mean",
+                                     "reward/iou/mean")),
+    ("failed programs (fraction)", ("reward/invalid_frac", "reward/truncated_frac", "reward/duplicate_frac")),
+    ("KL to the SFT policy", ("kl/ref_mean", "kl/coef")),
+)
+
+
+def read_metrics(path: str) -> list[dict]:
+    """The iterations of a ``metrics.jsonl`` (a run folder or the file), in order."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path!r} does not exist: pass a PPO run folder or its metrics.jsonl")
+    with open(path, encoding="utf-8") as fh:
+        lines = [json.loads(line) for line in fh if line.strip()]
+    if not lines:
+        raise UsageError(f"{path!r} holds no iteration yet")
+    return sorted(lines, key=lambda line: line["iteration"])
+
+
+def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` finite values at each point (fewer at the start)."""
+    out = np.full(len(values), np.nan)
+    for i in range(len(values)):
+        chunk = values[max(0, i - window + 1): i + 1]
+        chunk = chunk[np.isfinite(chunk)]
+        if len(chunk):
+            out[i] = chunk.mean()
+    return out
+
+
+def plot(lines: list[dict], out: str, smooth: int = 5, title: str | None = None) -> str:
+    """Draw the panels for ``lines`` into ``out`` (PNG); returns ``out``."""
+    iterations = np.array([line["iteration"] for line in lines])
+    fig = Figure(figsize=(13, 3.8), dpi=100)
+    for index, (panel_title, keys) in enumerate(PANELS):
+        ax = fig.add_subplot(1, len(PANELS), index + 1)
+        for key in keys:
+            values = np.array([np.nan if line.get(key) is None else line[key] for line in lines], dtype=float)
+            if not np.isfinite(values).any():
+                continue
+            (raw,) = ax.plot(iterations, values, linewidth=0.8, alpha=0.35)
+            ax.plot(iterations, trailing_mean(values, smooth), linewidth=2, color=raw.get_color(),
+                    label=key.split("/", 1)[1].removesuffix("/mean"))
+        ax.set_title(panel_title, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description="Plot the reward curves of a PPO run (metrics.jsonl) as a PNG.")
+    parser.add_argument("run", help="PPO run folder (runs/<name>) or its metrics.jsonl")
+    parser.add_argument("--out", default=None, help="PNG path (default: reward_curves.png beside metrics.jsonl)")
+    parser.add_argument("--smooth", type=int, default=5, help="trailing-mean window in iterations (>= 1)")
+    args = parser.parse_args(argv)
+    try:
+        if args.smooth < 1:
+            raise UsageError(f"--smooth must be >= 1, got {args.smooth}")
+        lines = read_metrics(args.run)
+        folder = args.run if os.path.isdir(args.run) else os.path.dirname(args.run)
+        out = plot(lines, args.out or os.path.join(folder, "reward_curves.png"), args.smooth, title=args.run)
+    except UsageError as error:
+        fail(PROG, error)
+    print(f"{PROG}: {len(lines)} iterations plotted to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

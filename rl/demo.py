@@ -1,0 +1,211 @@
+"""The main job: corpus -> SFT -> PPO -> evaluation of both -> comparison, curves and reports.
+
+Commands::
+
+    python -m rl.demo                       # everything into runs/demo (about 25 min on 2 CPU cores)
+    python -m rl.demo --fresh               # delete runs/demo first and start over
+    python -m rl.demo --sft_steps 2000 --ppo_iterations 100 --out runs/bigger
+    python -m rl.demo --help
+
+Each stage is the project's own command, run as a child process and printed before it runs, so
+any stage can be repeated by hand: ``corpus.build``, ``rl.sft``, ``rl.ppo``, then ``rl.eval``
+of the SFT and the PPO policy on every split of ``eval_splits``. A stage whose result is
+already there (and newer than what it was made from) is reused; a stopped one resumes from
+its own checkpoints; a stage whose input changed starts over. Afterwards (in this process):
+``rl.compare`` per split, ``rl.curves`` of the PPO run and ``index.html``, a page that links
+everything. Writes into ``--out``::
+
+    corpus/  sft/  ppo/  eval/{sft,ppo}_{split}/  comparison_{split}/  reward_curves.png
+    demo_summary.json (stage timings, comparisons)  index.html
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from configs.demo import DemoConfig
+from configs.loader import ConfigError, add_arguments, from_args
+from rl.cli import Parser, UsageError, fail
+
+PROG = "rl.demo"
+SUMMARY = "demo_summary.json"
+MARKER = ".scadloop-demo"
+
+
+@dataclass
+class Stage:
+    """One child command; ``done`` is its result file, ``upstream`` the result it is made from."""
+
+    name: str
+    args: list[str]
+    done: str
+    upstream: str | None = None
+    started: str | None = None
+    """A file the stage writes when it starts (its run folder is stale if older than upstream)."""
+    folder: str | None = None
+    check: Callable[[dict], bool] = lambda done: True
+    """Whether the result file's contents match what this run asks for (e.g. enough steps)."""
+
+    def finished(self) -> bool:
+        return (os.path.exists(self.done) and (self.upstream is None or _newer(self.done, self.upstream))
+                and self.check(_json(self.done)))
+
+    def stale(self) -> bool:
+        """A run folder begun from an older upstream (to delete before running)."""
+        return bool(self.started and os.path.exists(self.started) and self.upstream
+                    and not _newer(self.started, self.upstream))
+
+
+def _newer(path: str, than: str) -> bool:
+    return os.path.exists(than) and os.path.getmtime(path) >= os.path.getmtime(than)
+
+
+def _json(path: str) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def stages(config: DemoConfig) -> list[Stage]:
+    """The child commands of the main job, in order."""
+    out, seed = config.out, str(config.seed)
+    corpus, sft, ppo = (os.path.join(out, name) for name in ("corpus", "sft", "ppo"))
+    workers = [] if config.workers is None else ["--workers", str(config.workers)]
+    sft_done, ppo_done = os.path.join(sft, "sft_summary.json"), os.path.join(ppo, "ppo_summary.json")
+    corpus_done = os.path.join(corpus, "build.json")
+    plan = [
+        Stage("corpus", ["corpus.build", "--n", str(config.corpus_n), "--out", corpus, "--seed", seed, *workers],
+              corpus_done, check=lambda done: done["settings"]["n"] == config.corpus_n),
+        Stage("sft", ["rl.sft", "--config", config.sft_config, "--runs_dir", out, "--name", "sft",
+                      "--corpus_dir", corpus, "--build_corpus", "no", "--max_steps", str(config.sft_steps),
+                      "--eval_steps", str(config.sft_steps), "--seed", seed],
+              sft_done, corpus_done, os.path.join(sft, "sft_config.json"), sft,
+              check=lambda done: done["global_step"] >= config.sft_steps),
+        Stage("ppo", ["rl.ppo", "--config", config.ppo_config, "--runs_dir", out, "--name", "ppo",
+                      "--checkpoint", os.path.join(sft, "final"), "--corpus_dir", corpus,
+                      "--iterations", str(config.ppo_iterations), "--seed", seed, *workers],
+              ppo_done, sft_done, os.path.join(ppo, "ppo_config.json"), ppo,
+              check=lambda done: done["iteration"] >= config.ppo_iterations),
+    ]
+    limit = [] if config.eval_limit is None else ["--limit", str(config.eval_limit)]
+    render = [] if config.workers is None else ["--render_workers", str(config.workers)]
+    for split in config.eval_splits:
+        for policy, upstream in (("sft", sft_done), ("ppo", ppo_done)):
+            folder = eval_folder(config, policy, split)
+            plan.append(Stage(f"eval {policy} {split}", [
+                "rl.eval", "--checkpoint", os.path.join(out, policy, "final"), "--corpus_dir", corpus,
+                "--split", split, "--k", str(config.eval_k), "--out", folder, "--seed", seed, *limit, *render],
+                os.path.join(folder, "metrics.json"), upstream,
+                check=lambda done: done["k"] == config.eval_k and done["n_images"] <= (config.eval_limit or 1e9)))
+    return plan
+
+
+def eval_folder(config: DemoConfig, policy: str, split: str) -> str:
+    return os.path.join(config.out, "eval", f"{policy}_{split}")
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+
+def prepare_out(config: DemoConfig) -> None:
+    """Create ``out`` (with ``fresh``, delete it first: only a folder this command made)."""
+    marker = os.path.join(config.out, MARKER)
+    if os.path.isdir(config.out) and os.listdir(config.out) and not os.path.exists(marker):
+        raise UsageError(f"--out {config.out!r} holds files rl.demo did not write; use another --out")
+    if config.fresh and os.path.isdir(config.out):
+        print(f"{PROG}: --fresh: deleting {config.out}", flush=True)
+        shutil.rmtree(config.out)
+    os.makedirs(config.out, exist_ok=True)
+    open(marker, "a").close()
+
+
+def run_stage(stage: Stage, index: int, total: int, started: float) -> dict:
+    """Run one stage (or reuse its result); ``{"seconds", "reused"}``."""
+    header = f"[{PROG} {index}/{total}] {stage.name} (elapsed {_clock(time.perf_counter() - started)})"
+    if stage.finished():
+        print(f"{header}: reused {stage.done}", flush=True)
+        return {"seconds": 0.0, "reused": True}
+    if stage.stale():
+        print(f"{header}: {stage.folder} was begun from an older {stage.upstream}; starting it over", flush=True)
+        shutil.rmtree(stage.folder)
+    command = [sys.executable, "-m", *stage.args]
+    print(f"{header}: python -m {' '.join(stage.args)}", flush=True)
+    begun = time.perf_counter()
+    code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if code != 0:
+        raise StageFailed(f"stage {stage.name!r} failed (exit {code}); finished stages are kept: "
+                          "fix the cause and run the same command again")
+    return {"seconds": time.perf_counter() - begun, "reused": False}
+
+
+class StageFailed(Exception):
+    """A child command exited non-zero."""
+
+
+def finish(config: DemoConfig, timings: dict, started: float) -> dict:
+    """Comparisons, curves, the index page and ``demo_summary.json``; returns the summary."""
+    from rl import compare, curves, demo_page
+
+    comparisons = {}
+    for split in config.eval_splits:
+        comparison = compare.compare(eval_folder(config, "sft", split), eval_folder(config, "ppo", split),
+                                     ("SFT", "PPO"))
+        compare.write(comparison, os.path.join(config.out, f"comparison_{split}"))
+        comparisons[split] = comparison
+    ppo_dir = os.path.join(config.out, "ppo")
+    curves_png = curves.plot(curves.read_metrics(ppo_dir), os.path.join(config.out, "reward_curves.png"),
+                             title=f"PPO reward curves ({ppo_dir})")
+    summary = {
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
+        "stages": timings,
+        "wall_seconds_this_run": time.perf_counter() - started,
+        "sft": _json(os.path.join(config.out, "sft", "sft_summary.json")),
+        "ppo": _json(os.path.join(ppo_dir, "ppo_summary.json")),
+        "comparisons": comparisons,
+        "curves": curves_png,
+    }
+    summary["index"] = demo_page.write_index(config, summary)
+    with open(os.path.join(config.out, SUMMARY), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
+
+
+def run(config: DemoConfig) -> dict:
+    """Every stage, then :func:`finish`; returns the summary."""
+    from rl.compare import table_markdown
+
+    started = time.perf_counter()
+    prepare_out(config)
+    plan = stages(config)
+    timings = {stage.name: run_stage(stage, i, len(plan), started) for i, stage in enumerate(plan, 1)}
+    summary = finish(config, timings, started)
+    print(f"\n{PROG}: stage times (this run):")
+    for name, timing in timings.items():
+        print(f"  {name:20s} {'reused' if timing['reused'] else _clock(timing['seconds'])}")
+    print(f"  {'total':20s} {_clock(summary['wall_seconds_this_run'])}\n")
+    for comparison in summary["comparisons"].values():
+        print(table_markdown(comparison) + "\n")
+    print(f"{PROG}: curves {summary['curves']}; open {summary['index']}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description="The main job: corpus, SFT, PPO, evaluation, comparison, reports.")
+    add_arguments(parser, DemoConfig)
+    args = parser.parse_args(argv)
+    try:
+        run(from_args(DemoConfig, args))
+    except (ConfigError, UsageError, StageFailed) as error:
+        fail(PROG, error)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
