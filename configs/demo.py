@@ -54,5 +54,8 @@ class DemoConfig:
         need(self.eval_k >= 0, "eval_k", "must be >= 0")
         need(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", "must be >= 1")
         need(self.workers is None or self.workers >= 0, "workers", "must be >= 0")
-        need(bool(self.eval_splits) and all(s in SPLITS for s in self.eval_splits), "eval_splits",
-             f"must be a comma-separated list of {', '.join(SPLITS)}")
+        need(
+            bool(self.eval_splits) and all(s in SPLITS for s in self.eval_splits),
+            "eval_splits",
+            f"must be a comma-separated list of {', '.join(SPLITS)}",
+        )

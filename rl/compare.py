@@ -71,9 +71,15 @@ def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float,
     difference = float(np.mean(b - a))
     if len(a) < 2 or np.all(b - a == (b - a)[0]):
         return difference, difference, difference  # no spread: the interval is the point
-    result = bootstrap((a, b), lambda x, y, axis: np.mean(y - x, axis=axis), paired=True,
-                       n_resamples=RESAMPLES, confidence_level=0.95, method="BCa",
-                       random_state=np.random.default_rng(seed))
+    result = bootstrap(
+        (a, b),
+        lambda x, y, axis: np.mean(y - x, axis=axis),
+        paired=True,
+        n_resamples=RESAMPLES,
+        confidence_level=0.95,
+        method="BCa",
+        random_state=np.random.default_rng(seed),
+    )
     low, high = result.confidence_interval
     return difference, float(low), float(high)
 
@@ -88,26 +94,47 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -
     """The comparison of two evaluations of one split (see the module docstring)."""
     (a_metrics, a_records), (b_metrics, b_records) = read_eval(a_folder), read_eval(b_folder)
     if a_metrics.get("split") != b_metrics.get("split"):
-        raise UsageError(f"the evaluations are of different splits: {a_metrics.get('split')!r} "
-                         f"and {b_metrics.get('split')!r}")
+        raise UsageError(
+            f"the evaluations are of different splits: {a_metrics.get('split')!r} "
+            f"and {b_metrics.get('split')!r}"
+        )
     shared = sorted(a_records.keys() & b_records.keys())
     if not shared:
         raise UsageError("the two evaluations share no target: compare evaluations of the same split")
     rows = []
     for label, path, spec in FIGURES:
         a, b = _lookup(a_metrics.get("greedy"), path), _lookup(b_metrics.get("greedy"), path)
-        rows.append({"figure": label, "a": a, "b": b, "format": spec,
-                     "difference": None if a is None or b is None else b - a})
+        rows.append(
+            {
+                "figure": label,
+                "a": a,
+                "b": b,
+                "format": spec,
+                "difference": None if a is None or b is None else b - a,
+            }
+        )
     paired = {}
     for label, value in PAIRED:
         a = np.array([value(a_records[t]) for t in shared], dtype=float)
         b = np.array([value(b_records[t]) for t in shared], dtype=float)
         difference, low, high = paired_interval(a, b)
-        paired[label] = {"a_mean": float(a.mean()), "b_mean": float(b.mean()), "difference": difference,
-                         "ci95": [low, high], "excludes_zero": bool(low > 0 or high < 0)}
-    return {"names": list(names), "a": a_folder, "b": b_folder, "split": a_metrics.get("split"),
-            "n_paired": len(shared), "figures": rows, "paired_bootstrap": paired,
-            "resamples": RESAMPLES}
+        paired[label] = {
+            "a_mean": float(a.mean()),
+            "b_mean": float(b.mean()),
+            "difference": difference,
+            "ci95": [low, high],
+            "excludes_zero": bool(low > 0 or high < 0),
+        }
+    return {
+        "names": list(names),
+        "a": a_folder,
+        "b": b_folder,
+        "split": a_metrics.get("split"),
+        "n_paired": len(shared),
+        "figures": rows,
+        "paired_bootstrap": paired,
+        "resamples": RESAMPLES,
+    }
 
 
 def _num(value, spec: str) -> str:
@@ -117,18 +144,28 @@ def _num(value, spec: str) -> str:
 def table_markdown(comparison: dict) -> str:
     """The comparison as a Markdown table (figures, then the paired intervals)."""
     a_name, b_name = comparison["names"]
-    lines = [f"split `{comparison['split']}`, greedy programs, {comparison['n_paired']} paired targets", "",
-             f"| figure | {a_name} | {b_name} | {b_name} - {a_name} |", "|---|---:|---:|---:|"]
+    lines = [
+        f"split `{comparison['split']}`, greedy programs, {comparison['n_paired']} paired targets",
+        "",
+        f"| figure | {a_name} | {b_name} | {b_name} - {a_name} |",
+        "|---|---:|---:|---:|",
+    ]
     for row in comparison["figures"]:
         spec = row["format"]
         difference = _num(row["difference"], "+" + spec)
         lines.append(f"| {row['figure']} | {_num(row['a'], spec)} | {_num(row['b'], spec)} | {difference} |")
-    lines += ["", f"| paired ({comparison['resamples']} bootstrap resamples) | {a_name} | {b_name} | "
-                  f"{b_name} - {a_name} [95% CI] |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        f"| paired ({comparison['resamples']} bootstrap resamples) | {a_name} | {b_name} | "
+        f"{b_name} - {a_name} [95% CI] |",
+        "|---|---:|---:|---:|",
+    ]
     for label, p in comparison["paired_bootstrap"].items():
         mark = " *" if p["excludes_zero"] else ""
-        lines.append(f"| {label} | {p['a_mean']:.3f} | {p['b_mean']:.3f} | "
-                     f"{p['difference']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]{mark} |")
+        lines.append(
+            f"| {label} | {p['a_mean']:.3f} | {p['b_mean']:.3f} | "
+            f"{p['difference']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]{mark} |"
+        )
     lines.append("")
     lines.append("`*`: the interval excludes 0.")
     return "\n".join(lines)
@@ -146,7 +183,9 @@ def write(comparison: dict, out: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description="Compare two rl.eval results of one split, with paired bootstrap CIs.")
+    parser = Parser(
+        prog=PROG, description="Compare two rl.eval results of one split, with paired bootstrap CIs."
+    )
     parser.add_argument("a", help="rl.eval output folder of the baseline (e.g. the SFT checkpoint's)")
     parser.add_argument("b", help="rl.eval output folder compared with it (e.g. the PPO checkpoint's)")
     parser.add_argument("--names", default="A,B", help="column names of a and b, comma-separated")

@@ -23,8 +23,10 @@ from rl.cli import Parser, UsageError, fail
 
 PROG = "rl.curves"
 PANELS = (
-    ("reward (mean over programs)", ("reward/total/mean", "reward/ssim/mean", "reward/chamfer/mean",
-                                     "reward/iou/mean")),
+    (
+        "reward (mean over programs)",
+        ("reward/total/mean", "reward/ssim/mean", "reward/chamfer/mean", "reward/iou/mean"),
+    ),
     ("failed programs (fraction)", ("reward/invalid_frac", "reward/truncated_frac", "reward/duplicate_frac")),
     ("KL to the SFT policy", ("kl/ref_mean", "kl/coef")),
 )
@@ -47,7 +49,7 @@ def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Mean of the last ``window`` finite values at each point (fewer at the start)."""
     out = np.full(len(values), np.nan)
     for i in range(len(values)):
-        chunk = values[max(0, i - window + 1): i + 1]
+        chunk = values[max(0, i - window + 1) : i + 1]
         chunk = chunk[np.isfinite(chunk)]
         if len(chunk):
             out[i] = chunk.mean()
@@ -65,8 +67,13 @@ def plot(lines: list[dict], out: str, smooth: int = 5, title: str | None = None)
             if not np.isfinite(values).any():
                 continue
             (raw,) = ax.plot(iterations, values, linewidth=0.8, alpha=0.35)
-            ax.plot(iterations, trailing_mean(values, smooth), linewidth=2, color=raw.get_color(),
-                    label=key.split("/", 1)[1].removesuffix("/mean"))
+            ax.plot(
+                iterations,
+                trailing_mean(values, smooth),
+                linewidth=2,
+                color=raw.get_color(),
+                label=key.split("/", 1)[1].removesuffix("/mean"),
+            )
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
@@ -82,7 +89,9 @@ def plot(lines: list[dict], out: str, smooth: int = 5, title: str | None = None)
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog=PROG, description="Plot the reward curves of a PPO run (metrics.jsonl) as a PNG.")
     parser.add_argument("run", help="PPO run folder (runs/<name>) or its metrics.jsonl")
-    parser.add_argument("--out", default=None, help="PNG path (default: reward_curves.png beside metrics.jsonl)")
+    parser.add_argument(
+        "--out", default=None, help="PNG path (default: reward_curves.png beside metrics.jsonl)"
+    )
     parser.add_argument("--smooth", type=int, default=5, help="trailing-mean window in iterations (>= 1)")
     args = parser.parse_args(argv)
     try:

@@ -54,13 +54,20 @@ class Stage:
     """Whether the result file's contents match what this run asks for (e.g. enough steps)."""
 
     def finished(self) -> bool:
-        return (os.path.exists(self.done) and (self.upstream is None or _newer(self.done, self.upstream))
-                and self.check(_json(self.done)))
+        return (
+            os.path.exists(self.done)
+            and (self.upstream is None or _newer(self.done, self.upstream))
+            and self.check(_json(self.done))
+        )
 
     def stale(self) -> bool:
         """A run folder begun from an older upstream (to delete before running)."""
-        return bool(self.started and os.path.exists(self.started) and self.upstream
-                    and not _newer(self.started, self.upstream))
+        return bool(
+            self.started
+            and os.path.exists(self.started)
+            and self.upstream
+            and not _newer(self.started, self.upstream)
+        )
 
 
 def _newer(path: str, than: str) -> bool:
@@ -80,29 +87,98 @@ def stages(config: DemoConfig) -> list[Stage]:
     sft_done, ppo_done = os.path.join(sft, "sft_summary.json"), os.path.join(ppo, "ppo_summary.json")
     corpus_done = os.path.join(corpus, "build.json")
     plan = [
-        Stage("corpus", ["corpus.build", "--n", str(config.corpus_n), "--out", corpus, "--seed", seed, *workers],
-              corpus_done, check=lambda done: done["settings"]["n"] == config.corpus_n),
-        Stage("sft", ["rl.sft", "--config", config.sft_config, "--runs_dir", out, "--name", "sft",
-                      "--corpus_dir", corpus, "--build_corpus", "no", "--max_steps", str(config.sft_steps),
-                      "--eval_steps", str(config.sft_steps), "--seed", seed],
-              sft_done, corpus_done, os.path.join(sft, "sft_config.json"), sft,
-              check=lambda done: done["global_step"] >= config.sft_steps),
-        Stage("ppo", ["rl.ppo", "--config", config.ppo_config, "--runs_dir", out, "--name", "ppo",
-                      "--checkpoint", os.path.join(sft, "final"), "--corpus_dir", corpus,
-                      "--iterations", str(config.ppo_iterations), "--seed", seed, *workers],
-              ppo_done, sft_done, os.path.join(ppo, "ppo_config.json"), ppo,
-              check=lambda done: done["iteration"] >= config.ppo_iterations),
+        Stage(
+            "corpus",
+            ["corpus.build", "--n", str(config.corpus_n), "--out", corpus, "--seed", seed, *workers],
+            corpus_done,
+            check=lambda done: done["settings"]["n"] == config.corpus_n,
+        ),
+        Stage(
+            "sft",
+            [
+                "rl.sft",
+                "--config",
+                config.sft_config,
+                "--runs_dir",
+                out,
+                "--name",
+                "sft",
+                "--corpus_dir",
+                corpus,
+                "--build_corpus",
+                "no",
+                "--max_steps",
+                str(config.sft_steps),
+                "--eval_steps",
+                str(config.sft_steps),
+                "--seed",
+                seed,
+            ],
+            sft_done,
+            corpus_done,
+            os.path.join(sft, "sft_config.json"),
+            sft,
+            check=lambda done: done["global_step"] >= config.sft_steps,
+        ),
+        Stage(
+            "ppo",
+            [
+                "rl.ppo",
+                "--config",
+                config.ppo_config,
+                "--runs_dir",
+                out,
+                "--name",
+                "ppo",
+                "--checkpoint",
+                os.path.join(sft, "final"),
+                "--corpus_dir",
+                corpus,
+                "--iterations",
+                str(config.ppo_iterations),
+                "--seed",
+                seed,
+                *workers,
+            ],
+            ppo_done,
+            sft_done,
+            os.path.join(ppo, "ppo_config.json"),
+            ppo,
+            check=lambda done: done["iteration"] >= config.ppo_iterations,
+        ),
     ]
     limit = [] if config.eval_limit is None else ["--limit", str(config.eval_limit)]
     render = [] if config.workers is None else ["--render_workers", str(config.workers)]
     for split in config.eval_splits:
         for policy, upstream in (("sft", sft_done), ("ppo", ppo_done)):
             folder = eval_folder(config, policy, split)
-            plan.append(Stage(f"eval {policy} {split}", [
-                "rl.eval", "--checkpoint", os.path.join(out, policy, "final"), "--corpus_dir", corpus,
-                "--split", split, "--k", str(config.eval_k), "--out", folder, "--seed", seed, *limit, *render],
-                os.path.join(folder, "metrics.json"), upstream,
-                check=lambda done: done["k"] == config.eval_k and done["n_images"] <= (config.eval_limit or 1e9)))
+            plan.append(
+                Stage(
+                    f"eval {policy} {split}",
+                    [
+                        "rl.eval",
+                        "--checkpoint",
+                        os.path.join(out, policy, "final"),
+                        "--corpus_dir",
+                        corpus,
+                        "--split",
+                        split,
+                        "--k",
+                        str(config.eval_k),
+                        "--out",
+                        folder,
+                        "--seed",
+                        seed,
+                        *limit,
+                        *render,
+                    ],
+                    os.path.join(folder, "metrics.json"),
+                    upstream,
+                    check=lambda done: (
+                        done["k"] == config.eval_k and done["n_images"] <= (config.eval_limit or 1e9)
+                    ),
+                )
+            )
     return plan
 
 
@@ -133,15 +209,19 @@ def run_stage(stage: Stage, index: int, total: int, started: float) -> dict:
         print(f"{header}: reused {stage.done}", flush=True)
         return {"seconds": 0.0, "reused": True}
     if stage.stale():
-        print(f"{header}: {stage.folder} was begun from an older {stage.upstream}; starting it over", flush=True)
+        print(
+            f"{header}: {stage.folder} was begun from an older {stage.upstream}; starting it over", flush=True
+        )
         shutil.rmtree(stage.folder)
     command = [sys.executable, "-m", *stage.args]
     print(f"{header}: python -m {' '.join(stage.args)}", flush=True)
     begun = time.perf_counter()
     code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if code != 0:
-        raise StageFailed(f"stage {stage.name!r} failed (exit {code}); finished stages are kept: "
-                          "fix the cause and run the same command again")
+        raise StageFailed(
+            f"stage {stage.name!r} failed (exit {code}); finished stages are kept: "
+            "fix the cause and run the same command again"
+        )
     return {"seconds": time.perf_counter() - begun, "reused": False}
 
 
@@ -155,13 +235,17 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
 
     comparisons = {}
     for split in config.eval_splits:
-        comparison = compare.compare(eval_folder(config, "sft", split), eval_folder(config, "ppo", split),
-                                     ("SFT", "PPO"))
+        comparison = compare.compare(
+            eval_folder(config, "sft", split), eval_folder(config, "ppo", split), ("SFT", "PPO")
+        )
         compare.write(comparison, os.path.join(config.out, f"comparison_{split}"))
         comparisons[split] = comparison
     ppo_dir = os.path.join(config.out, "ppo")
-    curves_png = curves.plot(curves.read_metrics(ppo_dir), os.path.join(config.out, "reward_curves.png"),
-                             title=f"PPO reward curves ({ppo_dir})")
+    curves_png = curves.plot(
+        curves.read_metrics(ppo_dir),
+        os.path.join(config.out, "reward_curves.png"),
+        title=f"PPO reward curves ({ppo_dir})",
+    )
     summary = {
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
         "stages": timings,

@@ -33,14 +33,22 @@ def comparison_table(comparison: dict) -> str:
     rows = [f"<tr><th>figure</th><th>{a}</th><th>{b}</th><th>{b} − {a}</th></tr>"]
     for row in comparison["figures"]:
         spec = row["format"]
-        rows.append(f"<tr><td>{escape(row['figure'])}</td><td class=n>{_num(row['a'], spec)}</td>"
-                    f"<td class=n>{_num(row['b'], spec)}</td><td class=n>{_num(row['difference'], '+' + spec)}</td></tr>")
-    rows.append(f"<tr><th>paired, {comparison['n_paired']} targets</th><th>{a}</th><th>{b}</th>"
-                f"<th>{b} − {a} [95% bootstrap CI]</th></tr>")
+        rows.append(
+            f"<tr><td>{escape(row['figure'])}</td><td class=n>{_num(row['a'], spec)}</td>"
+            f"<td class=n>{_num(row['b'], spec)}</td>"
+            f"<td class=n>{_num(row['difference'], '+' + spec)}</td></tr>"
+        )
+    rows.append(
+        f"<tr><th>paired, {comparison['n_paired']} targets</th><th>{a}</th><th>{b}</th>"
+        f"<th>{b} − {a} [95% bootstrap CI]</th></tr>"
+    )
     for label, p in comparison["paired_bootstrap"].items():
         css = "yes" if p["excludes_zero"] else "no"
-        rows.append(f"<tr><td>{escape(label)}</td><td class=n>{p['a_mean']:.3f}</td><td class=n>{p['b_mean']:.3f}</td>"
-                    f"<td class='n {css}'>{p['difference']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]</td></tr>")
+        rows.append(
+            f"<tr><td>{escape(label)}</td><td class=n>{p['a_mean']:.3f}</td>"
+            f"<td class=n>{p['b_mean']:.3f}</td>"
+            f"<td class='n {css}'>{p['difference']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]</td></tr>"
+        )
     return "<table>" + "".join(rows) + "</table>"
 
 
@@ -60,35 +68,43 @@ def example_rows(eval_dir: str, root: str, n: int = 4) -> str:
         parts.append(
             f"<div class=ex><div>target {escape(record['target_id'])}<br><img src='{target}'><br>"
             f"prediction: reward {record['total']:.3f}, IoU {record['iou']:.3f}<br><img src='{pred}'></div>"
-            f"<pre>{escape(record['code'])}</pre></div>")
+            f"<pre>{escape(record['code'])}</pre></div>"
+        )
     return "".join(parts)
 
 
 def write_index(config, summary: dict) -> str:
     """Write ``<out>/index.html`` for a finished main job; returns its path."""
     root = config.out
-    stage_rows = "".join(
-        f"<tr><td>{escape(name)}</td><td class=n>{'reused' if t['reused'] else format(t['seconds'], '.0f') + ' s'}</td></tr>"
-        for name, t in summary["stages"].items())
-    sections = [f"<h1>scadloop main job: {escape(root)}</h1>",
-                "<p>SFT policy, then PPO with OpenSCAD rendering in the loop; both evaluated on the same "
-                "splits (greedy programs). Reward = SSIM + chamfer + IoU terms + validity; invalid programs "
-                "get the penalty.</p>",
-                f"<h2>Stage times</h2><table>{stage_rows}</table>"]
+    times = {name: "reused" if t["reused"] else f"{t['seconds']:.0f} s" for name, t in summary["stages"].items()}
+    stage_rows = "".join(f"<tr><td>{escape(name)}</td><td class=n>{time}</td></tr>" for name, time in times.items())
+    sections = [
+        f"<h1>scadloop main job: {escape(root)}</h1>",
+        "<p>SFT policy, then PPO with OpenSCAD rendering in the loop; both evaluated on the same "
+        "splits (greedy programs). Reward = SSIM + chamfer + IoU terms + validity; invalid programs "
+        "get the penalty.</p>",
+        f"<h2>Stage times</h2><table>{stage_rows}</table>",
+    ]
     for split, comparison in summary["comparisons"].items():
         sections.append(f"<h2>SFT vs PPO on {escape(split)}</h2>{comparison_table(comparison)}")
-    sections.append(f"<h2>PPO reward curves</h2><img src='{_rel(summary['curves'], root)}' style='max-width:100%'>")
+    sections.append(
+        f"<h2>PPO reward curves</h2><img src='{_rel(summary['curves'], root)}' style='max-width:100%'>"
+    )
     split = next(iter(summary["comparisons"]))
-    sections.append(f"<h2>Best PPO programs on {escape(split)}</h2>"
-                    + example_rows(os.path.join(root, "eval", f"ppo_{split}"), root))
+    sections.append(
+        f"<h2>Best PPO programs on {escape(split)}</h2>"
+        + example_rows(os.path.join(root, "eval", f"ppo_{split}"), root)
+    )
     links = sorted(glob.glob(os.path.join(root, "eval", "*", "index.html")))
     ppo_report = summary["ppo"].get("report")
     if ppo_report:
         links.append(ppo_report)
     items = "".join(f"<li><a href='{_rel(p, root)}'>{escape(_rel(p, root))}</a></li>" for p in links)
     sections.append(f"<h2>Reward-inspection reports</h2><ul>{items}</ul>")
-    page = f"<!doctype html><html><head><meta charset=utf-8><title>scadloop {escape(root)}</title>" \
-           f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
+    page = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>scadloop {escape(root)}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
+    )
     path = os.path.join(root, "index.html")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(page)
