@@ -76,8 +76,9 @@ def example_rows(eval_dir: str, root: str, n: int = 4) -> str:
 def write_index(config, summary: dict) -> str:
     """Write ``<out>/index.html`` for a finished main job; returns its path."""
     root = config.out
-    times = {name: "reused" if t["reused"] else f"{t['seconds']:.0f} s" for name, t in summary["stages"].items()}
-    stage_rows = "".join(f"<tr><td>{escape(name)}</td><td class=n>{time}</td></tr>" for name, time in times.items())
+    stages = summary["stages"].items()
+    times = {name: "reused" if t["reused"] else f"{t['seconds']:.0f} s" for name, t in stages}
+    stage_rows = "".join(f"<tr><td>{escape(name)}</td><td class=n>{t}</td></tr>" for name, t in times.items())
     sections = [
         f"<h1>scadloop main job: {escape(root)}</h1>",
         "<p>SFT policy, then PPO with OpenSCAD rendering in the loop; both evaluated on the same "
