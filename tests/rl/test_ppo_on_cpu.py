@@ -9,9 +9,14 @@ PPO math is tested without OpenSCAD; one subprocess smoke test runs the real rew
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import types
 
 import numpy as np
@@ -22,7 +27,7 @@ from configs.loader import load
 from configs.ppo import PPOConfig
 from reward.score import RewardBreakdown
 from rl.ppo_state import read_metrics
-from tests.rl.conftest import FAST_FAMILIES, run_module
+from tests.rl.conftest import FAST_FAMILIES, ROOT, run_module
 
 TINY_POLICY = [
     "image_size=128", "patch_size=32", "scale_factor=2", "vision_hidden=32", "vision_layers=1",
@@ -40,12 +45,14 @@ class LengthReward:
 
     invalid_penalty = -1.0
 
-    def __init__(self, fail_after: int | None = None):
+    def __init__(self, fail_after: int | None = None, delay_s: float = 0.0):
         self.calls = 0
         self.fail_after = fail_after
+        self.delay_s = delay_s
 
     def score(self, codes, rows, views):
         self.calls += 1
+        time.sleep(self.delay_s)
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt("simulated kill")
         return [RewardBreakdown(total=-abs(len(c) - 20) / 20, ssim=0.0, chamfer=0.0, iou=0.0, valid=1.0,
@@ -63,10 +70,30 @@ def checkpoint(tmp_path_factory) -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def rows():
+def toy_rows() -> list[dict]:
     rng = np.random.default_rng(0)
     return [{"id": f"t{i}", "image": rng.integers(0, 256, size=(128, 128), dtype=np.uint8)} for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return toy_rows()
+
+
+TOY_SCRIPT = """
+import sys
+from rl.ppo import run
+from tests.rl.test_ppo_on_cpu import LengthReward, toy_config, toy_rows
+checkpoint, runs, name, iterations = sys.argv[1:]
+config = toy_config(checkpoint, runs, name, iterations=int(iterations), save_every=1)
+run(config, LengthReward(delay_s=0.3), toy_rows())
+"""
+
+
+def toy_process(checkpoint: str, runs, name: str, iterations: int) -> subprocess.Popen:
+    """rl.ppo.run with the toy reward in a child process (so it can be SIGKILLed)."""
+    args = [sys.executable, "-c", TOY_SCRIPT, checkpoint, str(runs), name, str(iterations)]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def toy_config(checkpoint: str, runs_dir, name: str, **overrides) -> PPOConfig:
@@ -118,6 +145,32 @@ def test_killed_run_resumes_with_the_same_next_iteration_metrics(checkpoint, row
     for key, value in expected.items():
         if not key.startswith(NOT_COMPARED):
             assert got[-1][key] == value or (value is None and got[-1][key] is None), key
+
+
+def test_sigkilled_process_resumes_with_the_same_metrics_as_an_uninterrupted_run(checkpoint, tmp_path):
+    straight = toy_process(checkpoint, tmp_path, "straight", 5)
+    _, err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, err[-2000:]
+    killed = toy_process(checkpoint, tmp_path, "killed", 5)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "killed" / "checkpoint-2" / "state.json").exists():
+        assert killed.poll() is None and time.monotonic() < deadline, "the run ended before checkpoint-2"
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)  # no handler runs: whatever is half-written stays half-written
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "ppo_summary.json").exists()
+    resumed = toy_process(checkpoint, tmp_path, "killed", 5)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-2000:]
+    summary = json.loads((tmp_path / "killed" / "ppo_summary.json").read_text())
+    assert summary["resumed_from"] is not None and summary["iterations_this_run"] < 5
+    expected, got = read_metrics(str(tmp_path / "straight")), read_metrics(str(tmp_path / "killed"))
+    assert [m["iteration"] for m in got] == [1, 2, 3, 4, 5]
+    for want, have in zip(expected, got, strict=True):
+        for key, value in want.items():
+            if not key.startswith(NOT_COMPARED):
+                assert have[key] == value, (want["iteration"], key)
 
 
 def test_grpo_estimator_runs_without_a_critic(checkpoint, rows, tmp_path):
