@@ -16,7 +16,7 @@ from renderer.views import Frame, render, save_contact_sheet, save_views
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="renderer.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/examples/renders", help="folder for the PNG views")
     parser.add_argument("--size", type=int, default=128, help="view size in pixels")
     parser.add_argument("--timeout", type=float, default=30.0, help="OpenSCAD timeout, seconds")
