@@ -113,7 +113,11 @@ class PPOConfig:
     threads: int = 1
     """torch CPU threads (1 is fastest on a shared 2-core machine)."""
     gpus: int = 0
-    """Data-parallel learners on this many GPUs through Ray Train (not implemented yet; 0: this process)."""
+    """Data-parallel learners on this many GPUs through Ray Train, NCCL (0: no GPU learners)."""
+    ray_workers: int = 0
+    """Data-parallel learners on this many CPU processes through Ray Train, gloo (0: none)."""
+    ray_address: str | None = None
+    """Join this Ray cluster instead of starting a local one (also $RAY_ADDRESS)."""
 
     def __post_init__(self):
         def need(ok: bool, name: str, why: str):
@@ -129,8 +133,8 @@ class PPOConfig:
         for name in ("iterations", "batch_size", "k", "ppo_epochs", "minibatch_size", "save_every",
                      "records_every", "threads", "kl_horizon"):
             need(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("seed", "gpus", "weight_decay", "max_grad_norm", "cliprange_value", "vf_coef",
-                     "ent_coef", "kl_coef"):
+        for name in ("seed", "gpus", "ray_workers", "weight_decay", "max_grad_norm", "cliprange_value",
+                     "vf_coef", "ent_coef", "kl_coef"):
             need(getattr(self, name) >= 0, name, "must be >= 0")
         need(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         need(self.workers is None or self.workers >= 0, "workers", "must be >= 0")
@@ -143,6 +147,14 @@ class PPOConfig:
         need(self.kl_target > 0, "kl_target", "must be > 0")
         need(self.render_timeout > 0, "render_timeout", "must be > 0")
         need(self.estimator != "grpo" or self.k >= 2, "k", "must be >= 2 for the grpo group baseline")
+        need(not (self.gpus and self.ray_workers), "ray_workers", "cannot be combined with gpus")
+        learners = self.world_size
+        need(self.batch_size % learners == 0, "batch_size", f"must divide by the {learners} learners")
+
+    @property
+    def world_size(self) -> int:
+        """Data-parallel learners: Ray Train workers, else 1."""
+        return self.gpus or self.ray_workers or 1
 
     def to_dict(self) -> dict:
         """Plain JSON-able values (the reward weights as a nested dict)."""

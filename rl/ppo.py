@@ -45,9 +45,9 @@ Reward-hack guards:
   scores fairly everywhere shows up here before it shows up in the reward.
 - The KL penalty to the SFT reference keeps the policy near programs that look like the corpus.
 
-``--gpus N`` (Ray Train data-parallel learners) is not implemented yet: it stops with a one-line
-error; ``--gpus 0`` (the default) learns on the CPU in this process. Bad input is one line on
-stderr, exit 2.
+``--gpus N`` runs N data-parallel learners on GPUs through Ray Train, ``--ray_workers N`` the
+same on CPU processes (gloo); render actors stay on the CPUs (:mod:`rl.ppo_dist`). With neither,
+one learner runs in this process. Bad input is one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -103,7 +103,17 @@ def load_train_rows(config: PPOConfig, policy):
     return corpus_dir, rows
 
 
-def build_learner(config: PPOConfig, policy, rewarder):
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_learner(config: PPOConfig, policy, rewarder, world=None):
     """The :class:`rl.ppo_loop.Learner`: AdamW over the trainable parameters and the KL controller."""
     import torch
 
@@ -116,7 +126,7 @@ def build_learner(config: PPOConfig, policy, rewarder):
         kl_ctl = AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
     else:
         kl_ctl = FixedKLController(config.kl_coef)
-    return Learner(policy, optimizer, kl_ctl, config, rewarder)
+    return Learner(policy, optimizer, kl_ctl, config, rewarder, world)
 
 
 def _write_json(path: str, values: dict) -> None:
@@ -147,37 +157,42 @@ def _last_records(run_dir: str) -> str | None:
     return max(found, key=lambda p: int(os.path.basename(os.path.dirname(p))[2:])) if found else None
 
 
-def run(config: PPOConfig, rewarder=None, rows=None) -> dict:
+def run(config: PPOConfig, rewarder=None, rows=None, world=None) -> dict:
     """Train; returns the summary dict (also ``runs/<name>/ppo_summary.json``).
 
     ``rewarder`` and ``rows`` are seams for tests: a reward object (see :mod:`rl.ppo_loop`) used
     instead of OpenSCAD on a RenderPool, and target rows (dicts with ``id`` and ``image``) used
-    instead of the corpus's train split.
+    instead of the corpus's train split. ``world`` (:class:`rl.ppo_dist.World`) makes this one of
+    several data-parallel learners; with ``gpus`` or ``ray_workers`` set and no ``world``, the run
+    is handed to Ray Train (:func:`rl.ppo_dist.run_distributed`).
     """
-    import numpy as np
     import torch
 
     from reward.report import build_report, write_records
     from rl.cli import load_checkpoint
+    from rl.ppo_dist import iteration_seed
     from rl.ppo_loop import PoolRewarder, iterate
     from rl.ppo_state import MetricsLog, TrainState, batch_indices, latest_checkpoint, plain, save_checkpoint
     from rl.ppo_state import load_checkpoint as load_state
+    from rl.sft_trainer import parameter_checksum
 
-    if config.gpus:
-        raise UsageError(f"--gpus {config.gpus}: Ray Train data-parallel PPO is not implemented yet; "
-                         "run with --gpus 0 (one learner process)")
+    if world is None and (config.gpus or config.ray_workers):
+        from rl.ppo_dist import run_distributed
+
+        return run_distributed(config)
+    lead = world is None or world.rank == 0
     started = time.perf_counter()
     set_threads(config.threads)
     quiet_libraries()
     policy = load_checkpoint(config.checkpoint)
+    if config.gpus and torch.cuda.is_available():
+        policy.to(torch.device("cuda", torch.cuda.current_device()))
     policy.freeze_reference()
     corpus_dir = None
     if rows is None:
         corpus_dir, rows = load_train_rows(config, policy)
     run_dir = os.path.join(config.runs_dir, config.name)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
+    seed_everything(config.seed)
     pool = None
     if rewarder is None:
         from renderer.openscad import RenderLimits
@@ -187,28 +202,37 @@ def run(config: PPOConfig, rewarder=None, rows=None) -> dict:
         pool = RenderPool(Scorer(config.reward, threads=1), workers=config.workers,
                           limits=RenderLimits(timeout_s=config.render_timeout))
         rewarder = PoolRewarder(pool, corpus_dir, config.reward.invalid_penalty)
-    learner = build_learner(config, policy, rewarder)
+    learner = build_learner(config, policy, rewarder, world)
     state, resumed_from = TrainState(kl_coef=learner.kl_ctl.value), latest_checkpoint(run_dir)
     if resumed_from:
         state = load_state(resumed_from, policy, learner.optimizer)
         learner.kl_ctl.value = state.kl_coef
         print(f"{PROG}: resuming from {resumed_from} (iteration {state.iteration})")
-    _write_json(os.path.join(run_dir, CONFIG_JSON), {**config.to_dict(), "corpus_dir": corpus_dir})
+    if lead:
+        _write_json(os.path.join(run_dir, CONFIG_JSON), {**config.to_dict(), "corpus_dir": corpus_dir})
     print(f"{PROG}: {len(rows)} train targets; {config.batch_size} x {config.k} programs per iteration; "
           f"run in {run_dir}")
-    log = MetricsLog(run_dir, state.iteration, config.tensorboard)
+    log = MetricsLog(run_dir, state.iteration, config.tensorboard) if lead else None
     start_iteration, metrics, loop_started = state.iteration, {}, time.perf_counter()
     try:
         for iteration in range(state.iteration + 1, config.iterations + 1):
             index = batch_indices(len(rows), config.seed, state.data_position, config.batch_size)
+            if world is not None:
+                index = world.shard(index)
+                seed_everything(iteration_seed(config.seed, iteration, world.rank))
             last = iteration == config.iterations
             records_dir = None
-            if iteration % config.records_every == 0 or last:
+            if lead and (iteration % config.records_every == 0 or last):
                 records_dir = os.path.join(run_dir, "records", f"it{iteration}")
                 shutil.rmtree(records_dir, ignore_errors=True)
             metrics, records = iterate(learner, [rows[i] for i in index], iteration, records_dir)
+            if world is not None:  # means over learners; throughput is their sum
+                metrics = world.mean({k: float("nan") if v is None else v for k, v in metrics.items()})
+                metrics["charts/samples_per_s"] *= world.size
             state.iteration, state.data_position = iteration, state.data_position + config.batch_size
             state.kl_coef = learner.kl_ctl.value
+            if not lead:
+                continue
             log.write(iteration, metrics)
             per_iteration = (time.perf_counter() - loop_started) / (iteration - start_iteration)
             eta_s = per_iteration * (config.iterations - iteration)
@@ -218,9 +242,12 @@ def run(config: PPOConfig, rewarder=None, rows=None) -> dict:
             if iteration % config.save_every == 0 or last:
                 save_checkpoint(run_dir, policy, learner.optimizer, state)
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         if pool is not None:
             pool.close()
+    if not lead:
+        return {"param_checksum": parameter_checksum(policy.model), "iteration": state.iteration}
     final = _save_final(policy, config, run_dir, corpus_dir)
     records_path, report = _last_records(run_dir), None
     if records_path:
@@ -231,6 +258,7 @@ def run(config: PPOConfig, rewarder=None, rows=None) -> dict:
         "iterations_this_run": state.iteration - start_iteration, "data_position": state.data_position,
         "kl_coef": state.kl_coef, "wall_seconds": time.perf_counter() - started,
         "last_metrics": {k: plain(v) for k, v in metrics.items()}, "report": report,
+        "world_size": world.size if world else 1, "param_checksum": parameter_checksum(policy.model),
     }
     _write_json(os.path.join(run_dir, SUMMARY), summary)
     return summary

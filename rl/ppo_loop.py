@@ -63,6 +63,8 @@ class Learner:
     kl_ctl: object
     config: object
     rewarder: object
+    world: object = None
+    """:class:`rl.ppo_dist.World` when this is one of several data-parallel learners."""
 
 
 def truncation_breakdown(penalty: float) -> RewardBreakdown:
@@ -188,6 +190,8 @@ def update(
             loss = pg_loss + config.vf_coef * v_loss - config.ent_coef * entropy
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if learner.world is not None:
+                learner.world.average_gradients(params)
             if config.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
@@ -224,7 +228,10 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
     index = torch.arange(len(rows)).repeat_interleave(k)
     advantages, returns, explained_var = advantages_of(config, scores, mask, kl, kl_coef, values, index)
     losses = update(learner, prompts, tokens, mask, old_logprobs, values, advantages, returns, max_len)
-    learner.kl_ctl.update(float(kl_per_program.mean()), len(breakdowns))
+    kl_mean = float(kl_per_program.mean())
+    if learner.world is not None:  # every learner steers its coefficient by the same global mean
+        kl_mean = learner.world.mean({"kl": kl_mean})["kl"]
+    learner.kl_ctl.update(kl_mean, len(breakdowns) * (learner.world.size if learner.world else 1))
     done = time.perf_counter()
 
     def mean_of(name):

@@ -199,7 +199,7 @@ def test_length_guard_penalises_truncated_programs_and_duplicates_are_counted():
     assert duplicate_fraction(["x", "x", "y", "x"], ["a", "a", "b", "b"]) == 0.75
 
 
-def test_missing_checkpoint_and_gpus_are_one_line_errors(tmp_path, capsys):
+def test_missing_checkpoint_and_bad_learner_counts_are_one_line_errors(tmp_path, capsys):
     from rl.ppo import main
 
     with pytest.raises(SystemExit) as exit_info:
@@ -208,8 +208,8 @@ def test_missing_checkpoint_and_gpus_are_one_line_errors(tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rl.ppo: error:")]
     assert len(errors) == 1 and "python -m rl.sft" in errors[0]
     with pytest.raises(SystemExit):
-        main(["--gpus", "2", "--runs_dir", str(tmp_path)])
-    assert "not implemented" in capsys.readouterr().err
+        main(["--ray_workers", "3", "--batch_size", "4", "--runs_dir", str(tmp_path)])
+    assert "batch_size must divide by the 3 learners" in capsys.readouterr().err
 
 
 def test_shipped_yaml_is_the_defaults_and_bad_values_name_the_field():
@@ -254,3 +254,23 @@ def test_command_scores_with_openscad_and_writes_records_and_report(six_part_cor
     assert len(list((records_dir / "views").glob("*.png"))) >= 4
     assert (records_dir / "index.html").exists() and (run_dir / "final" / "policy.json").exists()
     assert (run_dir / "checkpoint-1" / "state.json").exists()
+
+
+def test_ray_train_with_two_cpu_learners_keeps_replicas_in_sync(six_part_corpus, checkpoint, tmp_path):
+    from policies import load_policy
+    from rl.sft_trainer import parameter_checksum
+
+    args = ["--checkpoint", checkpoint, "--corpus_dir", six_part_corpus, "--runs_dir", str(tmp_path),
+            "--name", "dp", "--ray_workers", "2", "--workers", "0", "--iterations", "2", "--batch_size", "2",
+            "--k", "2", "--minibatch_size", "2", "--max_new_tokens", "8", "--length_guard", "false",
+            "--tensorboard", "false", "--learning_rate", "1e-3"]
+    completed = run_module("rl.ppo", *args, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "rl.ppo: it 2/2" in completed.stdout  # rank 0's lines reach the driver
+    summary = json.loads((tmp_path / "dp" / "ppo_summary.json").read_text())
+    checksums = summary["worker_param_checksums"]
+    assert summary["world_size"] == 2 and summary["iteration"] == 2
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    assert checksums[0] != parameter_checksum(load_policy(checkpoint).model)  # and they did learn
+    assert [m["iteration"] for m in read_metrics(str(tmp_path / "dp"))] == [1, 2]
+    assert (tmp_path / "dp" / "final" / "policy.json").exists()
