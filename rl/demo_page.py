@@ -73,6 +73,42 @@ def example_rows(eval_dir: str, root: str, n: int = 4) -> str:
     return "".join(parts)
 
 
+def best_greedy(eval_dir: str) -> dict | None:
+    """The greedy record with the highest reward of an evaluation (None when there is none)."""
+    path = os.path.join(eval_dir, "records.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh]
+    greedy = [r for r in records if r.get("extra", {}).get("mode") == "greedy" and r.get("pred_views")]
+    return max(greedy, key=lambda r: r["total"]) if greedy else None
+
+
+def example_figure(eval_dir: str, out: str, max_lines: int = 34) -> str | None:
+    """A PNG of the best greedy program: target views above the prediction's, the code beside."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    record = best_greedy(eval_dir)
+    if record is None:
+        return None
+    target = Image.open(os.path.join(eval_dir, record["target_views"]))
+    pred = Image.open(os.path.join(eval_dir, record["pred_views"]))
+    fig = Figure(figsize=(12, 4.6), dpi=100)
+    for row, (image, title) in enumerate(((target, f"target {record['target_id']}"),
+                                          (pred, f"rendered prediction: reward {record['total']:.2f}, "
+                                                 f"IoU {record['iou']:.2f}"))):
+        ax = fig.add_axes((0.0, 0.52 - 0.5 * row, 0.58, 0.42))
+        ax.imshow(image, cmap="gray")
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    code = [line if len(line) <= 78 else line[:77] + "…" for line in record["code"].splitlines()]
+    text = "\n".join(code[:max_lines] + (["// ..."] if len(code) > max_lines else []))
+    fig.text(0.6, 0.97, text, family="monospace", fontsize=6.5, va="top")
+    fig.savefig(out)
+    return out
+
+
 def write_index(config, summary: dict) -> str:
     """Write ``<out>/index.html`` for a finished main job; returns its path."""
     root = config.out
@@ -92,6 +128,9 @@ def write_index(config, summary: dict) -> str:
         f"<h2>PPO reward curves</h2><img src='{_rel(summary['curves'], root)}' style='max-width:100%'>"
     )
     split = next(iter(summary["comparisons"]))
+    if summary.get("example"):
+        sections.append(f"<h2>The best PPO program on {escape(split)}</h2>"
+                        f"<img src='{_rel(summary['example'], root)}' style='max-width:100%'>")
     sections.append(
         f"<h2>Best PPO programs on {escape(split)}</h2>"
         + example_rows(os.path.join(root, "eval", f"ppo_{split}"), root)
