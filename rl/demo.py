@@ -256,8 +256,9 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         "curves": curves_png,
     }
     first_split = config.eval_splits[0]
-    summary["example"] = demo_page.example_figure(eval_folder(config, "ppo", first_split),
-                                                  os.path.join(config.out, "example.png"))
+    summary["example"] = demo_page.example_figure(
+        eval_folder(config, "ppo", first_split), os.path.join(config.out, "example.png")
+    )
     summary["index"] = demo_page.write_index(config, summary)
     with open(os.path.join(config.out, SUMMARY), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)

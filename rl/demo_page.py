@@ -95,9 +95,12 @@ def example_figure(eval_dir: str, out: str, max_lines: int = 34) -> str | None:
     target = Image.open(os.path.join(eval_dir, record["target_views"]))
     pred = Image.open(os.path.join(eval_dir, record["pred_views"]))
     fig = Figure(figsize=(12, 4.6), dpi=100)
-    for row, (image, title) in enumerate(((target, f"target {record['target_id']}"),
-                                          (pred, f"rendered prediction: reward {record['total']:.2f}, "
-                                                 f"IoU {record['iou']:.2f}"))):
+    for row, (image, title) in enumerate(
+        (
+            (target, f"target {record['target_id']}"),
+            (pred, f"rendered prediction: reward {record['total']:.2f}, IoU {record['iou']:.2f}"),
+        )
+    ):
         ax = fig.add_axes((0.0, 0.52 - 0.5 * row, 0.58, 0.42))
         ax.imshow(image, cmap="gray")
         ax.set_title(title, fontsize=10)
@@ -129,8 +132,10 @@ def write_index(config, summary: dict) -> str:
     )
     split = next(iter(summary["comparisons"]))
     if summary.get("example"):
-        sections.append(f"<h2>The best PPO program on {escape(split)}</h2>"
-                        f"<img src='{_rel(summary['example'], root)}' style='max-width:100%'>")
+        sections.append(
+            f"<h2>The best PPO program on {escape(split)}</h2>"
+            f"<img src='{_rel(summary['example'], root)}' style='max-width:100%'>"
+        )
     sections.append(
         f"<h2>Best PPO programs on {escape(split)}</h2>"
         + example_rows(os.path.join(root, "eval", f"ppo_{split}"), root)
