@@ -218,7 +218,7 @@ def prepare_target(
 
 
 def score(
-    pred, target: PreparedTarget, weights: RewardWeights | None = None, threads: int = 0
+    pred, target: PreparedTarget, weights: RewardWeights | None = None, threads: int = 0, views_out=None
 ) -> RewardBreakdown:
     """Score one prediction against a prepared target; never raises on a bad prediction.
 
@@ -231,6 +231,9 @@ def score(
         Term weights, penalty and chamfer scale (sampling settings come from ``target``).
     threads : int
         Embree threads (0: all cores; Ray workers pass 1).
+    views_out : list or None
+        When given, the prediction's ``(V, H, W)`` views (rendered for SSIM) are appended to it
+        for a valid mesh, so a caller that also saves them does not render twice.
 
     Returns
     -------
@@ -248,13 +251,15 @@ def score(
     if len(mesh.faces) == 0:
         status = "empty" if raw_faces is None or np.size(raw_faces) == 0 else "degenerate"
         return _invalid(weights, status, seconds, start)
-    return _valid(mesh, target, weights, status, seconds, start, threads)
+    return _valid(mesh, target, weights, status, seconds, start, threads, views_out)
 
 
-def _valid(mesh, target, weights, status, seconds, start, threads) -> RewardBreakdown:
+def _valid(mesh, target, weights, status, seconds, start, threads, views_out=None) -> RewardBreakdown:
     """Score a usable mesh (already in the target frame)."""
     scene = make_scene(mesh.vertices, mesh.faces)  # one scene: views, distances, occupancy
     views = render_scene(scene, target.cameras, target.size, threads)
+    if views_out is not None:
+        views_out.append(views.images)
     ssim_term = masked_ssim(1.0 - views.images, 1.0 - target.images, views.masks | target.masks)
     points = sample_surface(mesh.vertices, mesh.faces, len(target.points), target.seed)
     distance = surface_chamfer(points, scene, target.points, target.scene(), threads)
@@ -352,14 +357,24 @@ class Scorer:
         self.size = size
         self.cameras = tuple(cameras)
         self.threads = threads
+        self._last_views: tuple | None = None  # (pred, prepared, images) of the last valid call
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_last_views": None}
 
     def prepare(self, vertices: np.ndarray, faces: np.ndarray) -> PreparedTarget:
         """:func:`prepare_target` with this scorer's settings."""
         return prepare_target(vertices, faces, self.weights, self.cameras, self.size, self.threads)
 
     def __call__(self, pred, prepared: PreparedTarget) -> RewardBreakdown:
-        """:func:`score` of ``pred`` against ``prepared`` with this scorer's weights."""
-        return score(pred, prepared, self.weights, self.threads)
+        """:func:`score` of ``pred`` against ``prepared`` with this scorer's weights.
+
+        Keeps the views it rendered, so :meth:`pred_views` of the same call's arguments right
+        after is free (the render workers save the views of the programs they score)."""
+        views: list = []
+        breakdown = score(pred, prepared, self.weights, self.threads, views_out=views)
+        self._last_views = (pred, prepared, views[0]) if views else None
+        return breakdown
 
     def target_views(self, prepared: PreparedTarget) -> np.ndarray:
         """The target's ``(V, H, W)`` views, as the reward sees them."""
@@ -367,6 +382,9 @@ class Scorer:
 
     def pred_views(self, pred, prepared: PreparedTarget) -> np.ndarray:
         """The prediction's ``(V, H, W)`` views in the target's frame (blank when invalid)."""
+        last = self._last_views
+        if last is not None and last[0] is pred and last[1] is prepared:
+            return last[2]
         ok = str(getattr(pred, "status", "")) == "ok"
         mesh = _Mesh(*clean_mesh(_in_frame(pred.vertices, prepared.frame), pred.faces)) if ok else None
         if mesh is None or len(mesh.faces) == 0:

@@ -183,3 +183,17 @@ def test_same_surface_triangulated_differently_gets_full_chamfer_term():
     prepared = prepare_target(vertices, faces)
     result = score(ok(split_vertices, split_faces), prepared)
     assert result.chamfer == 1.0 and result.iou == 1.0
+
+
+def test_views_of_the_scored_call_are_reused_and_equal_a_fresh_render():
+    scorer = Scorer(threads=1)
+    prepared = scorer.prepare(*box(LO, HI))
+    pred = moved((0.1, 0.0, 0.0))
+    scorer(pred, prepared)
+    kept = scorer.pred_views(pred, prepared)
+    assert kept is scorer._last_views[2]  # no second render
+    fresh = Scorer(threads=1).pred_views(pred, prepared)
+    np.testing.assert_array_equal(kept, fresh)
+    other = moved((0.3, 0.0, 0.0))  # another prediction is rendered, not served from the cache
+    assert not np.array_equal(scorer.pred_views(other, prepared), kept)
+    assert pickle.loads(pickle.dumps(scorer))._last_views is None  # the cache never travels
