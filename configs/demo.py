@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from corpus.families import FAMILIES
+
 SPLITS = ("test", "test_ood", "val", "train")
 
 
@@ -20,8 +22,13 @@ class DemoConfig:
     """Output folder: corpus/, sft/, ppo/, eval/, comparison, curves and index.html."""
     fresh: bool = False
     """Delete ``out`` first and start over (otherwise finished stages are reused, stopped ones resume)."""
-    corpus_n: int = 500
+    corpus_n: int = 1500
     """Parts in the demo corpus (python -m corpus.build)."""
+    families: tuple[str, ...] = ("clip", "panel", "pipe_fitting", "plate", "profile", "washer")
+    """Part families of the demo corpus: six of the 17 whose programs render in about 0.1 s, so the
+    whole job fits in 30 minutes on 2 cores (empty: all 17)."""
+    holdout_families: tuple[str, ...] = ("clip",)
+    """Families kept out of training, for the test_ood split (must be among ``families``)."""
     seed: int = 0
     """Seed of the corpus, the SFT data order and PPO."""
     sft_config: str = "configs/sft.yaml"
@@ -52,6 +59,12 @@ class DemoConfig:
         need(self.corpus_n >= 40, "corpus_n", "must be >= 40 (every split needs parts)")
         need(self.seed >= 0, "seed", "must be >= 0")
         need(self.eval_k >= 0, "eval_k", "must be >= 0")
+        chosen = self.families or tuple(FAMILIES)
+        unknown = sorted(set(chosen) - set(FAMILIES))
+        need(not unknown, "families", f"must be among {', '.join(sorted(FAMILIES))}")
+        need(
+            set(self.holdout_families) < set(chosen), "holdout_families", "must be some, not all, of families"
+        )
         need(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", "must be >= 1")
         need(self.workers is None or self.workers >= 0, "workers", "must be >= 0")
         need(

@@ -5,6 +5,7 @@ Usage::
     python -m corpus.build --n 2000 --out runs/corpus2k                 # every core, seed 0
     python -m corpus.build --n 24 --out runs/tiny --workers 0           # in this process, no Ray
     python -m corpus.build --n 2000 --out runs/c --holdout-families gear,hinge --timeout 60
+    python -m corpus.build --n 1500 --out runs/fast --families plate,washer,profile --holdout-families washer
 
 Part ``i`` of a build is family ``order[i % F]`` (the ``F`` families in an order shuffled
 by ``--seed``) with seed ``seed * 1_000_000 + i // F``, so with ``--seed 0`` each family gets
@@ -416,6 +417,9 @@ def parse_args(argv: list[str] | None = None):
         "--size", type=positive_int, default=128, help="view size in pixels (reward default 128)"
     )
     parser.add_argument(
+        "--families", default=None, help="comma-separated families to draw from (default: all 17)"
+    )
+    parser.add_argument(
         "--holdout-families",
         default=None,
         help="comma-separated families kept for test_ood only (default: 2 chosen with --seed)",
@@ -433,6 +437,9 @@ def settings_from_args(args) -> BuildSettings:
     holdout = None
     if args.holdout_families is not None:
         holdout = tuple(sorted({f.strip() for f in args.holdout_families.split(",") if f.strip()}))
+    families = {}
+    if args.families is not None:
+        families["families"] = tuple(sorted({f.strip() for f in args.families.split(",") if f.strip()}))
     return BuildSettings(
         n=args.n,
         out=args.out,
@@ -443,6 +450,7 @@ def settings_from_args(args) -> BuildSettings:
         timeout=args.timeout,
         max_tries=args.max_tries,
         chunk_size=args.chunk_size,
+        **families,
     )
 
 

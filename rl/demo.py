@@ -84,12 +84,25 @@ def stages(config: DemoConfig) -> list[Stage]:
     out, seed = config.out, str(config.seed)
     corpus, sft, ppo = (os.path.join(out, name) for name in ("corpus", "sft", "ppo"))
     workers = [] if config.workers is None else ["--workers", str(config.workers)]
+    families = ["--families", ",".join(config.families)] if config.families else []
     sft_done, ppo_done = os.path.join(sft, "sft_summary.json"), os.path.join(ppo, "ppo_summary.json")
     corpus_done = os.path.join(corpus, "build.json")
     plan = [
         Stage(
             "corpus",
-            ["corpus.build", "--n", str(config.corpus_n), "--out", corpus, "--seed", seed, *workers],
+            [
+                "corpus.build",
+                "--n",
+                str(config.corpus_n),
+                "--out",
+                corpus,
+                "--seed",
+                seed,
+                *workers,
+                *families,
+                "--holdout-families",
+                ",".join(config.holdout_families),
+            ],
             corpus_done,
             check=lambda done: done["settings"]["n"] == config.corpus_n,
         ),
