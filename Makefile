@@ -7,7 +7,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup  ## the main job on the embedded default
-	$(PY) -m renderer.demo
+	$(PY) -m rl.demo
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by ``rl.sft``, ``rl.eval`` and ``rl.predict``.
+"""Command-line plumbing shared by the ``rl`` commands, and their one JSON writer.
 
 Every bad input (unknown option or config key, out-of-range value, missing folder or
 file) ends the command with one line on stderr, ``rl.sft: error: ...``, and exit status 2.
@@ -7,9 +7,9 @@ file) ends the command with one line on stderr, ``rl.sft: error: ...``, and exit
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-
-import torch
 
 
 class UsageError(Exception):
@@ -33,6 +33,8 @@ def fail(prog: str, message) -> None:
 
 def set_threads(threads: int) -> None:
     """Use ``threads`` torch CPU threads (1 is fastest when other jobs share 2 cores)."""
+    import torch
+
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(threads)
@@ -50,10 +52,17 @@ def quiet_libraries() -> None:
     logging.disable_progress_bar()
 
 
+def write_json(path: str, values) -> str:
+    """Write ``values`` as indented JSON, atomically (a killed run never leaves half a file); the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(values, fh, indent=2)
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def load_checkpoint(path: str):
     """The policy saved in ``path``; a folder without ``policy.json`` is a :class:`UsageError`."""
-    import os
-
     from policies import load_policy
 
     if not os.path.exists(os.path.join(path, "policy.json")):

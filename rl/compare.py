@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from rl.cli import Parser, UsageError, fail
+from rl.cli import Parser, UsageError, fail, write_json
 
 PROG = "rl.compare"
 RESAMPLES = 10_000
@@ -175,8 +175,7 @@ def write(comparison: dict, out: str) -> tuple[str, str]:
     """``OUT/comparison.json`` and ``OUT/comparison.md``; their paths."""
     os.makedirs(out, exist_ok=True)
     json_path, md_path = os.path.join(out, "comparison.json"), os.path.join(out, "comparison.md")
-    with open(json_path, "w", encoding="utf-8") as fh:
-        json.dump(comparison, fh, indent=2)
+    write_json(json_path, comparison)
     with open(md_path, "w", encoding="utf-8") as fh:
         fh.write(table_markdown(comparison) + "\n")
     return json_path, md_path

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from configs.demo import DemoConfig
 from configs.loader import ConfigError, add_arguments, from_args
-from rl.cli import Parser, UsageError, fail
+from rl.cli import Parser, UsageError, fail, write_json
 
 PROG = "rl.demo"
 SUMMARY = "demo_summary.json"
@@ -273,8 +273,7 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         eval_folder(config, "ppo", first_split), os.path.join(config.out, "example.png")
     )
     summary["index"] = demo_page.write_index(config, summary)
-    with open(os.path.join(config.out, SUMMARY), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(os.path.join(config.out, SUMMARY), summary)
     return summary
 
 

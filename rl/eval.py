@@ -27,7 +27,6 @@ Bad input (missing checkpoint or corpus, unknown split, bad option) is one line 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ import torch
 from configs.eval import EvalConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.sft import DEFAULT_CORPUS_DIR
-from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads
+from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads, write_json
 
 PROG = "rl.eval"
 
@@ -193,8 +192,7 @@ def run(config: EvalConfig) -> dict:
         "per_family_greedy": per_family(greedy),
         "timing": {"seconds": seconds, "programs": len(records), "programs_per_s": len(records) / seconds},
     }
-    with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as fh:
-        json.dump(metrics, fh, indent=2)
+    write_json(os.path.join(out, "metrics.json"), metrics)
     title = f"rl.eval {config.checkpoint} on {config.split}"
     metrics["report"] = build_report(records_path, out, title=title)
     metrics["out"] = out

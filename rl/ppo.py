@@ -52,7 +52,6 @@ one learner runs in this process. Bad input is one line on stderr, exit 2.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -61,7 +60,7 @@ import time
 
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.ppo import PPOConfig
-from rl.cli import Parser, UsageError, fail, quiet_libraries, set_threads
+from rl.cli import Parser, UsageError, fail, quiet_libraries, set_threads, write_json
 
 PROG = "rl.ppo"
 SUMMARY = "ppo_summary.json"
@@ -129,19 +128,13 @@ def build_learner(config: PPOConfig, policy, rewarder, world=None):
     return Learner(policy, optimizer, kl_ctl, config, rewarder, world)
 
 
-def _write_json(path: str, values: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(values, fh, indent=2)
-
-
 def _save_final(policy, config: PPOConfig, run_dir: str, corpus_dir: str | None) -> str:
     """The last policy to ``run_dir/final`` (atomically), with the configs rl.eval reads."""
     final = os.path.join(run_dir, "final")
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save(tmp)
-    _write_json(os.path.join(tmp, CONFIG_JSON), {**config.to_dict(), "corpus_dir": corpus_dir})
+    write_json(os.path.join(tmp, CONFIG_JSON), {**config.to_dict(), "corpus_dir": corpus_dir})
     sft_config = os.path.join(config.checkpoint, "sft_config.json")
     if os.path.exists(sft_config):  # rl.eval finds the corpus through it
         shutil.copy(sft_config, tmp)
@@ -209,7 +202,7 @@ def run(config: PPOConfig, rewarder=None, rows=None, world=None) -> dict:
         learner.kl_ctl.value = state.kl_coef
         print(f"{PROG}: resuming from {resumed_from} (iteration {state.iteration})")
     if lead:
-        _write_json(os.path.join(run_dir, CONFIG_JSON), {**config.to_dict(), "corpus_dir": corpus_dir})
+        write_json(os.path.join(run_dir, CONFIG_JSON), {**config.to_dict(), "corpus_dir": corpus_dir})
     print(f"{PROG}: {len(rows)} train targets; {config.batch_size} x {config.k} programs per iteration; "
           f"run in {run_dir}")
     log = MetricsLog(run_dir, state.iteration, config.tensorboard) if lead else None
@@ -260,7 +253,7 @@ def run(config: PPOConfig, rewarder=None, rows=None, world=None) -> dict:
         "last_metrics": {k: plain(v) for k, v in metrics.items()}, "report": report,
         "world_size": world.size if world else 1, "param_checksum": parameter_checksum(policy.model),
     }
-    _write_json(os.path.join(run_dir, SUMMARY), summary)
+    write_json(os.path.join(run_dir, SUMMARY), summary)
     return summary
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from configs.ppo import PPOConfig
+from rl.cli import write_json
 from rl.ray_train import LOG, _follow
 
 SUMMARY = "ppo_summary.json"
@@ -95,8 +96,8 @@ def worker_loop(loop_config: dict) -> None:
     else:
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
             summary = run(config, world=world)
-    with open(os.path.join(run_dir, f"ray_worker_{world.rank}.json"), "w", encoding="utf-8") as fh:
-        json.dump({"rank": world.rank, "param_checksum": summary["param_checksum"], "summary": summary}, fh)
+    mine = {"rank": world.rank, "param_checksum": summary["param_checksum"], "summary": summary}
+    write_json(os.path.join(run_dir, f"ray_worker_{world.rank}.json"), mine)
 
 
 def check_gpus(wanted: int) -> None:
@@ -158,6 +159,5 @@ def run_distributed(config: PPOConfig) -> dict:
     summary = ranks[0]["summary"]
     summary["world_size"] = world_size
     summary["worker_param_checksums"] = [r["param_checksum"] for r in ranks]
-    with open(os.path.join(run_dir, SUMMARY), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(os.path.join(run_dir, SUMMARY), summary)
     return summary

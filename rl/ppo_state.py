@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from rl.cli import write_json
+
 CHECKPOINT = "checkpoint-{}"
 POLICY = "policy"
 TRAINER_STATE = "trainer_state.pt"
@@ -110,8 +112,7 @@ def save_checkpoint(run_dir: str, policy, optimizer, state: TrainState) -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save(os.path.join(tmp, POLICY))
     torch.save({"optimizer": optimizer.state_dict(), "rng": rng_states()}, os.path.join(tmp, TRAINER_STATE))
-    with open(os.path.join(tmp, STATE_JSON), "w", encoding="utf-8") as fh:
-        json.dump(asdict(state), fh, indent=2)
+    write_json(os.path.join(tmp, STATE_JSON), asdict(state))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for _, old in _checkpoints(run_dir)[:-KEEP]:

@@ -32,7 +32,6 @@ and score). A missing file or a non-image is one line on stderr, exit 2.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +40,7 @@ import numpy as np
 
 from configs.eval import PredictConfig
 from configs.loader import ConfigError, add_arguments, from_args
-from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads
+from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads, write_json
 
 PROG = "rl.predict"
 VIEW_SIZE = 128
@@ -177,8 +176,7 @@ def predict(image_path: str, config: PredictConfig) -> dict:
             for i, (r, code) in enumerate(zip(results, codes, strict=True))
         ],
     }
-    with open(os.path.join(out, "candidates.json"), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(os.path.join(out, "candidates.json"), summary)
     return summary
 
 

@@ -34,6 +34,7 @@ import sys
 import threading
 
 from configs.sft import SFTConfig
+from rl.cli import write_json
 
 LOG = "ray_rank0.log"
 
@@ -111,8 +112,7 @@ def _train_worker(loop_config: dict, rank: int) -> None:
     figures["param_checksum"] = parameter_checksum(policy.model)
     if rank == 0:
         save_final(policy, config, run_dir)
-    with open(os.path.join(run_dir, f"ray_worker_{rank}.json"), "w", encoding="utf-8") as fh:
-        json.dump(figures, fh, indent=2)
+    write_json(os.path.join(run_dir, f"ray_worker_{rank}.json"), figures)
 
 
 def run(config: SFTConfig, run_dir: str, corpus_dir: str) -> dict:

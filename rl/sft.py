@@ -25,14 +25,13 @@ them (:class:`rl.sft_callbacks.GenerationEval`). Bad input is one line on stderr
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.sft import SFTConfig
-from rl.cli import Parser, UsageError, fail, quiet_libraries, set_threads
+from rl.cli import Parser, UsageError, fail, quiet_libraries, set_threads, write_json
 from rl.sft_setup import (
     FINAL,
     check_image_size,
@@ -112,8 +111,7 @@ def run(config: SFTConfig) -> dict:
         "wall_seconds": time.perf_counter() - started,
         **figures,
     }
-    with open(os.path.join(run_dir, SUMMARY), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(os.path.join(run_dir, SUMMARY), summary)
     return summary
 
 

@@ -18,7 +18,7 @@ import os
 
 from configs.policy import PolicyConfig
 from configs.sft import DEFAULT_CORPUS_DIR, SFTConfig
-from rl.cli import UsageError
+from rl.cli import UsageError, write_json
 
 INITIAL = "initial"
 FINAL = "final"
@@ -125,8 +125,7 @@ def write_config(config: SFTConfig, directory: str) -> str:
     """Write the run's settings as ``sft_config.json`` in ``directory`` (read back by rl.eval)."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, CONFIG_JSON)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(config.to_dict(), fh, indent=2)
+    write_json(path, config.to_dict())
     return path
 
 
