@@ -45,6 +45,22 @@ def read_metrics(path: str) -> list[dict]:
     return sorted(lines, key=lambda line: line["iteration"])
 
 
+def throughput(lines: list[dict]) -> dict:
+    """Programs per second over the run and the share of iteration time in each phase."""
+    phases = {
+        name: sum(line.get(f"timing_s/{name}") or 0.0 for line in lines)
+        for name in ("generate", "render", "update")
+    }
+    total = sum(phases.values())
+    rates = [line["charts/samples_per_s"] for line in lines if line.get("charts/samples_per_s")]
+    return {
+        "iterations": len(lines),
+        "seconds": total,
+        "samples_per_s_mean": sum(rates) / len(rates) if rates else None,
+        "share": {name: seconds / total if total else None for name, seconds in phases.items()},
+    }
+
+
 def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Mean of the last ``window`` finite values at each point (fewer at the start)."""
     out = np.full(len(values), np.nan)
@@ -102,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         out = plot(lines, args.out or os.path.join(folder, "reward_curves.png"), args.smooth, title=args.run)
     except UsageError as error:
         fail(PROG, error)
-    print(f"{PROG}: {len(lines)} iterations plotted to {out}")
+    figures = throughput(lines)
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in figures["share"].items() if v is not None)
+    print(
+        f"{PROG}: {len(lines)} iterations plotted to {out}; "
+        f"{figures['samples_per_s_mean'] or 0:.2f} programs/s; time in {shares}"
+    )
     return 0
 
 

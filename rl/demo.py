@@ -254,8 +254,9 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         compare.write(comparison, os.path.join(config.out, f"comparison_{split}"))
         comparisons[split] = comparison
     ppo_dir = os.path.join(config.out, "ppo")
+    lines = curves.read_metrics(ppo_dir)
     curves_png = curves.plot(
-        curves.read_metrics(ppo_dir),
+        lines,
         os.path.join(config.out, "reward_curves.png"),
         title=f"PPO reward curves ({ppo_dir})",
     )
@@ -267,6 +268,7 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         "ppo": _json(os.path.join(ppo_dir, "ppo_summary.json")),
         "comparisons": comparisons,
         "curves": curves_png,
+        "ppo_throughput": curves.throughput(lines),
     }
     first_split = config.eval_splits[0]
     summary["example"] = demo_page.example_figure(
@@ -292,6 +294,9 @@ def run(config: DemoConfig) -> dict:
     print(f"  {'total':20s} {_clock(summary['wall_seconds_this_run'])}\n")
     for comparison in summary["comparisons"].values():
         print(table_markdown(comparison) + "\n")
+    rate = summary["ppo_throughput"]
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in rate["share"].items() if v is not None)
+    print(f"{PROG}: PPO {rate['samples_per_s_mean'] or 0:.2f} programs/s; time in {shares}")
     print(f"{PROG}: curves {summary['curves']}; open {summary['index']}")
     return summary
 

@@ -127,6 +127,9 @@ def write_index(config, summary: dict) -> str:
     ]
     for split, comparison in summary["comparisons"].items():
         sections.append(f"<h2>SFT vs PPO on {escape(split)}</h2>{comparison_table(comparison)}")
+    rate = summary.get("ppo_throughput") or {"share": {}}
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in rate["share"].items() if v is not None)
+    sections.append(f"<p>PPO: {rate.get('samples_per_s_mean') or 0:.2f} programs/s; time in {shares}.</p>")
     sections.append(
         f"<h2>PPO reward curves</h2><img src='{_rel(summary['curves'], root)}' style='max-width:100%'>"
     )

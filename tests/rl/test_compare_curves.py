@@ -143,3 +143,19 @@ def test_curves_plot_every_panel_and_reject_an_empty_run(tmp_path):
     (tmp_path / "empty" / "metrics.jsonl").write_text("")
     with pytest.raises(UsageError, match="no iteration"):
         curves.read_metrics(str(tmp_path / "empty"))
+
+
+def test_throughput_shares_add_up_to_one():
+    lines = [
+        {
+            "iteration": i,
+            "timing_s/generate": 2.0,
+            "timing_s/render": 1.0,
+            "timing_s/update": 1.0,
+            "charts/samples_per_s": 4.0,
+        }
+        for i in range(1, 4)
+    ]
+    figures = curves.throughput(lines)
+    assert figures["share"] == {"generate": 0.5, "render": 0.25, "update": 0.25}
+    assert figures["seconds"] == 12.0 and figures["samples_per_s_mean"] == 4.0
