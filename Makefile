@@ -10,7 +10,7 @@ demo: setup  ## the main job on the embedded default
 	$(PY) -m rl.demo
 
 test: setup  ## the whole test suite
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 lint: setup
 	$(PY) -m ruff check .
