@@ -79,119 +79,47 @@ def _json(path: str) -> dict:
         return json.load(fh)
 
 
+def command(module: str, **options) -> list[str]:
+    """``[module, --key, value, ...]`` for the options that are not None (``_`` in a key stays)."""
+    args = [module]
+    for key, value in options.items():
+        if value is not None:
+            args += [f"--{key}", ",".join(value) if isinstance(value, tuple) else str(value)]
+    return args
+
+
 def stages(config: DemoConfig) -> list[Stage]:
     """The child commands of the main job, in order."""
-    out, seed = config.out, str(config.seed)
+    out, seed, workers = config.out, config.seed, config.workers
     corpus, sft, ppo = (os.path.join(out, name) for name in ("corpus", "sft", "ppo"))
-    workers = [] if config.workers is None else ["--workers", str(config.workers)]
-    families = ["--families", ",".join(config.families)] if config.families else []
-    sft_done, ppo_done = os.path.join(sft, "sft_summary.json"), os.path.join(ppo, "ppo_summary.json")
     corpus_done = os.path.join(corpus, "build.json")
+    sft_done, ppo_done = os.path.join(sft, "sft_summary.json"), os.path.join(ppo, "ppo_summary.json")
+    build = command("corpus.build", n=config.corpus_n, out=corpus, seed=seed, workers=workers,
+                    families=config.families or None, **{"holdout-families": config.holdout_families})
+    train = command("rl.sft", config=config.sft_config, runs_dir=out, name="sft", corpus_dir=corpus,
+                    build_corpus="no", max_steps=config.sft_steps, eval_steps=config.sft_steps, seed=seed)
+    refine = command("rl.ppo", config=config.ppo_config, runs_dir=out, name="ppo",
+                     checkpoint=os.path.join(sft, "final"), corpus_dir=corpus,
+                     iterations=config.ppo_iterations, seed=seed, workers=workers)
     plan = [
-        Stage(
-            "corpus",
-            [
-                "corpus.build",
-                "--n",
-                str(config.corpus_n),
-                "--out",
-                corpus,
-                "--seed",
-                seed,
-                *workers,
-                *families,
-                "--holdout-families",
-                ",".join(config.holdout_families),
-            ],
-            corpus_done,
-            check=lambda done: done["settings"]["n"] == config.corpus_n,
-        ),
-        Stage(
-            "sft",
-            [
-                "rl.sft",
-                "--config",
-                config.sft_config,
-                "--runs_dir",
-                out,
-                "--name",
-                "sft",
-                "--corpus_dir",
-                corpus,
-                "--build_corpus",
-                "no",
-                "--max_steps",
-                str(config.sft_steps),
-                "--eval_steps",
-                str(config.sft_steps),
-                "--seed",
-                seed,
-            ],
-            sft_done,
-            corpus_done,
-            os.path.join(sft, "sft_config.json"),
-            sft,
-            check=lambda done: done["global_step"] >= config.sft_steps,
-        ),
-        Stage(
-            "ppo",
-            [
-                "rl.ppo",
-                "--config",
-                config.ppo_config,
-                "--runs_dir",
-                out,
-                "--name",
-                "ppo",
-                "--checkpoint",
-                os.path.join(sft, "final"),
-                "--corpus_dir",
-                corpus,
-                "--iterations",
-                str(config.ppo_iterations),
-                "--seed",
-                seed,
-                *workers,
-            ],
-            ppo_done,
-            sft_done,
-            os.path.join(ppo, "ppo_config.json"),
-            ppo,
-            check=lambda done: done["iteration"] >= config.ppo_iterations,
-        ),
+        Stage("corpus", build, corpus_done, check=lambda done: done["settings"]["n"] == config.corpus_n),
+        Stage("sft", train, sft_done, corpus_done, os.path.join(sft, "sft_config.json"), sft,
+              check=lambda done: done["global_step"] >= config.sft_steps),
+        Stage("ppo", refine, ppo_done, sft_done, os.path.join(ppo, "ppo_config.json"), ppo,
+              check=lambda done: done["iteration"] >= config.ppo_iterations),
     ]
-    limit = [] if config.eval_limit is None else ["--limit", str(config.eval_limit)]
-    render = [] if config.workers is None else ["--render_workers", str(config.workers)]
+
+    def same_evaluation(metrics: dict) -> bool:
+        return metrics["k"] == config.eval_k and metrics["n_images"] <= (config.eval_limit or float("inf"))
+
     for split in config.eval_splits:
         for policy, upstream in (("sft", sft_done), ("ppo", ppo_done)):
             folder = eval_folder(config, policy, split)
-            plan.append(
-                Stage(
-                    f"eval {policy} {split}",
-                    [
-                        "rl.eval",
-                        "--checkpoint",
-                        os.path.join(out, policy, "final"),
-                        "--corpus_dir",
-                        corpus,
-                        "--split",
-                        split,
-                        "--k",
-                        str(config.eval_k),
-                        "--out",
-                        folder,
-                        "--seed",
-                        seed,
-                        *limit,
-                        *render,
-                    ],
-                    os.path.join(folder, "metrics.json"),
-                    upstream,
-                    check=lambda done: (
-                        done["k"] == config.eval_k and done["n_images"] <= (config.eval_limit or 1e9)
-                    ),
-                )
-            )
+            evaluate = command("rl.eval", checkpoint=os.path.join(out, policy, "final"), corpus_dir=corpus,
+                               split=split, k=config.eval_k, out=folder, seed=seed, limit=config.eval_limit,
+                               render_workers=workers)
+            done = os.path.join(folder, "metrics.json")
+            plan.append(Stage(f"eval {policy} {split}", evaluate, done, upstream, check=same_evaluation))
     return plan
 
 
