@@ -151,3 +151,14 @@ def test_stage_commands_name_the_shared_corpus_and_checkpoints():
     for stage in plan[3:]:
         assert stage.args[stage.args.index("--corpus_dir") + 1] == os.path.join("runs/x", "corpus")
         assert "--limit" not in stage.args and stage.args[stage.args.index("--render_workers") + 1] == "1"
+
+
+def test_default_stage_configs_load():
+    from configs.loader import load
+    from configs.ppo import PPOConfig
+    from configs.sft import SFTConfig
+
+    defaults = DemoConfig()
+    ppo = load(PPOConfig, defaults.ppo_config)
+    assert ppo.estimator == "grpo" and ppo.k >= 2 and ppo.temperature < 1
+    assert load(SFTConfig, defaults.sft_config).policy.kind == "tiny"
