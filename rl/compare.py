@@ -8,8 +8,9 @@ Commands::
 
 Each argument is an ``rl.eval`` output folder (``metrics.json`` + ``records.jsonl``). The table
 has one row per figure of the greedy programs (invalid ratio, reward, IoU and SSIM over valid
-programs, median chamfer distance in target half-diagonals, and the cadrille protocol's IR,
-median CD x1e3 and IoU) and one column per evaluation, then ``B - A``. For the reward, the IoU
+programs, median chamfer distance in target half-diagonals, the cadrille protocol's IR,
+median CD x1e3 and IoU, and the share of distinct programs, which exposes a policy that writes
+one program whatever the image) and one column per evaluation, then ``B - A``. For the reward, the IoU
 (an invalid program counts 0) and the invalid ratio, ``B - A`` comes with a 95 % paired
 bootstrap interval over the targets both evaluations scored (``scipy.stats.bootstrap``,
 ``paired=True``, 10,000 resamples, BCa); an interval that excludes 0 is marked ``*``.
@@ -64,6 +65,11 @@ def read_eval(folder: str) -> tuple[dict, dict[str, dict]]:
     return metrics, greedy
 
 
+def distinct_share(records: dict[str, dict], targets: list[str]) -> float:
+    """Distinct greedy programs per target: near 1/len(targets) when one program answers every image."""
+    return len({records[t]["code"] for t in targets}) / len(targets)
+
+
 def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
     """``(mean(b - a), low, high)``: the difference and its 95 % paired bootstrap interval."""
     from scipy.stats import bootstrap
@@ -113,6 +119,8 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -
                 "difference": None if a is None or b is None else b - a,
             }
         )
+    a, b = distinct_share(a_records, shared), distinct_share(b_records, shared)
+    rows.append({"figure": "distinct programs / targets", "a": a, "b": b, "format": ".3f", "difference": b - a})
     paired = {}
     for label, value in PAIRED:
         a = np.array([value(a_records[t]) for t in shared], dtype=float)

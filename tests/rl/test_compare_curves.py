@@ -159,3 +159,9 @@ def test_throughput_shares_add_up_to_one():
     figures = curves.throughput(lines)
     assert figures["share"] == {"generate": 0.5, "render": 0.25, "update": 0.25}
     assert figures["seconds"] == 12.0 and figures["samples_per_s_mean"] == 4.0
+
+
+def test_one_program_for_every_target_shows_as_a_low_distinct_share(tmp_path):
+    a = write_eval(tmp_path / "a", "test", [0.1, 0.2, 0.3, 0.4])  # every record is "cube(1);"
+    (row,) = [r for r in compare.compare(a, a)["figures"] if r["figure"].startswith("distinct")]
+    assert row["a"] == 0.25 and row["difference"] == 0
