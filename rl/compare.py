@@ -120,7 +120,8 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -
             }
         )
     a, b = distinct_share(a_records, shared), distinct_share(b_records, shared)
-    rows.append({"figure": "distinct programs / targets", "a": a, "b": b, "format": ".3f", "difference": b - a})
+    label = "distinct programs / targets"
+    rows.append({"figure": label, "a": a, "b": b, "format": ".3f", "difference": b - a})
     paired = {}
     for label, value in PAIRED:
         a = np.array([value(a_records[t]) for t in shared], dtype=float)
