@@ -23,17 +23,14 @@ grows (the same arrangement as :mod:`rl.ray_train` for SFT).
 from __future__ import annotations
 
 import contextlib
-import glob
-import json
 import os
-import threading
 from dataclasses import dataclass
 
 import torch
 
 from configs.ppo import PPOConfig
 from rl.cli import write_json
-from rl.ray_train import LOG, _follow
+from rl.ray_train import LOG, fit
 
 SUMMARY = "ppo_summary.json"
 """Rank 0 writes it; the driver adds every learner's parameter checksum."""
@@ -114,9 +111,6 @@ def check_gpus(wanted: int) -> None:
 
 def run_distributed(config: PPOConfig) -> dict:
     """Train with ``config.world_size`` Ray Train learners; rank 0's summary plus every rank's checksum."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     from renderer.cluster import ensure_ray
     from rl.eval import resolve_corpus
 
@@ -129,33 +123,8 @@ def run_distributed(config: PPOConfig) -> dict:
     render = config.workers if config.workers is not None else max(1, (os.cpu_count() or 1) // world_size)
     ensure_ray(max(os.cpu_count() or 1, world_size * (1 + render)), config.ray_address)
     check_gpus(config.gpus)
-    for old in glob.glob(os.path.join(run_dir, "ray_worker_*.json")) + [os.path.join(run_dir, LOG)]:
-        if os.path.exists(old):
-            os.remove(old)
     config.workers = render
-    trainer = TorchTrainer(
-        worker_loop,
-        train_loop_config={"config": config.to_dict()},
-        torch_config=TorchConfig(backend="nccl" if config.gpus else "gloo"),
-        scaling_config=ScalingConfig(num_workers=world_size, use_gpu=config.gpus > 0,
-                                     resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(name="ray_train", storage_path=run_dir),
-    )
-    stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(os.path.join(run_dir, LOG), stop), daemon=True)
-    follower.start()
-    try:
-        trainer.fit()
-    finally:
-        stop.set()
-        follower.join()
-    ranks = []
-    for path in sorted(glob.glob(os.path.join(run_dir, "ray_worker_*.json"))):
-        with open(path, encoding="utf-8") as fh:
-            ranks.append(json.load(fh))
-    if len(ranks) != world_size:
-        raise RuntimeError(f"{len(ranks)} of {world_size} Ray Train learners reported back")
-    ranks.sort(key=lambda r: r["rank"])
+    ranks = fit(worker_loop, {"config": config.to_dict()}, run_dir, world_size, config.gpus)
     summary = ranks[0]["summary"]
     summary["world_size"] = world_size
     summary["worker_param_checksums"] = [r["param_checksum"] for r in ranks]

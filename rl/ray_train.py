@@ -115,25 +115,21 @@ def _train_worker(loop_config: dict, rank: int) -> None:
     write_json(os.path.join(run_dir, f"ray_worker_{rank}.json"), figures)
 
 
-def run(config: SFTConfig, run_dir: str, corpus_dir: str) -> dict:
-    """Train with ``config.world_size`` Ray Train workers; rank 0's figures plus every rank's checksum."""
+def fit(loop, loop_config: dict, run_dir: str, world_size: int, gpus: int) -> list[dict]:
+    """Run ``loop`` on ``world_size`` Ray Train workers (NCCL on GPUs, else gloo) while printing
+    rank 0's log; the ``ray_worker_<rank>.json`` each wrote, by rank (Ray must be started)."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from renderer.cluster import ensure_ray
-
-    run_dir, corpus_dir = os.path.abspath(run_dir), os.path.abspath(corpus_dir)
-    workers = config.world_size
-    ensure_ray(max(os.cpu_count() or 1, workers + config.render_workers + 1), config.ray_address)
     for old in glob.glob(os.path.join(run_dir, "ray_worker_*.json")) + [os.path.join(run_dir, LOG)]:
         if os.path.exists(old):
             os.remove(old)
     trainer = TorchTrainer(
-        worker_loop,
-        train_loop_config={"config": config.to_dict(), "run_dir": run_dir, "corpus_dir": corpus_dir},
-        torch_config=TorchConfig(backend="nccl" if config.gpus else "gloo"),
+        loop,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
         scaling_config=ScalingConfig(
-            num_workers=workers, use_gpu=config.gpus > 0, resources_per_worker={"CPU": 1}
+            num_workers=world_size, use_gpu=gpus > 0, resources_per_worker={"CPU": 1}
         ),
         run_config=RunConfig(name="ray_train", storage_path=run_dir),
     )
@@ -149,9 +145,20 @@ def run(config: SFTConfig, run_dir: str, corpus_dir: str) -> dict:
     for path in sorted(glob.glob(os.path.join(run_dir, "ray_worker_*.json"))):
         with open(path, encoding="utf-8") as fh:
             ranks.append(json.load(fh))
-    ranks.sort(key=lambda r: r["rank"])
-    if len(ranks) != workers:
-        raise RuntimeError(f"{len(ranks)} of {workers} Ray Train workers reported back")
+    if len(ranks) != world_size:
+        raise RuntimeError(f"{len(ranks)} of {world_size} Ray Train workers reported back")
+    return sorted(ranks, key=lambda r: r["rank"])
+
+
+def run(config: SFTConfig, run_dir: str, corpus_dir: str) -> dict:
+    """Train with ``config.world_size`` Ray Train workers; rank 0's figures plus every rank's checksum."""
+    from renderer.cluster import ensure_ray
+
+    run_dir, corpus_dir = os.path.abspath(run_dir), os.path.abspath(corpus_dir)
+    workers = config.world_size
+    ensure_ray(max(os.cpu_count() or 1, workers + config.render_workers + 1), config.ray_address)
+    loop_config = {"config": config.to_dict(), "run_dir": run_dir, "corpus_dir": corpus_dir}
+    ranks = fit(worker_loop, loop_config, run_dir, workers, config.gpus)
     figures = {k: v for k, v in ranks[0].items() if k not in ("rank", "param_checksum")}
     figures["worker_param_checksums"] = [r["param_checksum"] for r in ranks]
     return figures
