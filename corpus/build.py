@@ -41,8 +41,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from corpus import dataset, splits
-from corpus._cli import Parser, UsageError, fail, output_dir, positive_int, workers_arg
-from corpus.build_info import build_info, summary, timing
+from corpus._cli import UsageError, output_dir
+from corpus.build_info import build_info, timing
 from corpus.families import FAMILIES, derive_seed, generate
 
 SEED_STRIDE = 1_000_000
@@ -400,76 +400,7 @@ def assemble(settings: BuildSettings, chunks: list[tuple], seconds: float, ray_s
 # --------------------------------------------------------------------------- command line
 
 
-def parse_args(argv: list[str] | None = None):
-    parser = Parser(prog="corpus.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=positive_int, required=True, help="parts to generate")
-    parser.add_argument(
-        "--out", required=True, help="output folder (created; re-run the same command to resume)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="build seed: family order, part seeds, splits")
-    parser.add_argument(
-        "--workers",
-        type=workers_arg,
-        default="auto",
-        help="render actors: 'auto' (one per CPU) or N; 0 runs here",
-    )
-    parser.add_argument(
-        "--size", type=positive_int, default=128, help="view size in pixels (reward default 128)"
-    )
-    parser.add_argument(
-        "--families", default=None, help="comma-separated families to draw from (default: all 17)"
-    )
-    parser.add_argument(
-        "--holdout-families",
-        default=None,
-        help="comma-separated families kept for test_ood only (default: 2 chosen with --seed)",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="OpenSCAD wall-clock limit per program, s"
-    )
-    parser.add_argument("--max-tries", type=positive_int, default=5, help="tries per part (derived seeds)")
-    parser.add_argument("--chunk-size", type=positive_int, default=128, help="parts per resumable chunk")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
-
-
-def settings_from_args(args) -> BuildSettings:
-    holdout = None
-    if args.holdout_families is not None:
-        holdout = tuple(sorted({f.strip() for f in args.holdout_families.split(",") if f.strip()}))
-    families = {}
-    if args.families is not None:
-        families["families"] = tuple(sorted({f.strip() for f in args.families.split(",") if f.strip()}))
-    return BuildSettings(
-        n=args.n,
-        out=args.out,
-        seed=args.seed,
-        workers=args.workers,
-        size=args.size,
-        holdout=holdout,
-        timeout=args.timeout,
-        max_tries=args.max_tries,
-        chunk_size=args.chunk_size,
-        **families,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-        import datasets
-
-        datasets.disable_progress_bars()
-        info = build(settings, progress=not args.quiet)
-    except UsageError as error:
-        fail("corpus.build", str(error))
-    except KeyboardInterrupt:
-        print("corpus.build: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    print(summary(info))
-    return 0
-
-
 if __name__ == "__main__":
+    from corpus.build_cli import main
+
     sys.exit(main())
