@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.screenshot import screenshot  # noqa: E402
 from renderer.openscad import RenderLimits, run  # noqa: E402
 from renderer.pool import RenderPool, ScoreRequest  # noqa: E402
-from reward.records import SampleRecord  # noqa: E402
-from reward.report import build_report, write_records  # noqa: E402
+from reward.records import SampleRecord, write_records  # noqa: E402
+from reward.report import build_report  # noqa: E402
 from reward.score import Scorer  # noqa: E402
 
 

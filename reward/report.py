@@ -11,9 +11,9 @@ A missing or unreadable records file, or one with no readable record, is a
 one-line error on stderr and exit status 2; a bad line is skipped, counted and
 listed on the page.
 
-Owns: the JSONL helpers (:func:`write_records`, :func:`read_records`,
-:func:`load_records`), image loading and embedding, and the page assembly.
-This is the one module in ``reward/`` that touches files; the statistics and
+Owns: image loading and embedding, and the page assembly (the JSONL helpers
+``write_records``, ``read_records`` and ``load_records`` live in
+:mod:`reward.records`). The statistics and
 the reward-hack detectors are pure functions in :mod:`reward.report_checks`,
 the plots in :mod:`reward.report_plots`.
 """
@@ -24,17 +24,15 @@ import argparse
 import base64
 import io
 import json
-import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from reward.records import SampleRecord
+from reward.records import RecordsError, SampleRecord, load_records
 from reward.report_checks import TERMS, HackCheck, correlations, find_hacks, is_valid, summarise
 from reward.report_plots import escape as _e
 from reward.report_plots import fmt_num as _num
@@ -45,89 +43,12 @@ MAX_FLAGS_SHOWN = 50
 MAX_SKIPPED_SHOWN = 20
 """Skipped JSONL lines listed on the page."""
 
-_REQUIRED = ("id", "target_id", "code", "status", "total")
-_NUMBERS = ("total", "ssim", "chamfer", "iou", "valid", "render_seconds", "score_seconds")
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 
 
-class ReportError(Exception):
-    """A problem with the report's input that the CLI turns into a one-line message and exit status 2."""
-
-
-# --- records --------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedRecords:
-    """The readable records of a JSONL file and the lines that were skipped."""
-
-    records: list[SampleRecord]
-    skipped: list[tuple[int, str]] = field(default_factory=list)
-    """``(line number, why)`` for every non-blank line that was not a valid record."""
-
-
-def write_records(path: str | Path, records: Iterable[SampleRecord]) -> Path:
-    """Write ``records`` as JSON lines to ``path`` (parent folders created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record.to_dict(), allow_nan=False) + "\n")
-    return path
-
-
-def read_records(path: str | Path) -> list[SampleRecord]:
-    """The readable records of the JSONL file at ``path`` (bad lines skipped; see :func:`load_records`)."""
-    return load_records(path).records
-
-
-def load_records(path: str | Path) -> LoadedRecords:
-    """Parse ``path``: bad lines are skipped and noted; a missing file raises ReportError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"records file not found: {path}")
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as e:
-        raise ReportError(f"cannot read records file {path}: {e.strerror or e}") from e
-    loaded = LoadedRecords(records=[])
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            loaded.records.append(_parse_record(line))
-        except (ValueError, TypeError) as e:
-            loaded.skipped.append((number, str(e).splitlines()[0][:200] if str(e) else type(e).__name__))
-    return loaded
-
-
-def _parse_record(line: str) -> SampleRecord:
-    """One JSON line -> a checked SampleRecord; ValueError says what is wrong with it."""
-    data = json.loads(line)
-    if not isinstance(data, dict):
-        raise ValueError(f"not a JSON object but {type(data).__name__}")
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing:
-        raise ValueError(f"missing field(s) {', '.join(missing)}")
-    record = SampleRecord.from_dict(data)
-    for name in _NUMBERS:
-        value = getattr(record, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"{name} is not a finite number: {value!r}")
-        setattr(record, name, float(value))
-    distance = record.chamfer_distance
-    if distance is not None and (
-        isinstance(distance, bool) or not isinstance(distance, int | float) or not math.isfinite(distance)
-    ):
-        raise ValueError(f"chamfer_distance is neither null nor a finite number: {distance!r}")
-    for name in ("code", "status", "stderr"):
-        if not isinstance(getattr(record, name), str):
-            raise ValueError(f"{name} is not a string")
-    for name in ("target_views", "pred_views"):
-        if getattr(record, name) is not None and not isinstance(getattr(record, name), str):
-            raise ValueError(f"{name} is not a path")
-    record.id, record.target_id = str(record.id), str(record.target_id)
-    return record
+class ReportError(RecordsError):
+    """A problem with the report's input that the CLI turns into a one-line message and exit status 2
+    (records files that cannot be read raise the base class, :class:`reward.records.RecordsError`)."""
 
 
 # --- images ---------------------------------------------------------------------------------------
@@ -388,7 +309,8 @@ def build_report(
 ) -> str:
     """Write ``out_dir/index.html`` and ``out_dir/summary.json`` for the records file; returns the HTML path.
 
-    Raises :class:`ReportError` for a missing file, a file with no readable record, or a negative ``top_k``.
+    Raises :class:`ReportError` (a :class:`reward.records.RecordsError`) for a missing file, a file with
+    no readable record, or a negative ``top_k``.
     """
     if top_k < 0:
         raise ReportError(f"--top-k must be >= 0, got {top_k}")
@@ -445,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         page = build_report(args.records, args.out, top_k=args.top_k, title=args.title)
-    except ReportError as e:
+    except RecordsError as e:
         print(f"reward.report: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

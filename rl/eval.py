@@ -149,7 +149,8 @@ def run(config: EvalConfig) -> dict:
 
     from corpus.dataset import load_mesh
     from renderer.pool import RenderPool
-    from reward.report import build_report, write_records
+    from reward.records import write_records
+    from reward.report import build_report
     from rl.scoring import ProtocolScorer
     from rl.sft_setup import check_image_size
 

@@ -161,7 +161,8 @@ def run(config: PPOConfig, rewarder=None, rows=None, world=None) -> dict:
     """
     import torch
 
-    from reward.report import build_report, write_records
+    from reward.records import write_records
+    from reward.report import build_report
     from rl.cli import load_checkpoint
     from rl.ppo_dist import iteration_seed
     from rl.ppo_loop import PoolRewarder, iterate

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from reward import report_checks as checks
-from reward.records import SampleRecord
-from reward.report import build_report, load_records, read_records, write_records
+from reward.records import SampleRecord, load_records, read_records, write_records
+from reward.report import build_report
 
 CHROMIUM = "/usr/bin/chromium"
 
