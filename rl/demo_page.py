@@ -52,17 +52,21 @@ def comparison_table(comparison: dict) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def example_rows(eval_dir: str, root: str, n: int = 4) -> str:
-    """``n`` greedy programs of an evaluation, best reward first: target views, prediction, code."""
+def greedy_by_reward(eval_dir: str) -> list[dict]:
+    """The greedy records of an evaluation that have view images, best reward first ([] when none)."""
     path = os.path.join(eval_dir, "records.jsonl")
     if not os.path.exists(path):
-        return ""
+        return []
     with open(path, encoding="utf-8") as fh:
         records = [json.loads(line) for line in fh]
     greedy = [r for r in records if r.get("extra", {}).get("mode") == "greedy" and r.get("pred_views")]
-    greedy.sort(key=lambda r: -r["total"])
+    return sorted(greedy, key=lambda r: -r["total"])
+
+
+def example_rows(eval_dir: str, root: str, n: int = 4) -> str:
+    """``n`` greedy programs of an evaluation, best reward first: target views, prediction, code."""
     parts = []
-    for record in greedy[:n]:
+    for record in greedy_by_reward(eval_dir)[:n]:
         target = _rel(os.path.join(eval_dir, record["target_views"]), root)
         pred = _rel(os.path.join(eval_dir, record["pred_views"]), root)
         parts.append(
@@ -73,25 +77,15 @@ def example_rows(eval_dir: str, root: str, n: int = 4) -> str:
     return "".join(parts)
 
 
-def best_greedy(eval_dir: str) -> dict | None:
-    """The greedy record with the highest reward of an evaluation (None when there is none)."""
-    path = os.path.join(eval_dir, "records.jsonl")
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as fh:
-        records = [json.loads(line) for line in fh]
-    greedy = [r for r in records if r.get("extra", {}).get("mode") == "greedy" and r.get("pred_views")]
-    return max(greedy, key=lambda r: r["total"]) if greedy else None
-
-
 def example_figure(eval_dir: str, out: str, max_lines: int = 34) -> str | None:
     """A PNG of the best greedy program: target views above the prediction's, the code beside."""
     from matplotlib.figure import Figure
     from PIL import Image
 
-    record = best_greedy(eval_dir)
-    if record is None:
+    ranked = greedy_by_reward(eval_dir)
+    if not ranked:
         return None
+    record = ranked[0]
     target = Image.open(os.path.join(eval_dir, record["target_views"]))
     pred = Image.open(os.path.join(eval_dir, record["pred_views"]))
     fig = Figure(figsize=(12, 4.6), dpi=100)
