@@ -45,9 +45,9 @@ class PolicyConfig:
     """Tiny: corpus programs to train the tokenizer on when no tokenizer or texts are given."""
     tokenizer_path: str | None = None
     """Tiny: folder of a saved tokenizer to use instead of training one."""
-    patch_size: int = 16
+    patch_size: int = 8
     """Tiny: vision patch side in pixels (image_size / patch_size patches per side)."""
-    scale_factor: int = 2
+    scale_factor: int = 4
     """Tiny: pixel-shuffle factor; image tokens = (image_size / patch_size / scale_factor) ** 2."""
     vision_hidden: int = 128
     """Tiny: vision tower width."""

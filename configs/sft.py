@@ -65,6 +65,13 @@ class SFTConfig:
     """Seed of data order and dropout."""
     group_by_length: bool = True
     """Batch programs of similar length together (less padding: about 2x the tokens/s on the corpus)."""
+    image_aux_weight: float = 0.5
+    """Weight of the auxiliary image objective: a linear head on the image tokens predicts the
+    part's family (cross-entropy), so the vision tower learns to tell parts apart (rl.sft_aux).
+    Used for the tiny policy when the train split has at least two families; 0 turns it off."""
+    image_aux_extra: int = 8
+    """Random train images added to each batch for the image objective only (length-grouped
+    batches hold mostly one family; these keep the family head from chasing each batch's)."""
     bf16: bool = False
     """Train in bfloat16 mixed precision (GPUs)."""
 
@@ -107,12 +114,13 @@ class SFTConfig:
                      "eval_max_new_tokens", "threads"):
             need(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("warmup_steps", "eval_steps", "render_workers", "dataloader_workers", "gpus",
-                     "ray_workers", "corpus_seed", "seed"):
+                     "ray_workers", "corpus_seed", "seed", "image_aux_extra"):
             need(getattr(self, name) >= 0, name, "must be >= 0")
         need(self.corpus_workers is None or self.corpus_workers >= 0, "corpus_workers", "must be >= 0")
         need(self.learning_rate > 0, "learning_rate", "must be > 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
+        need(self.image_aux_weight >= 0, "image_aux_weight", "must be >= 0")
         need(not (self.gpus and self.ray_workers), "ray_workers", "cannot be combined with gpus")
 
     @property

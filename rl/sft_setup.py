@@ -59,13 +59,13 @@ def ensure_corpus(config: SFTConfig, progress: bool = True) -> str:
 
 
 def load_splits(corpus_dir: str):
-    """``(train, val)`` datasets of the corpus: image and code (val also id and mesh_path).
+    """``(train, val)`` datasets of the corpus: image, code and family (val also id and mesh_path).
 
     Train also has ``length`` (characters of code), read by the Trainer's length-grouped sampler."""
     from corpus.dataset import load
 
     try:
-        train = load(corpus_dir, "train").select_columns(["image", "code"])
+        train = load(corpus_dir, "train").select_columns(["image", "code", "family"])
         train = train.add_column("length", [len(code) for code in train["code"]])
         val = load(corpus_dir, "val").select_columns(["id", "image", "code", "mesh_path"])
     except FileNotFoundError as error:

@@ -7,7 +7,10 @@ is why it takes the world it runs in as given (``transformers`` reads ``RANK`` /
     trainer = build_trainer(config, policy, train, run_dir, callbacks)
     figures = train(trainer, run_dir)      # resumes from the last complete checkpoint-N
 
-The loss is the policy's own (:class:`policies.SFTCollator`: code tokens and eos only).
+The loss is the policy's own (:class:`policies.SFTCollator`: code tokens and eos only), plus,
+when the corpus has several families and ``image_aux_weight > 0``, the auxiliary image
+objective of :mod:`rl.sft_aux` (the Trainer then trains an :class:`~rl.sft_aux.ImageAuxModel`
+around ``policy.model``; the saved policy never holds its head).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from configs.sft import SFTConfig
 from policies import SFTCollator
+from rl.sft_aux import FamilyCollator, ImageAuxModel, corpus_families
 from rl.sft_callbacks import MetricsProgress, write_line
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -77,15 +81,39 @@ def training_arguments(config: SFTConfig, run_dir: str) -> TrainingArguments:
     )
 
 
+class SFTTrainer(Trainer):
+    """``transformers.Trainer`` whose log lines also carry the image objective's loss and accuracy."""
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and isinstance(self.model, ImageAuxModel):
+            logs.update(self.model.pop_stats())
+        super().log(logs, start_time)
+
+
+def training_model(config: SFTConfig, policy, train_dataset):
+    """``(model, collator)`` the Trainer trains: ``policy.model`` with the SFT collator, or the
+    :class:`~rl.sft_aux.ImageAuxModel` around it when the image objective is on (a tiny policy,
+    weight > 0 and at least two families in ``train_dataset``; a pretrained vision encoder
+    already tells images apart)."""
+    collator = SFTCollator(policy)
+    families = corpus_families(train_dataset)
+    if policy.kind != "tiny" or config.image_aux_weight <= 0 or len(families) < 2:
+        return policy.model, collator
+    model = ImageAuxModel(policy.model, families, config.image_aux_weight)
+    extra = FamilyCollator(collator, families, train_dataset, config.image_aux_extra, config.seed)
+    return model, extra
+
+
 def build_trainer(config: SFTConfig, policy, train_dataset, run_dir: str, callbacks=()) -> Trainer:
-    """A Trainer over ``policy.model`` with the SFT collator, our metrics line and ``callbacks``."""
+    """A Trainer over ``policy.model`` (see :func:`training_model`), our metrics line and ``callbacks``."""
     args = training_arguments(config, run_dir)
     policy.to(args.device)  # the value head too: sampling reads the device from it
-    trainer = Trainer(
-        model=policy.model,
+    model, collator = training_model(config, policy, train_dataset)
+    trainer = SFTTrainer(
+        model=model,
         args=args,
         train_dataset=train_dataset,
-        data_collator=SFTCollator(policy),
+        data_collator=collator,
         processing_class=policy.tokenizer,
         callbacks=list(callbacks),
     )

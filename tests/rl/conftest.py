@@ -20,6 +20,7 @@ FAST_FAMILIES = ("panel", "pipe_fitting", "plate", "profile", "washer")
 
 TINY = {
     "policy.patch_size": 32,
+    "policy.scale_factor": 2,
     "policy.vision_hidden": 32,
     "policy.vision_layers": 1,
     "policy.vision_heads": 2,

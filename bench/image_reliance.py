@@ -1,0 +1,108 @@
+"""How much a policy reads its input image: code loss with the true, a shuffled and a blank image.
+
+A policy that ignores the image writes the same program for every picture; its code loss is
+the same whichever image it is shown. For ``--n`` rows of a corpus split this measures, with
+the same weights:
+
+- ``loss_true``, ``loss_shuffled`` (each row shown another row's image), ``loss_blank`` (a
+  white image): mean per-token code loss, and ``reliance`` = shuffled - true (nats/token; 0
+  means the image is ignored);
+- ``first_line_acc``: greedy programs whose first line (the family's comment, e.g.
+  ``// Flat washer``) equals the target program's, against ``first_line_majority``, the
+  accuracy of always writing the split's most common first line;
+- ``distinct_greedy``: distinct greedy programs / rows.
+
+Writes ``bench/results/image_reliance.json`` (one entry per checkpoint, keyed by its path)::
+
+    .venv/bin/python bench/image_reliance.py --checkpoint runs/demo/sft/final --corpus runs/demo/corpus
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import write_json  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "image_reliance.json")
+
+
+def code_loss(policy, images, codes, batch: int = 8) -> float:
+    """Mean per-token code loss of ``codes`` given ``images`` (token-weighted over batches)."""
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(codes), batch):
+            inputs = policy.collate(images[start : start + batch], codes[start : start + batch])
+            count = int((inputs["labels"] != -100).sum())
+            total += float(policy.model(**inputs).loss) * count
+            tokens += count
+    return total / tokens
+
+
+def first_line(code: str) -> str:
+    return code.strip().splitlines()[0].strip() if code.strip() else ""
+
+
+def measure(checkpoint: str, corpus: str, split: str, n: int, max_new_tokens: int) -> dict:
+    from corpus.dataset import load
+    from rl.cli import load_checkpoint
+
+    policy = load_checkpoint(checkpoint)
+    policy.model.eval()
+    rows = load(corpus, split).select_columns(["image", "code"])
+    rows = rows.select(range(min(n, len(rows))))
+    images, codes = list(rows["image"]), list(rows["code"])
+    shuffled = [images[(i + 1 + len(images) // 2) % len(images)] for i in range(len(images))]
+    blank = [np.full((im.height, im.width), 255, dtype=np.uint8) for im in images]
+    started = time.perf_counter()
+    losses = {name: code_loss(policy, imgs, codes) for name, imgs in
+              (("true", images), ("shuffled", shuffled), ("blank", blank))}
+    greedy = []
+    for start in range(0, len(images), 8):
+        rollout = policy.sample(images[start : start + 8], greedy=True, max_new_tokens=max_new_tokens)
+        greedy.extend(rollout.texts)
+    targets = [first_line(code) for code in codes]
+    majority = collections.Counter(targets).most_common(1)[0][1] / len(targets)
+    return {
+        "corpus": corpus,
+        "split": split,
+        "rows": len(codes),
+        "loss_true": losses["true"],
+        "loss_shuffled": losses["shuffled"],
+        "loss_blank": losses["blank"],
+        "reliance": losses["shuffled"] - losses["true"],
+        "first_line_acc": sum(first_line(g) == t for g, t in zip(greedy, targets)) / len(targets),
+        "first_line_majority": majority,
+        "distinct_greedy": len(set(greedy)) / len(greedy),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="a saved policy folder (e.g. runs/sft/final)")
+    parser.add_argument("--corpus", required=True, help="corpus folder the policy is measured on")
+    parser.add_argument("--split", default="val", help="corpus split (default val)")
+    parser.add_argument("--n", type=int, default=48, help="rows of the split (default 48)")
+    parser.add_argument("--max_new_tokens", type=int, default=512, help="greedy program budget (default 512)")
+    parser.add_argument("--out", default=OUT, help="result JSON (entries of other checkpoints are kept)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result = measure(args.checkpoint, args.corpus, args.split, args.n, args.max_new_tokens)
+    print(json.dumps(result, indent=2))
+    results = json.load(open(args.out)) if os.path.exists(args.out) else {}
+    results[f"{args.checkpoint}:{args.split}"] = result
+    write_json(args.out, results)
+
+
+if __name__ == "__main__":
+    main()

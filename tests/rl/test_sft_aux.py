@@ -1,0 +1,120 @@
+"""rl.sft_aux: the family objective adds exactly its weighted cross-entropy, trains the vision
+tower, is off for one-family corpora, and never reaches the saved policy."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from policies import SFTCollator
+from rl.sft_aux import FamilyCollator, ImageAuxModel, corpus_families, image_features
+from rl.sft_trainer import training_model
+from tests.policies.conftest import tiny_config
+
+FAMILIES = ("bracket", "plate", "washer")
+
+
+@pytest.fixture
+def policy():
+    from policies.tiny import TinyPolicy
+    from policies.tokenizer import corpus_texts, train_tokenizer
+
+    torch.manual_seed(0)
+    return TinyPolicy.build(tiny_config(), tokenizer=train_tokenizer(corpus_texts(100), vocab_size=400))
+
+
+def rows(n: int = 4):
+    rng = np.random.default_rng(0)
+    return [
+        {"image": rng.integers(0, 255, (32, 32), dtype=np.uint8), "code": f"cube({i + 1});", "family": FAMILIES[i % 3]}
+        for i in range(n)
+    ]
+
+
+def test_collator_adds_each_rows_family_index(policy):
+    batch = FamilyCollator(SFTCollator(policy), FAMILIES)(rows(5))
+    assert batch["family"].tolist() == [0, 1, 2, 0, 1]
+    assert {"input_ids", "labels", "pixel_values"} <= set(batch)
+
+
+def test_loss_is_code_loss_plus_weighted_family_cross_entropy(policy):
+    batch = FamilyCollator(SFTCollator(policy), FAMILIES)(rows())
+    model = ImageAuxModel(policy.model, FAMILIES, weight=0.7)
+    family = batch.pop("family")
+    with torch.no_grad():
+        plain = policy.model(**batch)
+        combined = model(family=family, **batch)
+        assert torch.allclose(model(**batch).loss, plain.loss)  # no family: the policy's own loss
+        features = image_features(plain.image_hidden_states, len(family))
+        expected = plain.loss + 0.7 * torch.nn.functional.cross_entropy(model.family_head(features), family)
+    assert features.shape == (4, policy.model.config.text_config.hidden_size)
+    assert torch.allclose(combined.loss, expected)
+    stats = model.pop_stats()
+    assert 0.0 <= stats["image/family_acc"] <= 1.0 and stats["image/family_loss"] > 0
+    assert model.pop_stats() == {}  # reset by the first call
+
+
+def test_extra_images_are_seeded_draws_that_join_the_family_loss(policy):
+    from datasets import Dataset
+
+    table = Dataset.from_list(rows(6))
+    make = lambda seed: FamilyCollator(SFTCollator(policy), FAMILIES, table, extra=5, seed=seed)  # noqa: E731
+    first, again, other = make(0)(rows(2)), make(0)(rows(2)), make(1)(rows(2))
+    assert first["extra_pixel_values"].shape == (5, 1, 3, 32, 32)
+    assert torch.equal(first["extra_family"], again["extra_family"])
+    assert torch.equal(first["extra_pixel_values"], again["extra_pixel_values"])
+    assert not torch.equal(first["extra_pixel_values"], other["extra_pixel_values"])
+    model = ImageAuxModel(policy.model, FAMILIES, weight=1.0)
+    with torch.no_grad():
+        with_extra = model(**first).loss
+        stats = model.pop_stats()
+        first.pop("extra_pixel_values"), first.pop("extra_family")
+        without = model(**first).loss
+    assert not torch.allclose(with_extra, without)
+    assert 0 <= stats["image/family_acc"] * 7 <= 7 and abs(stats["image/family_acc"] * 7 - round(stats["image/family_acc"] * 7)) < 1e-9
+
+
+def test_family_objective_alone_moves_the_vision_tower(policy):
+    batch = FamilyCollator(SFTCollator(policy), FAMILIES)(rows())
+    family = batch.pop("family")
+    grads = {}
+    for weight in (0.0, 1.0):
+        policy.model.zero_grad()
+        model = ImageAuxModel(policy.model, FAMILIES, weight=weight)
+        model(family=family, **batch).loss.backward()
+        grads[weight] = [p.grad.clone() for p in policy.model.model.vision_model.parameters()]
+    assert any(not torch.allclose(a, b) for a, b in zip(grads[0.0], grads[1.0]))
+
+
+def test_objective_is_off_for_one_family_or_zero_weight(policy, tiny_corpus):
+    from datasets import Dataset
+
+    from rl.sft_setup import load_splits
+    from tests.rl.conftest import sft_config
+
+    train, _ = load_splits(tiny_corpus)
+    config = sft_config(tiny_corpus, "/tmp", "aux")
+    assert len(corpus_families(train)) >= 2
+    assert isinstance(training_model(config, policy, train)[0], ImageAuxModel)
+    off = sft_config(tiny_corpus, "/tmp", "aux", image_aux_weight=0)
+    assert training_model(off, policy, train)[0] is policy.model
+    imported = Dataset.from_dict({"code": ["cube(1);"] * 3, "family": ["imported"] * 3})
+    assert training_model(config, policy, imported)[0] is policy.model
+    assert corpus_families(Dataset.from_dict({"code": ["cube(1);"]})) == ()
+
+
+def test_sft_logs_the_objective_and_saves_a_policy_without_its_head(smoke_run):
+    completed, run_dir = smoke_run
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "image/family_acc=" in completed.stdout + completed.stderr
+    state = json.loads(open(os.path.join(run_dir, "checkpoint-4", "trainer_state.json")).read())
+    assert all("image/family_loss" in entry for entry in state["log_history"] if "loss" in entry)
+    with safe_open(os.path.join(run_dir, "checkpoint-4", "model.safetensors"), "pt") as checkpoint:
+        assert any(key.startswith("family_head.") for key in checkpoint.keys())  # resumable with its head
+    with safe_open(os.path.join(run_dir, "final", "model.safetensors"), "pt") as final:
+        assert not any("family_head" in key for key in final.keys())
