@@ -95,12 +95,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48, help="rows of the split (default 48)")
     parser.add_argument("--max_new_tokens", type=int, default=512, help="greedy program budget (default 512)")
     parser.add_argument("--out", default=OUT, help="result JSON (entries of other checkpoints are kept)")
+    parser.add_argument("--note", default="", help="what the checkpoint is (kept in its entry)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     result = measure(args.checkpoint, args.corpus, args.split, args.n, args.max_new_tokens)
     print(json.dumps(result, indent=2))
     results = json.load(open(args.out)) if os.path.exists(args.out) else {}
-    results[f"{args.checkpoint}:{args.split}"] = result
+    results[f"{args.checkpoint}:{args.split}"] = {"note": args.note, **result} if args.note else result
     write_json(args.out, results)
 
 
