@@ -77,12 +77,22 @@ def test_chamfer_reward_maps_distance_into_unit_interval():
     assert chamfer_reward(0.05, 0.1) > chamfer_reward(0.2, 0.1) > 0
 
 
-def test_occupancy_of_a_cube_fills_the_cells_inside_it():
-    vertices, faces = cube(1.0)
+def test_occupancy_of_a_cube_fills_the_cells_inside_it_and_those_its_faces_cross():
+    vertices, faces = cube(0.9)  # faces at +-0.45: inside the cells centred at +-0.45
     grid = occupancy(vertices, faces, resolution=20, bounds=(-1.0, 1.0))
     axis = grid_axis(20, -1.0, 1.0)
     inside = np.abs(axis) < 0.5
     assert np.array_equal(grid, inside[:, None, None] & inside[None, :, None] & inside[None, None, :])
+
+
+def test_a_part_thinner_than_a_cell_is_not_an_empty_grid():
+    """No cell centre lies inside a 0.02-thick plate; its surface still marks cells, so two
+    different thin plates do not score the IoU 1 of two empty grids."""
+    plate, faces = box(np.array([-0.8, -0.4, 0.005]), np.array([0.8, 0.4, 0.025]))
+    other, _ = box(np.array([0.3, -0.2, 0.005]), np.array([0.7, 0.2, 0.025]))
+    grid, other_grid = occupancy(plate, faces, resolution=48), occupancy(other, faces, resolution=48)
+    assert grid.any() and grid.any(axis=(0, 1)).sum() <= 2  # one or two layers of cells
+    assert iou(grid, other_grid) < 0.2
 
 
 def test_iou_of_identical_meshes_is_one():

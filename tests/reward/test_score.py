@@ -182,7 +182,9 @@ def test_same_surface_triangulated_differently_gets_full_chamfer_term():
     )
     prepared = prepare_target(vertices, faces)
     result = score(ok(split_vertices, split_faces), prepared)
-    assert result.chamfer == 1.0 and result.iou == 1.0
+    # IoU's surface cells come from sampled points: other samples on a face lying on a cell
+    # boundary may mark the cell on its other side
+    assert result.chamfer == 1.0 and result.iou > 0.99
 
 
 def test_views_of_the_scored_call_are_reused_and_equal_a_fresh_render():
