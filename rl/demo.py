@@ -97,7 +97,8 @@ def stages(config: DemoConfig) -> list[Stage]:
     build = command("corpus.build", n=config.corpus_n, out=corpus, seed=seed, workers=workers,
                     families=config.families or None, **{"holdout-families": config.holdout_families})
     train = command("rl.sft", config=config.sft_config, runs_dir=out, name="sft", corpus_dir=corpus,
-                    build_corpus="no", max_steps=config.sft_steps, eval_steps=config.sft_steps, seed=seed)
+                    build_corpus="no", max_steps=config.sft_steps, eval_steps=config.sft_steps, seed=seed,
+                    threads=config.sft_threads or os.cpu_count() or 1)
     refine = command("rl.ppo", config=config.ppo_config, runs_dir=out, name="ppo",
                      checkpoint=os.path.join(sft, "final"), corpus_dir=corpus,
                      iterations=config.ppo_iterations, seed=seed, workers=workers)
