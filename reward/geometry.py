@@ -225,9 +225,9 @@ def occupancy(
 
     Centres: only cells inside the mesh's bounding box are queried (the rest cannot be
     inside), via open3d ``RaycastingScene.compute_occupancy``. Surface: the cells that
-    :func:`surface_points` (4 per cell area) fall in, so a part thinner than a cell (a 2 mm plate in a 48-cell grid) is not an
-    empty grid (two empty grids would score IoU 1 against each other). Parts of the mesh
-    outside the cube are not counted.
+    :func:`surface_points` (4 per cell area) and the vertices fall in, so a part thinner than
+    a cell (a 2 mm plate in a 48-cell grid) is not an empty grid (two empty grids would score
+    IoU 1 against each other). Parts of the mesh outside the cube are not counted.
 
     Parameters
     ----------
@@ -278,8 +278,8 @@ def surface_points(vertices: np.ndarray, faces: np.ndarray, density: float) -> n
     counts = np.maximum(1, np.ceil(triangle_areas(vertices, faces) * density)).astype(np.int64)
     owner = np.repeat(np.arange(len(corners)), counts)
     j = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)  # index within its triangle
-    golden = 1.32471795724474602596  # the plastic number: R2 sequence steps 1/g and 1/g^2
-    u, v = (0.5 + j / golden) % 1.0, (0.5 + j / golden**2) % 1.0
+    plastic = 1.32471795724474602596  # the plastic number: the R2 sequence steps by 1/p and 1/p^2
+    u, v = (0.5 + j / plastic) % 1.0, (0.5 + j / plastic**2) % 1.0
     fold = u + v > 1.0
     u, v = np.where(fold, 1.0 - u, u)[:, None], np.where(fold, 1.0 - v, v)[:, None]
     a, b, c = corners[owner, 0], corners[owner, 1], corners[owner, 2]

@@ -115,15 +115,17 @@ class FamilyCollator:
     extra: int = 0
     seed: int = 0
     _rng: np.random.Generator = field(init=False, repr=False)
+    _index: dict = field(init=False, repr=False)
 
     def __post_init__(self):
         self._rng = np.random.default_rng(self.seed)
+        self._index = {name: i for i, name in enumerate(self.families)}
         if self.extra and self.dataset is not None:
             self.dataset = self.dataset.select_columns(["image", "family"])
 
     def __call__(self, rows: Sequence[Mapping]) -> dict[str, torch.Tensor]:
         batch = self.collate(rows)
-        index = {name: i for i, name in enumerate(self.families)}
+        index = self._index
         batch["family"] = torch.tensor([index[row["family"]] for row in rows], dtype=torch.long)
         if self.extra and self.dataset is not None:
             drawn = self.dataset[self._rng.integers(len(self.dataset), size=self.extra).tolist()]
