@@ -164,12 +164,14 @@ def _walk(cls, prefix: str = ""):
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
-    """Add ``--config FILE`` and a ``--name VALUE`` option (with help) per field of ``cls``."""
+    """Add ``--config FILE`` and a ``--name VALUE`` option (with help) per field of ``cls``; a
+    bool field's option alone means true (``--fresh`` = ``--fresh true``)."""
     parser.add_argument("--config", default=None, help="YAML file of settings (the options below win)")
     group = parser.add_argument_group(f"{cls.__name__} settings")
-    for name, _, default, help_text in _walk(cls):
+    for name, hint, default, help_text in _walk(cls):
+        flag = {"nargs": "?", "const": "true"} if hint is bool else {}
         group.add_argument(f"--{name}", dest=f"cfg:{name}", default=None, metavar="VALUE",
-                           help=f"{help_text} (default: {default})")
+                           help=f"{help_text} (default: {default})", **flag)
 
 
 def from_args(cls, args: argparse.Namespace):

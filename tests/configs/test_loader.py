@@ -76,6 +76,16 @@ def test_command_line_options(capsys):
     assert "How many steps. (default: 10)" in capsys.readouterr().out
 
 
+def test_a_bool_option_alone_means_true():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Outer)
+    parse = lambda *argv: from_args(Outer, parser.parse_args(list(argv)))  # noqa: E731
+    assert parse("--fast").fast is True and parse("--fast", "--steps", "3").steps == 3
+    assert parse("--fast", "false").fast is False and parse().fast is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--steps"])  # only bool options may stand alone
+
+
 def test_shipped_reward_yaml_matches_defaults():
     path = Path(__file__).resolve().parents[2] / "configs" / "reward.yaml"
     assert load(RewardWeights, str(path)) == RewardWeights()
