@@ -88,9 +88,11 @@ class ImageAuxModel(nn.Module):
         logits = self.family_head(features.to(self.family_head.weight.dtype))
         family_loss = nn.functional.cross_entropy(logits, family)
         outputs.loss = outputs.loss + self.weight * family_loss
-        with torch.no_grad():
-            correct = (logits.argmax(dim=-1) == family).sum().item()
-            self._stats += torch.tensor([family_loss.item() * len(family), correct, len(family)], dtype=torch.float64)
+        with torch.no_grad():  # kept on the device: no host sync per step, read once per log line
+            correct = (logits.argmax(dim=-1) == family).sum()
+            step = torch.stack([family_loss * len(family), correct.to(family_loss.dtype),
+                                torch.tensor(float(len(family)), device=family_loss.device)])
+            self._stats = self._stats.to(step.device) + step.double()
         return outputs
 
     def pop_stats(self) -> dict[str, float]:
@@ -125,11 +127,10 @@ class FamilyCollator:
 
     def __call__(self, rows: Sequence[Mapping]) -> dict[str, torch.Tensor]:
         batch = self.collate(rows)
-        index = self._index
-        batch["family"] = torch.tensor([index[row["family"]] for row in rows], dtype=torch.long)
+        batch["family"] = torch.tensor([self._index[row["family"]] for row in rows], dtype=torch.long)
         if self.extra and self.dataset is not None:
             drawn = self.dataset[self._rng.integers(len(self.dataset), size=self.extra).tolist()]
             pixels = self.collate.policy.prompt_inputs(drawn["image"])["pixel_values"]
             batch["extra_pixel_values"] = pixels.to(batch["pixel_values"].dtype)
-            batch["extra_family"] = torch.tensor([index[name] for name in drawn["family"]], dtype=torch.long)
+            batch["extra_family"] = torch.tensor([self._index[name] for name in drawn["family"]], dtype=torch.long)
         return batch
