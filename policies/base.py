@@ -86,8 +86,9 @@ class Policy(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     # --- to be provided by a backend -------------------------------------------------------------
-    def prompt_inputs(self, images: Sequence) -> dict[str, torch.Tensor]:
-        """Prompt of each image: ``input_ids (B, P)``, ``attention_mask (B, P)`` and vision tensors."""
+    def prompt_inputs(self, images: Sequence, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """Prompt of each image: ``input_ids (B, P)``, ``attention_mask (B, P)`` and vision tensors,
+        on ``device`` (default: the policy's; collators ask for the CPU, the Trainer moves batches)."""
         raise NotImplementedError
 
     def _save_backbone(self, directory: str) -> None:
@@ -207,13 +208,13 @@ class Policy(nn.Module):
         return Rollout(tokens=tokens, logprobs=logprobs, mask=mask, texts=texts)
 
     def collate(self, images: Sequence, codes: Sequence[str]) -> dict[str, torch.Tensor]:
-        """An SFT batch: prompt + code + eos per row, right-padded, loss on code and eos only.
+        """An SFT batch on the CPU: prompt + code + eos per row, right-padded, loss on code and eos only.
 
         Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``labels (B, L)`` (-100 on
         the prompt and padding) and the vision tensors of :meth:`prompt_inputs`. A code longer
         than ``config.max_new_tokens`` tokens is cut there and gets no eos.
         """
-        prompts = self.prompt_inputs(images)
+        prompts = self.prompt_inputs(images, device="cpu")
         limit = self.config.max_new_tokens
         responses = []
         for code in codes:

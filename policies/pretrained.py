@@ -125,8 +125,9 @@ class PretrainedPolicy(Policy):
                 ids.add(vocab[token])
         return sorted(ids - set(self.eos_ids))
 
-    def prompt_inputs(self, images: Sequence) -> dict[str, torch.Tensor]:
-        """The processor's output for B prompts: ``input_ids (B, P)``, ``attention_mask (B, P)``, vision."""
+    def prompt_inputs(self, images: Sequence, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """The processor's output for B prompts: ``input_ids (B, P)``, ``attention_mask (B, P)``,
+        vision, on ``device`` (default: the policy's)."""
         batch = self.processor(
             text=[self.prompt_text] * len(images),
             images=[[as_rgb(image)] for image in images],
@@ -134,8 +135,9 @@ class PretrainedPolicy(Policy):
             padding=True,
         )
         dtype = self.model.get_base_model().dtype
+        device = self.device if device is None else device
         return {
-            k: v.to(self.device, dtype) if torch.is_floating_point(v) else v.to(self.device)
+            k: v.to(device, dtype) if torch.is_floating_point(v) else v.to(device)
             for k, v in batch.items()
         }
 

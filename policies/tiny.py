@@ -118,7 +118,9 @@ class TinyPolicy(Policy):
         ]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = tokenizer(text.replace(IMAGE, image, 1), add_special_tokens=False)["input_ids"]
-        self.register_buffer("prompt_ids", torch.tensor(ids, dtype=torch.long), persistent=False)
+        # A plain CPU tensor, not a buffer: collation in DataLoader workers (forked processes)
+        # reads it, and a CUDA tensor there is a CUDA initialization error.
+        self.prompt_ids = torch.tensor(ids, dtype=torch.long)
         self.__dict__["_reference"] = None  # not a submodule: kept out of parameters() and state_dict()
 
     @classmethod
@@ -132,13 +134,15 @@ class TinyPolicy(Policy):
             tokenizer = train_tokenizer(texts, config.vocab_size, model_max_length=config.max_position)
         return cls(config, build_model(config, tokenizer), tokenizer)
 
-    def prompt_inputs(self, images: Sequence) -> dict[str, torch.Tensor]:
-        """``input_ids (B, P)``, ``attention_mask (B, P)``, ``pixel_values (B, 1, 3, S, S)``."""
+    def prompt_inputs(self, images: Sequence, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """``input_ids (B, P)``, ``attention_mask (B, P)``, ``pixel_values (B, 1, 3, S, S)`` on
+        ``device`` (default: the policy's)."""
         batch = len(images)
+        device = self.device if device is None else device
         return {
-            "input_ids": self.prompt_ids.unsqueeze(0).expand(batch, -1).to(self.device),
-            "attention_mask": torch.ones((batch, len(self.prompt_ids)), dtype=torch.long, device=self.device),
-            "pixel_values": pixel_values(images, self.config.image_size).to(self.device, self.model.dtype),
+            "input_ids": self.prompt_ids.unsqueeze(0).expand(batch, -1).to(device),
+            "attention_mask": torch.ones((batch, len(self.prompt_ids)), dtype=torch.long, device=device),
+            "pixel_values": pixel_values(images, self.config.image_size).to(device, self.model.dtype),
         }
 
     def _save_backbone(self, directory: str) -> None:

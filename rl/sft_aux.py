@@ -130,7 +130,7 @@ class FamilyCollator:
         batch["family"] = torch.tensor([self._index[row["family"]] for row in rows], dtype=torch.long)
         if self.extra and self.dataset is not None:
             drawn = self.dataset[self._rng.integers(len(self.dataset), size=self.extra).tolist()]
-            pixels = self.collate.policy.prompt_inputs(drawn["image"])["pixel_values"]
+            pixels = self.collate.policy.prompt_inputs(drawn["image"], device="cpu")["pixel_values"]
             batch["extra_pixel_values"] = pixels.to(batch["pixel_values"].dtype)
             batch["extra_family"] = torch.tensor([self._index[name] for name in drawn["family"]], dtype=torch.long)
         return batch

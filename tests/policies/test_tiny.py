@@ -24,6 +24,16 @@ def test_collate_puts_loss_on_code_and_eos_only(tiny_policy, images, codes):
         assert batch["attention_mask"][row].sum() == prompt + len(labels)
 
 
+def test_collate_stays_on_the_cpu_wherever_the_policy_is(tokenizer, images, codes):
+    # The Trainer moves batches to the model's device. Seen on a GPU: a collator that built
+    # them on the policy's device put prompts on cuda:0 and codes on the CPU, and collation in
+    # DataLoader workers failed on the prompt ids moved to cuda:0 with the model.
+    policy = TinyPolicy.build(tiny_config(), tokenizer=tokenizer).to("meta")  # stands in for cuda
+    batch = policy.collate(images, codes)
+    assert {value.device.type for value in batch.values()} == {"cpu"}
+    assert policy.prompt_inputs(images)["pixel_values"].device.type == "meta"
+
+
 def test_too_long_code_is_cut_without_eos(tokenizer, images, codes):
     policy = TinyPolicy.build(tiny_config(max_new_tokens=8), tokenizer=tokenizer)
     batch = policy.encode_example(images[0], codes[0])
