@@ -84,6 +84,18 @@ def worker_loop(loop_config: dict) -> None:
             _train_worker(loop_config, rank)
 
 
+def _quiet_report_log() -> None:
+    """Ray Train logs each ``ray.train.report`` at INFO, a whole metrics dict a line, beside our
+    own metrics line; keep its warnings only (the logger is named by its module's path)."""
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray layout: its lines stay
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def _train_worker(loop_config: dict, rank: int) -> None:
     """Train, then write this rank's figures (and, on rank 0, the final policy)."""
     from ray.train.huggingface.transformers import prepare_trainer
@@ -98,6 +110,7 @@ def _train_worker(loop_config: dict, rank: int) -> None:
     run_dir, corpus_dir = loop_config["run_dir"], loop_config["corpus_dir"]
     set_threads(config.threads)
     quiet_libraries()
+    _quiet_report_log()
     policy = load_policy(os.path.join(run_dir, INITIAL))
     train_dataset, val = load_splits(corpus_dir)
     evaluator = evaluator_for(config, policy, val, corpus_dir) if rank == 0 else None
