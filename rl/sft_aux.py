@@ -109,7 +109,8 @@ class FamilyCollator:
     """An SFT collator (:class:`policies.SFTCollator`) whose batches also carry ``family`` (B,),
     each row's index in ``families``, and ``extra`` random rows of ``dataset`` (image and
     family only) as ``extra_pixel_values`` / ``extra_family``. The draws are seeded by ``seed``
-    (a resumed run draws afresh from that seed)."""
+    (a resumed run draws afresh from that seed), and by the worker's id in a DataLoader worker,
+    so that forked workers do not all draw the same images."""
 
     collate: object
     families: tuple[str, ...]
@@ -118,6 +119,7 @@ class FamilyCollator:
     seed: int = 0
     _rng: np.random.Generator = field(init=False, repr=False)
     _index: dict = field(init=False, repr=False)
+    _worker: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self._rng = np.random.default_rng(self.seed)
@@ -125,11 +127,17 @@ class FamilyCollator:
         if self.extra and self.dataset is not None:
             self.dataset = self.dataset.select_columns(["image", "family"])
 
+    def _draws(self) -> np.random.Generator:
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and worker.id != self._worker:
+            self._rng, self._worker = np.random.default_rng([self.seed, worker.id]), worker.id
+        return self._rng
+
     def __call__(self, rows: Sequence[Mapping]) -> dict[str, torch.Tensor]:
         batch = self.collate(rows)
         batch["family"] = torch.tensor([self._index[row["family"]] for row in rows], dtype=torch.long)
         if self.extra and self.dataset is not None:
-            drawn = self.dataset[self._rng.integers(len(self.dataset), size=self.extra).tolist()]
+            drawn = self.dataset[self._draws().integers(len(self.dataset), size=self.extra).tolist()]
             pixels = self.collate.policy.prompt_inputs(drawn["image"], device="cpu")["pixel_values"]
             batch["extra_pixel_values"] = pixels.to(batch["pixel_values"].dtype)
             batch["extra_family"] = torch.tensor([self._index[name] for name in drawn["family"]], dtype=torch.long)

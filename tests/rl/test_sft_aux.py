@@ -79,6 +79,18 @@ def test_extra_images_are_seeded_draws_that_join_the_family_loss(policy):
     assert 0 <= stats["image/family_acc"] * 7 <= 7 and abs(stats["image/family_acc"] * 7 - round(stats["image/family_acc"] * 7)) < 1e-9
 
 
+def test_dataloader_workers_draw_different_extra_images(policy):
+    from datasets import Dataset
+
+    table = Dataset.from_list(rows(30))
+    collator = FamilyCollator(SFTCollator(policy), FAMILIES, table, extra=6, seed=0)
+    loader = torch.utils.data.DataLoader(rows(4), batch_size=2, num_workers=2, collate_fn=collator)
+    first, second = list(loader)  # one batch from each worker
+    assert not torch.equal(first["extra_pixel_values"], second["extra_pixel_values"])
+    again = list(torch.utils.data.DataLoader(rows(4), batch_size=2, num_workers=2, collate_fn=collator))
+    assert torch.equal(first["extra_pixel_values"], again[0]["extra_pixel_values"])  # still seeded
+
+
 def test_family_objective_alone_moves_the_vision_tower(policy):
     batch = FamilyCollator(SFTCollator(policy), FAMILIES)(rows())
     family = batch.pop("family")
