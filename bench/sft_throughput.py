@@ -24,23 +24,24 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import write_json  # noqa: E402
+from rl.sft import SUMMARY  # noqa: E402
+from rl.sft_setup import read_config  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "sft_throughput.json")
 SETTINGS = ("per_device_batch_size", "gradient_accumulation_steps", "bf16", "gpus", "ray_workers", "threads",
             "dataloader_workers")
 POLICY_SIZES = ("vision_hidden", "vision_layers", "text_hidden", "text_layers", "vocab_size")
-FIGURES = ("steps_this_run", "train_seconds", "examples_per_s", "tokens_per_s", "train_loss_last", "world_size")
-
-
-def _read(path: str) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+FIGURES = ("steps_this_run", "train_seconds", "examples_per_s", "tokens_per_s", "train_loss_last",
+           "world_size")
 
 
 def describe_run(machine: str, run_dir: str) -> dict:
     """The settings and figures of one run folder (``sft_summary.json`` + ``sft_config.json``)."""
-    summary = _read(os.path.join(run_dir, "sft_summary.json"))
-    config = _read(os.path.join(run_dir, "sft_config.json"))
+    with open(os.path.join(run_dir, SUMMARY), encoding="utf-8") as fh:
+        summary = json.load(fh)
+    config = read_config(run_dir)
+    if not config:
+        raise SystemExit(f"sft_throughput: {run_dir} holds no sft_config.json")
     return {
         "machine": machine,
         "run_dir": run_dir,
@@ -78,7 +79,8 @@ def main() -> int:
         parser.error(f"--baseline {args.baseline!r} is not one of the --run labels ({', '.join(runs)})")
     result = compare(runs, args.baseline)
     for label, run in result["runs"].items():
-        print(f"{label:20s} {run['machine']:28s} batch {run['per_device_batch_size']:3d} bf16 {run['bf16']!s:5s} "
+        print(f"{label:20s} {run['machine']:28s} batch {run['per_device_batch_size']:3d} "
+              f"bf16 {run['bf16']!s:5s} "
               f"{run['tokens_per_s']:9.0f} tokens/s  {run['examples_per_s']:7.2f} examples/s  "
               f"x{run['tokens_per_s_ratio']:.1f}")
     write_json(args.out, result)
