@@ -72,6 +72,7 @@ def measure(checkpoint: str, corpus: str, split: str, n: int, max_new_tokens: in
         greedy.extend(rollout.texts)
     targets = [first_line(code) for code in codes]
     majority = collections.Counter(targets).most_common(1)[0][1] / len(targets)
+    first_lines_right = sum(first_line(g) == t for g, t in zip(greedy, targets, strict=True))
     return {
         "corpus": corpus,
         "split": split,
@@ -80,7 +81,7 @@ def measure(checkpoint: str, corpus: str, split: str, n: int, max_new_tokens: in
         "loss_shuffled": losses["shuffled"],
         "loss_blank": losses["blank"],
         "reliance": losses["shuffled"] - losses["true"],
-        "first_line_acc": sum(first_line(g) == t for g, t in zip(greedy, targets)) / len(targets),
+        "first_line_acc": first_lines_right / len(targets),
         "first_line_majority": majority,
         "distinct_greedy": len(set(greedy)) / len(greedy),
         "seconds": time.perf_counter() - started,

@@ -86,7 +86,9 @@ class Policy(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     # --- to be provided by a backend -------------------------------------------------------------
-    def prompt_inputs(self, images: Sequence, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    def prompt_inputs(
+        self, images: Sequence, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
         """Prompt of each image: ``input_ids (B, P)``, ``attention_mask (B, P)`` and vision tensors,
         on ``device`` (default: the policy's; collators ask for the CPU, the Trainer moves batches)."""
         raise NotImplementedError

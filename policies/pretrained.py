@@ -125,7 +125,9 @@ class PretrainedPolicy(Policy):
                 ids.add(vocab[token])
         return sorted(ids - set(self.eos_ids))
 
-    def prompt_inputs(self, images: Sequence, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    def prompt_inputs(
+        self, images: Sequence, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
         """The processor's output for B prompts: ``input_ids (B, P)``, ``attention_mask (B, P)``,
         vision, on ``device`` (default: the policy's)."""
         batch = self.processor(

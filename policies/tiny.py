@@ -134,7 +134,9 @@ class TinyPolicy(Policy):
             tokenizer = train_tokenizer(texts, config.vocab_size, model_max_length=config.max_position)
         return cls(config, build_model(config, tokenizer), tokenizer)
 
-    def prompt_inputs(self, images: Sequence, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    def prompt_inputs(
+        self, images: Sequence, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
         """``input_ids (B, P)``, ``attention_mask (B, P)``, ``pixel_values (B, 1, 3, S, S)`` on
         ``device`` (default: the policy's)."""
         batch = len(images)

@@ -140,5 +140,6 @@ class FamilyCollator:
             drawn = self.dataset[self._draws().integers(len(self.dataset), size=self.extra).tolist()]
             pixels = self.collate.policy.prompt_inputs(drawn["image"], device="cpu")["pixel_values"]
             batch["extra_pixel_values"] = pixels.to(batch["pixel_values"].dtype)
-            batch["extra_family"] = torch.tensor([self._index[name] for name in drawn["family"]], dtype=torch.long)
+            families = [self._index[name] for name in drawn["family"]]
+            batch["extra_family"] = torch.tensor(families, dtype=torch.long)
         return batch
