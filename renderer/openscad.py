@@ -3,33 +3,36 @@
 ``run(code, limits) -> MeshResult`` never raises on a bad program: every
 outcome is one of the :class:`Status` values, with the mesh (``vertices``
 ``(N, 3) float64``, ``faces`` ``(M, 3) int64``), the tail of OpenSCAD's stderr
-and the wall time.
+and the wall time. It raises only for set-up problems: :class:`OpenSCADNotFound`,
+and :class:`renderer.sandbox.SandboxUnavailable` where the sandbox cannot start.
 
 What the sandbox covers
 -----------------------
-- File reads from the program: ``include``/``use``/``import()``/``surface()`` and
-  the deprecated ``file=`` readers are refused (status ``forbidden``, OpenSCAD is
-  never started) unless the path is a literal inside an allow-listed library
-  folder (default: OpenSCAD's own ``libraries`` folder, which holds MCAD). See
-  :mod:`renderer.sandbox`.
-- Each run gets a fresh temporary directory as working directory and ``HOME``,
-  a minimal environment (no inherited variables), a wall-clock timeout after
-  which the whole process group is killed, an address-space cap
-  (``RLIMIT_AS``), a cap on the size of every file it writes (``RLIMIT_FSIZE``,
-  which bounds the mesh and the captured stderr) and no core dumps. The rlimits
-  are set before OpenSCAD starts, by util-linux ``prlimit`` where present, else
-  by ``resource.setrlimit`` in a ``preexec_fn``. The
-  directory is removed afterwards, whatever happened.
+- **The boundary is the operating system** (:mod:`renderer.sandbox`): OpenSCAD
+  runs under bubblewrap where only ``/usr`` (read-only), fonts and a private
+  empty ``/tmp`` exist, with no network, its own PID namespace, no
+  capabilities, killed with its parent. The program goes in through stdin and
+  the mesh comes out through stdout, both anonymous memory files: nothing is
+  written to the host's disk, so nothing is left behind however a run ends.
+- **Resource limits**, set before OpenSCAD starts (util-linux ``prlimit``
+  where present, else ``resource.setrlimit`` in a ``preexec_fn``): an
+  address-space cap (``RLIMIT_AS``), a cap on every file written, the mesh and
+  stderr included (``RLIMIT_FSIZE``), a CPU-time backstop a little past the
+  wall timeout (``RLIMIT_CPU``, in case the parent cannot kill it) and no core
+  dumps; a wall-clock timeout after which the whole process group is killed;
+  a minimal environment (no inherited variables).
+- **The text screen** (:mod:`renderer.screen`) refuses obvious file reads
+  early, as ``forbidden`` with a reason, without starting OpenSCAD. It explains;
+  it is not the boundary (``RenderLimits.screen=False`` switches it off, which
+  is how the tests check that the sandbox alone holds).
 
 What it does not cover
 ----------------------
-- It is not an OS-level jail: OpenSCAD runs as the calling user, with that
-  user's file permissions and network access. OpenSCAD 2021.01 has no
-  language feature that writes files or opens sockets, and reads are screened
-  statically, so this is enough for generated CAD code; it is not a defence
-  against a malicious OpenSCAD binary or a bug in OpenSCAD's parser.
-- CPU use inside the timeout is not limited (one OpenSCAD process is
-  single-threaded).
+- A kernel or bubblewrap vulnerability, or a malicious OpenSCAD binary.
+- With the explicit opt-out ``SCADLOOP_UNSANDBOXED=1`` (for machines where
+  bubblewrap cannot start), OpenSCAD runs as the calling user with that user's
+  file permissions and network: only the text screen stands between a hostile
+  program and the user's files, and it is known to have holes.
 - Fonts used by ``text()`` are read through fontconfig, as usual.
 """
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 import os
 import resource
 import select
@@ -49,7 +53,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from renderer.sandbox import find_forbidden
+from renderer import sandbox
+from renderer.screen import find_forbidden
+from renderer.stl import parse_binary_stl
 
 STDERR_TAIL_CHARS = 2000
 
@@ -106,6 +112,18 @@ class RenderLimits:
     """Programs longer than this are refused as too_large without running."""
     library_dirs: tuple[str, ...] = field(default_factory=_default_library_dirs)
     """Folders whose files include/use/import/surface may read."""
+    screen: bool = True
+    """Refuse obvious file reads before starting OpenSCAD (``forbidden`` with a reason). An
+    early explanation only: the sandbox is the boundary."""
+    unsandboxed: bool = field(default_factory=sandbox.unsandboxed_from_env)
+    """Run OpenSCAD WITHOUT the OS sandbox: a hostile program can then read any file the
+    user can. Only for machines where bubblewrap cannot start; default from
+    ``SCADLOOP_UNSANDBOXED=1``."""
+
+    @property
+    def cpu_seconds(self) -> int:
+        """RLIMIT_CPU backstop: the kernel stops OpenSCAD a little after the wall timeout."""
+        return math.ceil(self.timeout_s) + 5
 
     def cache_key(self) -> str:
         """The settings that can change a run's deterministic outcome."""
@@ -157,13 +175,15 @@ def _capture(cmd: list[str]) -> str:
     return done.stdout + done.stderr
 
 
-def openscad_command(scad_path: str, out_path: str) -> list[str]:
-    """The CLI invocation used for every run (also used by bench/render.py)."""
+def openscad_command(source: str = "-", out: str = "-") -> list[str]:
+    """The CLI invocation used for every run: ``source`` to binary STL ``out`` (``-``:
+    stdin / stdout; ``run`` reads the program from stdin and writes the mesh to an
+    inherited memory file). Also used by the benches for bare runs."""
     info = openscad_info()
-    cmd = [info.path, "-o", out_path, "--export-format", "binstl"]
+    cmd = [info.path, "-o", out, "--export-format", "binstl"]
     if info.supports_manifold:
         cmd.append("--backend=manifold")
-    return cmd + [scad_path]
+    return cmd + [source]
 
 
 def run(code: str, limits: RenderLimits | None = None) -> MeshResult:
@@ -175,22 +195,32 @@ def run(code: str, limits: RenderLimits | None = None) -> MeshResult:
     return result
 
 
+def sandbox_prefix(limits: RenderLimits) -> list[str]:
+    """The command prefix that puts OpenSCAD in the OS sandbox (``[]`` when the user opted
+    out). Raises :class:`renderer.sandbox.SandboxUnavailable` where it cannot start."""
+    if limits.unsandboxed:
+        sandbox.warn_unsandboxed()
+        return []
+    return sandbox.require(openscad_info().path, limits.library_dirs)
+
+
 def _run_checked(code: str, limits: RenderLimits) -> MeshResult:
     if len(code.encode("utf-8", "replace")) > limits.max_code_bytes:
         return MeshResult(Status.TOO_LARGE, stderr="program longer than max_code_bytes")
-    reason = find_forbidden(code, limits.library_dirs)
+    reason = find_forbidden(code, limits.library_dirs) if limits.screen else None
     if reason is not None:
         return MeshResult(Status.FORBIDDEN, stderr=reason)
-    with tempfile.TemporaryDirectory(prefix="scadloop-") as workdir:
-        return _run_in(workdir, code, limits)
+    prefix = sandbox_prefix(limits)
+    if prefix:
+        return _run_in(sandbox.WORKDIR, prefix, code, limits)
+    with tempfile.TemporaryDirectory(prefix="scadloop-") as workdir:  # unsandboxed opt-out only
+        return _run_in(workdir, prefix, code, limits)
 
 
-def _run_in(workdir: str, code: str, limits: RenderLimits) -> MeshResult:
-    scad_path = os.path.join(workdir, "part.scad")
-    out_path = os.path.join(workdir, "part.stl")
-    err_path = os.path.join(workdir, "stderr.txt")
-    with open(scad_path, "w", encoding="utf-8", errors="replace") as fh:
-        fh.write(code)
+def _run_in(workdir: str, prefix: list[str], code: str, limits: RenderLimits) -> MeshResult:
+    """Run OpenSCAD with ``workdir`` as working folder and ``HOME`` (inside the sandbox when
+    ``prefix`` is set); program, mesh and messages pass through memory files (the mesh as
+    ``/dev/fd/N``, so that stray output on stdout cannot corrupt it)."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": workdir,
@@ -199,34 +229,61 @@ def _run_in(workdir: str, code: str, limits: RenderLimits) -> MeshResult:
         "OPENSCADPATH": os.pathsep.join(limits.library_dirs),
     }
     prlimit = openscad_info().prlimit
-    prefix, preexec = (_prlimit_prefix(prlimit, limits), None) if prlimit else ([], limits)
-    with open(err_path, "wb") as err:
+    rlimits, preexec = (_prlimit_prefix(prlimit, limits), None) if prlimit else ([], limits)
+    with _MemoryFile("program", code.encode("utf-8", "replace")) as program, \
+            _MemoryFile("mesh") as mesh, _MemoryFile("stderr") as err:
         proc = subprocess.Popen(
-            prefix + openscad_command(scad_path, out_path),
-            cwd=workdir,
+            rlimits + prefix + openscad_command(out=f"/dev/fd/{mesh.fd}"),
+            cwd=None if prefix else workdir,
             env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
+            stdin=program.fd,
+            stdout=err.fd,  # OpenSCAD's lexer echoes stray characters to stdout
+            stderr=err.fd,
+            pass_fds=(mesh.fd,),
             start_new_session=True,
             preexec_fn=functools.partial(_apply_limits, preexec) if preexec else None,
         )
         timed_out = _wait_or_kill(proc, limits.timeout_s)
-    stderr = _read_text(err_path)
-    status = classify(proc.returncode, stderr, timed_out)
-    if status is not None:
-        return MeshResult(status, stderr=stderr[-STDERR_TAIL_CHARS:])
-    return _load_mesh(out_path, stderr[-STDERR_TAIL_CHARS:], limits)
+        stderr = err.read(limits.max_output_bytes).decode("utf-8", "replace")
+        status = classify(proc.returncode, stderr, timed_out)
+        if status is not None:
+            return MeshResult(status, stderr=stderr[-STDERR_TAIL_CHARS:])
+        return _load_mesh(mesh, stderr[-STDERR_TAIL_CHARS:], limits)
+
+
+class _MemoryFile:
+    """An anonymous in-memory file (``memfd``): a child's stdin, stdout or stderr that never
+    touches the disk and is gone when closed."""
+
+    def __init__(self, name: str, data: bytes = b""):
+        self.fd = os.memfd_create(f"scadloop-{name}", os.MFD_CLOEXEC)
+        if data:
+            os.write(self.fd, data)
+            os.lseek(self.fd, 0, os.SEEK_SET)
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def read(self, limit: int) -> bytes:
+        """At most ``limit`` bytes from the start."""
+        return os.pread(self.fd, min(self.size(), limit), 0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
 
 
 def _prlimit_prefix(prlimit: str, limits: RenderLimits) -> list[str]:
-    """``prlimit`` sets the same rlimits as :func:`_apply_limits`, then execs OpenSCAD.
+    """``prlimit`` sets the same rlimits as :func:`_apply_limits`, then execs the sandbox.
 
     Preferred because a ``preexec_fn`` forces a full ``fork()`` of this (large)
     Python process, which costs ~15 ms a run once torch and open3d are loaded.
     """
-    mem, out = limits.memory_bytes, limits.max_output_bytes
-    return [prlimit, f"--as={mem}:{mem}", f"--fsize={out}:{out}", "--core=0:0", "--"]
+    mem, out, cpu = limits.memory_bytes, limits.max_output_bytes, limits.cpu_seconds
+    return [prlimit, f"--as={mem}:{mem}", f"--fsize={out}:{out}", f"--cpu={cpu}:{cpu + 1}",
+            "--core=0:0", "--"]
 
 
 def _apply_limits(limits: RenderLimits) -> None:
@@ -234,6 +291,7 @@ def _apply_limits(limits: RenderLimits) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     size = limits.max_output_bytes
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -283,11 +341,22 @@ def _read_text(path: str) -> str:
 _MEMORY_MARKERS = ("std::bad_alloc", "out of memory", "Cannot allocate memory")
 
 
+def _signal_of(returncode: int | None) -> int | None:
+    """The signal that ended the process: ``-N`` from Popen, or ``128 + N`` as bubblewrap
+    reports a child it lost to a signal."""
+    if returncode is None:
+        return None
+    if returncode < 0:
+        return -returncode
+    return returncode - 128 if 128 < returncode < 128 + 65 else None
+
+
 def classify(returncode: int | None, stderr: str, timed_out: bool) -> Status | None:
     """Map a finished OpenSCAD run to a failure status, or ``None`` if it may be ok."""
-    if timed_out:
+    signum = _signal_of(returncode)
+    if timed_out or signum == signal.SIGXCPU:
         return Status.TIMEOUT
-    if returncode == -signal.SIGXFSZ or any(m in stderr for m in _MEMORY_MARKERS):
+    if signum == signal.SIGXFSZ or any(m in stderr for m in _MEMORY_MARKERS):
         return Status.TOO_LARGE
     if "Parser error" in stderr:
         return Status.SYNTAX_ERROR
@@ -302,44 +371,16 @@ def classify(returncode: int | None, stderr: str, timed_out: bool) -> Status | N
     return None
 
 
-_STL_RECORD = np.dtype([("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
-
-
-def _load_mesh(out_path: str, stderr: str, limits: RenderLimits) -> MeshResult:
-    try:
-        size = os.path.getsize(out_path)
-    except OSError:
+def _load_mesh(mesh: _MemoryFile, stderr: str, limits: RenderLimits) -> MeshResult:
+    size = mesh.size()
+    if size == 0:
         return MeshResult(Status.EMPTY, stderr=stderr)  # exit 0 but nothing written
     if size >= limits.max_output_bytes:
         return MeshResult(Status.TOO_LARGE, stderr=stderr)
     try:
-        vertices, faces = read_binary_stl(out_path)
+        vertices, faces = parse_binary_stl(mesh.read(size))
     except ValueError as exc:
         return MeshResult(Status.CRASHED, stderr=f"{stderr}\nunreadable STL: {exc}")
     if len(faces) == 0:
         return MeshResult(Status.EMPTY, stderr=stderr)
     return MeshResult(Status.OK, vertices, faces, stderr=stderr)
-
-
-def read_binary_stl(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read a binary STL into shared ``vertices (N, 3) float64`` and ``faces (M, 3) int64``."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if len(data) < 84:
-        raise ValueError(f"{len(data)} bytes is shorter than an STL header")
-    count = int(np.frombuffer(data, "<u4", count=1, offset=80)[0])
-    if len(data) != 84 + count * _STL_RECORD.itemsize:
-        raise ValueError(f"header says {count} triangles but the file has {len(data)} bytes")
-    corners = np.frombuffer(data, _STL_RECORD, count=count, offset=84)["v"].reshape(-1, 3)
-    if not np.isfinite(corners).all():
-        raise ValueError("non-finite vertex coordinates")
-    return weld_vertices(corners)
-
-
-def weld_vertices(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Merge bit-identical corners of a triangle soup ``(3M, 3)`` into an indexed mesh."""
-    corners = np.ascontiguousarray(corners)
-    keys = corners.view(np.dtype((np.void, corners.dtype.itemsize * 3))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    vertices = corners[first].astype(np.float64)
-    return vertices, inverse.reshape(-1, 3).astype(np.int64)

@@ -1,87 +1,135 @@
-"""Static screening of untrusted OpenSCAD code before it is run.
+"""The operating-system boundary around every OpenSCAD run: a bubblewrap sandbox.
 
-OpenSCAD can read files through ``include <...>``, ``use <...>``, ``import()``,
-``surface()`` and the deprecated ``file=`` forms (``import_stl``,
-``dxf_linear_extrude``, ``linear_extrude(file=...)`` ...). Generated code is
-untrusted, so :func:`find_forbidden` refuses every such read unless its path is a
-string literal that resolves inside an allow-listed library folder.
+Programs the policy writes, and programs a user imports, are untrusted. A text
+screen of the OpenSCAD language (:mod:`renderer.screen`) explains the obvious
+file reads early, but four ways past it were found, so the boundary is the
+kernel: OpenSCAD runs under `bubblewrap <https://github.com/containers/bubblewrap>`_
+(Debian package ``bubblewrap``, used by Flatpak) in a mount namespace where only
+these exist:
 
-The screen works on the code with comments removed and string literals kept
-whole, so ``// import("/etc/passwd")`` is harmless and ``x = "import(";`` is not
-mistaken for a call. A computed path (``import(str("/et", "c/passwd"))``) cannot
-be checked statically and is refused.
+- ``/usr`` read-only (OpenSCAD, its shared libraries and its ``libraries``
+  folder with MCAD), with the host's ``/bin``, ``/lib*`` links or folders;
+- ``/etc/fonts`` and ``/etc/ld.so.cache`` read-only (fontconfig for ``text()``,
+  the loader's cache);
+- the OpenSCAD binary's own folder and any allowed library folder that lies
+  outside ``/usr``, read-only;
+- a private, empty, writable ``/tmp`` (a tmpfs that vanishes with the sandbox;
+  the working folder and ``HOME``), and private ``/proc`` and ``/dev``.
+
+Everything else -- ``/etc/passwd``, ``/root``, ``/home``, the project, other
+runs' files, the host's ``/tmp`` -- does not exist in there. The program and its
+output travel through anonymous memory files (stdin and stdout), so nothing is
+written to the host's disk and nothing is left behind, however the run ends.
+The sandbox also unshares every namespace it can (no network, its own PID,
+IPC and UTS namespaces), drops every capability (also when run as root), and is
+killed with its parent (``--die-with-parent``): a killed render worker or command
+leaves no OpenSCAD. The caller starts it in a new session with no terminal, and
+bubblewrap keeps OpenSCAD in that session's process group, so one ``killpg``
+stops the whole sandbox at a timeout.
+
+What it does not cover: a kernel or bubblewrap vulnerability; reads of files
+under ``/usr`` (system software, world-readable anyway); CPU and memory, which
+are bounded by the rlimits :mod:`renderer.openscad` sets, not here.
+
+Where the sandbox cannot start (no ``bwrap``, or user namespaces disabled for an
+unprivileged user), :func:`require` raises :class:`SandboxUnavailable` with a
+one-line reason, and untrusted programs are refused, unless the user opts out
+with ``SCADLOOP_UNSANDBOXED=1`` (``RenderLimits.unsandboxed``): OpenSCAD then
+runs with the user's own file permissions, and a hostile program can read any
+file the user can.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
-import re
+import shutil
+import subprocess
 from collections.abc import Sequence
 
-_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
-_INCLUDE = re.compile(r"\b(include|use)\s*<([^>]*)>")
-# Modules that read a file given as first argument or as file=...
-_FILE_READERS = (
-    "import|surface|import_stl|import_off|import_dxf|"
-    "dxf_linear_extrude|dxf_rotate_extrude|dxf_dim|dxf_cross"
-)
-_READER_CALL = re.compile(rf"\b({_FILE_READERS})\s*\(")
-_FILE_ARG = re.compile(r"\bfile\s*=(?!=)")
-_LITERAL_FIRST_ARG = re.compile(r'\s*(?:file\s*=\s*)?"((?:\\.|[^"\\])*)"\s*[,)]')
+logger = logging.getLogger(__name__)
+
+UNSANDBOXED_ENV = "SCADLOOP_UNSANDBOXED"
+"""Set to ``1`` to run OpenSCAD without the sandbox (the explicit, risky opt-out)."""
+WORKDIR = "/tmp"
+"""The sandbox's private writable folder: working directory, ``HOME`` and ``TMPDIR``."""
+_ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_READ_ONLY_EXTRAS = ("/etc/fonts", "/etc/ld.so.cache")
+_PRIVATE = ("--tmpfs", WORKDIR, "--proc", "/proc", "--dev", "/dev")
+_ISOLATION = ("--chdir", WORKDIR, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL")
 
 
-def strip_comments(code: str) -> str:
-    """Return ``code`` with ``//`` and ``/* */`` comments blanked, strings kept."""
-
-    def keep_strings(match: re.Match[str]) -> str:
-        text = match.group(0)
-        if text.startswith('"'):
-            return text
-        return re.sub(r"[^\n]", " ", text)  # keep line numbers stable
-
-    return _COMMENT_OR_STRING.sub(keep_strings, code)
+class SandboxUnavailable(RuntimeError):
+    """The OS sandbox cannot start here: a set-up problem, reported in one line."""
 
 
-def _blank_strings(code: str) -> str:
-    return re.sub(r'"(?:\\.|[^"\\])*"', lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', code)
+def unsandboxed_from_env() -> bool:
+    """True when the user opted out of the sandbox with ``SCADLOOP_UNSANDBOXED=1``."""
+    return os.environ.get(UNSANDBOXED_ENV, "").strip() == "1"
 
 
-def is_allowed_path(path: str, library_dirs: Sequence[str]) -> bool:
-    """True when ``path`` resolves to an existing file inside one of ``library_dirs``.
+def bwrap_arguments(openscad_path: str, library_dirs: Sequence[str]) -> list[str]:
+    """The ``bwrap`` options (without the binary) that build the sandbox described above."""
+    args = [*_PRIVATE, "--ro-bind", "/usr", "/usr"]
+    for path in _ROOT_LINKS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for path in _READ_ONLY_EXTRAS:
+        args += ["--ro-bind-try", path, path]
+    for folder in _outside_usr([os.path.dirname(os.path.realpath(openscad_path)), *library_dirs]):
+        args += ["--ro-bind-try", folder, folder]
+    return args + list(_ISOLATION)
 
-    Relative paths are resolved against each library folder (as OpenSCAD's
-    library search does); absolute paths must already lie inside one.
+
+def _outside_usr(folders: Sequence[str]) -> list[str]:
+    """The real paths of ``folders`` not already visible under ``/usr``, each once."""
+    out = []
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if os.path.commonpath(["/usr", real]) != "/usr" and real not in out:
+            out.append(real)
+    return out
+
+
+@functools.cache
+def _probe(openscad_path: str, library_dirs: tuple[str, ...]) -> list[str]:
+    """Start OpenSCAD once inside the sandbox; the ``bwrap`` command prefix, or raise."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "the OpenSCAD sandbox needs bubblewrap, which is not installed (apt-get install -y "
+            f"bubblewrap); refusing to run untrusted programs without it ({UNSANDBOXED_ENV}=1 "
+            "runs them unsandboxed: a hostile program can then read any file you can)"
+        )
+    prefix = [bwrap, *bwrap_arguments(openscad_path, library_dirs), "--"]
+    try:
+        done = subprocess.run(prefix + [openscad_path, "--version"], capture_output=True, text=True,
+                              timeout=60, env={"PATH": "/usr/bin:/bin"}, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SandboxUnavailable(f"the OpenSCAD sandbox did not start: {error}") from None
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise SandboxUnavailable(
+            f"the OpenSCAD sandbox (bubblewrap) cannot start here: {reason}; refusing to run "
+            f"untrusted programs ({UNSANDBOXED_ENV}=1 runs them unsandboxed, at your own risk)"
+        )
+    logger.info("OpenSCAD runs in a bubblewrap sandbox (%s)", bwrap)
+    return prefix
+
+
+def require(openscad_path: str, library_dirs: Sequence[str]) -> list[str]:
+    """The command prefix that runs a program inside the sandbox (probed once per process).
+
+    Raises :class:`SandboxUnavailable` with a one-line reason where it cannot start.
     """
-    for root in library_dirs:
-        real_root = os.path.realpath(root)
-        candidate = os.path.realpath(os.path.join(real_root, path))
-        inside = os.path.commonpath([real_root, candidate]) == real_root
-        if inside and os.path.isfile(candidate):
-            return True
-    return False
+    return _probe(openscad_path, tuple(library_dirs))
 
 
-def find_forbidden(code: str, library_dirs: Sequence[str]) -> str | None:
-    """Return a one-line reason if ``code`` would read a file outside the allow-list.
-
-    Returns ``None`` when the code is safe to hand to OpenSCAD.
-    """
-    stripped = strip_comments(code)
-    # include/use paths sit in <...>, never in quotes; blanking strings stops a
-    # string such as "include <x>" from being read as a statement.
-    code_only = _blank_strings(stripped)
-    for match in _INCLUDE.finditer(code_only):
-        keyword, path = match.group(1), match.group(2).strip()
-        if not is_allowed_path(path, library_dirs):
-            return f"{keyword} <{path}> is outside the allowed library folders"
-    for match in _READER_CALL.finditer(code_only):
-        name = match.group(1)
-        literal = _LITERAL_FIRST_ARG.match(stripped, match.end())
-        if literal is None:
-            return f"{name}() with a computed or missing path is not allowed"
-        if not is_allowed_path(literal.group(1), library_dirs):
-            return f'{name}("{literal.group(1)}") is outside the allowed library folders'
-    if _FILE_ARG.search(code_only):
-        return "file= arguments (deprecated file readers) are not allowed"
-    return None
-
+@functools.cache
+def warn_unsandboxed() -> None:
+    """Say once per process that OpenSCAD runs without the sandbox, and what that risks."""
+    logger.warning("OpenSCAD runs WITHOUT the sandbox (%s=1): a hostile program can read any file "
+                   "this user can read", UNSANDBOXED_ENV)

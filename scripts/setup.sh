@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES="openscad libusb-1.0-0 chromium"
+APT_PACKAGES="openscad bubblewrap libusb-1.0-0 chromium"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

@@ -1,7 +1,10 @@
 """Each test adversarially checks one property of renderer.openscad.run, with the real CLI."""
 
 import dataclasses
+import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -9,15 +12,45 @@ import numpy as np
 import pytest
 
 from renderer import openscad
-from renderer.openscad import RenderLimits, Status, classify, read_binary_stl, run
+from renderer.openscad import RenderLimits, Status, classify, run
+from renderer.stl import read_binary_stl
 from tests.conftest import needs_openscad
 
 pytestmark = needs_openscad
 
 
-def _openscad_processes(workdir) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", f"openscad.*{workdir}"], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
+LONG_PROGRAM = "for (i = [0:999], j = [0:999]) translate([i, j, 0]) sphere(0.4, $fn = 30);"
+"""A million spheres to union: OpenSCAD would run for hours."""
+
+
+def _live_openscad_processes(ancestor: int | None = None) -> list[int]:
+    """Process ids of OpenSCAD processes still running (zombies do not count), only those
+    descended from ``ancestor`` when given."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,stat=,comm="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines()]
+    parent_of = {int(pid): int(ppid) for pid, ppid, _, _ in rows}
+
+    def descends(pid: int) -> bool:
+        while ancestor is not None and pid > 1:
+            pid = parent_of.get(pid, 0)
+            if pid == ancestor:
+                return True
+        return ancestor is None
+
+    return [int(pid) for pid, _, stat, comm in rows
+            if comm.strip() == "openscad" and not stat.startswith("Z") and descends(int(pid))]
+
+
+def _gone_soon(pids: set[int], seconds: float = 10.0) -> bool:
+    """True once none of ``pids`` is a running OpenSCAD (a killed process takes a moment)."""
+    deadline = time.monotonic() + seconds
+    while set(_live_openscad_processes()) & pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not set(_live_openscad_processes()) & pids
+
+
+def _scadloop_folders(folder) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith("scadloop-")]
 
 
 def test_valid_part_is_ok_with_a_closed_mesh():
@@ -44,17 +77,32 @@ def test_runtime_error_from_failed_assert():
 
 
 def test_infinite_loop_times_out_and_leaves_no_process(tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the run's folder goes here
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # any run folder would go here
+    before = set(_live_openscad_processes())
     start = time.monotonic()
-    # a million spheres to union: OpenSCAD would run for hours
-    result = run(
-        "for (i = [0:999], j = [0:999]) translate([i, j, 0]) sphere(0.4, $fn = 30);",
-        RenderLimits(timeout_s=2),
-    )
+    result = run(LONG_PROGRAM, RenderLimits(timeout_s=2))
     assert result.status is Status.TIMEOUT
     assert time.monotonic() - start < 10
-    assert _openscad_processes(tmp_path) == []
-    assert list(tmp_path.iterdir()) == []  # its temporary folder is gone too
+    assert _gone_soon(set(_live_openscad_processes()) - before, seconds=2)
+    assert list(tmp_path.iterdir()) == []  # nothing written to the host's disk
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_parent_leaves_no_openscad_and_no_folder(tmp_path, sig):
+    """A command killed while OpenSCAD runs a long program takes OpenSCAD with it."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "from renderer.openscad import run, RenderLimits\n"
+        f"run({LONG_PROGRAM!r}, RenderLimits(timeout_s=120))")], env=env)
+    deadline = time.monotonic() + 30
+    while not _live_openscad_processes(parent.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = set(_live_openscad_processes(parent.pid))
+    assert started, "OpenSCAD did not start"
+    parent.send_signal(sig)
+    parent.wait(timeout=30)
+    assert _gone_soon(started)
+    assert _scadloop_folders(tmp_path) == []
 
 
 def test_two_dimensional_program_is_not_3d():
