@@ -183,3 +183,17 @@ def test_truncated_stl_is_rejected(tmp_path):
     path.write_bytes(b"\0" * 80 + (5).to_bytes(4, "little") + b"\0" * 10)
     with pytest.raises(ValueError):
         read_binary_stl(str(path))
+
+
+def test_library_check_is_by_folder_not_by_string_prefix(tmp_path):
+    """A sibling folder whose name starts with the library folder's name is outside it."""
+    from renderer.screen import find_forbidden
+
+    library, sibling = tmp_path / "lib", tmp_path / "lib-evil"
+    library.mkdir()
+    sibling.mkdir()
+    (library / "ok.scad").write_text("cube(1);")
+    (sibling / "c.scad").write_text("cube(1);")
+    assert find_forbidden(f"include <{library}/ok.scad>", [str(library)]) is None
+    assert find_forbidden(f"include <{sibling}/c.scad>", [str(library)]) is not None
+    assert find_forbidden("include <../lib-evil/c.scad>", [str(library)]) is not None

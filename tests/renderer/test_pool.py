@@ -109,6 +109,7 @@ def test_killed_actor_mid_batch_loses_nothing_and_scores_nothing_twice(ray_pool,
 
     def kill_after_ten(self, ref):  # kill one actor while the batch is in flight
         original(self, ref)
+        _assert_slots_consistent(self)
         collected.append(ref)
         if len(collected) == 10:
             os.kill(victim, 9)
@@ -122,10 +123,36 @@ def test_killed_actor_mid_batch_loses_nothing_and_scores_nothing_twice(ray_pool,
     assert victim not in ray_pool.actor_pids()
 
 
+def _assert_slots_consistent(dispatch) -> None:
+    """Every actor slot is either idle once or running one program, never both or twice."""
+    running = [slot for _, slot, _ in dispatch.running.values()]
+    assert len(dispatch.idle) == len(set(dispatch.idle)), f"a slot listed idle twice: {dispatch.idle}"
+    assert len(running) == len(set(running)), "two programs on one actor"
+    assert not set(dispatch.idle) & set(running), "a busy actor listed idle"
+    assert len(dispatch.idle) + len(running) == len(dispatch.pool.actors)
+
+
 def test_program_that_kills_workers_twice_is_crashed(ray_pool):
+    replaced_before = ray_pool.replaced_actors
     results = ray_pool.score(_requests([2, 13, 3]))
     assert results[0][1] == 2.0 and results[2][1] == 3.0
     assert results[1][0] == "crashed"  # the fake scorer's answer for a crashed MeshResult
+    # exactly max_attempts (2) actors died for it: one retry, not two
+    assert ray_pool.replaced_actors == replaced_before + ray_pool.max_attempts
+
+
+def test_a_dead_actor_frees_its_slot_exactly_once(ray_pool, monkeypatch):
+    from renderer import pool as pool_module
+
+    original = pool_module._Dispatch._collect
+
+    def checked(self, ref):
+        original(self, ref)
+        _assert_slots_consistent(self)
+
+    monkeypatch.setattr(pool_module._Dispatch, "_collect", checked)
+    results = ray_pool.score(_requests([13, 2, 3, 4]))
+    assert results[0][0] == "crashed" and [r[1] for r in results[1:]] == [2.0, 3.0, 4.0]
 
 
 def test_hung_worker_is_replaced_and_its_program_crashed(ray_pool):

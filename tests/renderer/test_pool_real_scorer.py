@@ -1,0 +1,65 @@
+"""RenderPool on Ray actors with the real reward and the real sandboxed OpenSCAD.
+
+Its own module (and pool) so that the fake-scorer pool of ``test_pool.py`` has
+released its CPUs: two actors of one CPU each fill this 2-core machine.
+"""
+
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from renderer.openscad import RenderLimits, run
+from renderer.pool import RenderPool, ScoreRequest
+from reward.score import Scorer
+from tests.conftest import needs_openscad
+
+pytestmark = needs_openscad
+
+TARGET = "difference() { cube(10, center = true); cylinder(r = 3, h = 20, center = true, $fn = 24); }"
+PROGRAMS = [TARGET, "cube(", "cube(4);", 'import("/etc/passwd");', "sphere(5, $fn = 16);", "square(3);"]
+HANG = "for (i = [0:999], j = [0:999]) translate([i, j, 0]) sphere(0.4, $fn = 30);"
+
+
+def _live_openscad() -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,stat=,comm="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()]
+    return {int(pid) for pid, stat, comm in rows if comm.strip() == "openscad" and not stat.startswith("Z")}
+
+
+def _run_folders() -> set[str]:
+    return {p for p in __import__("os").listdir(tempfile.gettempdir()) if p.startswith("scadloop-")}
+
+
+@pytest.fixture(scope="module")
+def scorer_pool():
+    target = run(TARGET)
+    pool = RenderPool(Scorer(threads=1), workers=2, limits=RenderLimits(timeout_s=60), item_timeout_s=6)
+    pool.add_target("t", target.vertices, target.faces)
+    yield pool
+    pool.close()
+
+
+def test_ray_actors_with_the_real_scorer_agree_with_the_in_process_pool(scorer_pool):
+    local = RenderPool(Scorer(threads=1), workers=0)
+    target = run(TARGET)
+    local.add_target("t", target.vertices, target.faces)
+    requests = [ScoreRequest(code, "t") for code in PROGRAMS]
+    remote, here = scorer_pool.score(requests), local.score(requests)
+    assert [r.status for r in remote] == ["ok", "syntax_error", "ok", "forbidden", "ok", "not_3d"]
+    assert [r.total for r in remote] == pytest.approx([r.total for r in here], abs=1e-9)
+    assert remote[0].total > 0.99 and remote[1].total == -1.0
+
+
+def test_hung_openscad_on_a_given_up_actor_leaves_no_process_and_no_folder(scorer_pool):
+    """The pool gives up on an actor stuck in a long OpenSCAD run and kills it: OpenSCAD dies
+    with it (the sandbox dies with its parent) and no run folder is left."""
+    processes, folders = _live_openscad(), _run_folders()
+    results = scorer_pool.score([ScoreRequest(HANG, "t"), ScoreRequest("cube(4);", "t")])
+    assert results[0].status == "crashed" and results[1].status == "ok"
+    deadline = time.monotonic() + 10
+    while _live_openscad() - processes and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _live_openscad() - processes == set()
+    assert _run_folders() - folders == set()
