@@ -1,9 +1,10 @@
 """Fuzz the render pool: programs mutated from valid corpus parts, all through Ray workers.
 
 Mutations: token deletions, token swaps, huge numbers, deep recursion, forbidden
-file reads, truncation, and random bytes. Every program must come back with a
-typed status and the pool must survive. Prints counts per mutation and status and
-writes ``bench/results/fuzz_pool.json``.
+file reads, the known ways past the text screen, truncation, and random bytes. Every
+program must come back with a typed status, the pool must survive, no host file may
+show in any message, and no OpenSCAD process or ``scadloop-*`` folder may be left.
+Prints counts per mutation and status and writes ``bench/results/fuzz_pool.json``.
 
     .venv/bin/python bench/fuzz_pool.py [--programs 1000] [--timeout 5] [--workers 2]
 """
@@ -15,7 +16,9 @@ import collections
 import os
 import random
 import re
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,6 +31,8 @@ from reward.score import Scorer  # noqa: E402
 
 TOKEN = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*|\d+\.?\d*|\S")
 KNOWN_STATUSES = {str(s) for s in Status} | {"degenerate"}
+HOST_SECRET = "root:x:0:0"
+"""The first line of the host's /etc/passwd: it must never reach a message."""
 
 
 def _tokens(code: str) -> list[str]:
@@ -66,6 +71,13 @@ def forbidden_read(code: str, rng: random.Random) -> str:
     return read + "\n" + code
 
 
+def hostile_read(code: str, rng: random.Random) -> str:
+    """The four ways found past the text screen, aimed at the host's files."""
+    read = rng.choice(["include <//etc/passwd>", "x = 1.5include </etc/passwd>",
+                       'a = "x\\\n";\nimport("/root/.bashrc");', 'surface("\\x2fetc\\x2fpasswd");'])
+    return read + "\n" + code
+
+
 def truncate(code: str, rng: random.Random) -> str:
     return code[: rng.randrange(1, len(code))]
 
@@ -76,7 +88,8 @@ def random_bytes(code: str, rng: random.Random) -> str:
     return code[:position] + junk + code[position:]
 
 
-MUTATIONS = [delete_tokens, swap_tokens, huge_number, deep_recursion, forbidden_read, truncate, random_bytes]
+MUTATIONS = [delete_tokens, swap_tokens, huge_number, deep_recursion, forbidden_read, hostile_read, truncate,
+             random_bytes]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         mutation = MUTATIONS[rng.randrange(len(MUTATIONS))]
         batch.append(ScoreRequest(mutation(sources[family], rng), family))
         kinds.append(mutation.__name__)
+    processes, folders = live_openscad(), run_folders()
     start = time.perf_counter()
     results = []
     for chunk in range(0, len(batch), 100):  # progress every 100 programs
@@ -114,16 +128,34 @@ def main(argv: list[str] | None = None) -> int:
     for kind, result in zip(kinds, results, strict=True):
         by_mutation[kind][result.status] += 1
     untyped = [s for s in statuses if s not in KNOWN_STATUSES]
+    pool.close()
+    time.sleep(2)  # killed actors take their sandboxes with them; give the kernel a moment
+    leaked = sum(HOST_SECRET in r.detail for r in results)
+    orphans = {"processes": len(live_openscad() - processes), "folders": len(run_folders() - folders)}
     summary = {"programs": len(batch), "answered": len(results), "wall_s": round(wall, 1),
                "statuses": dict(statuses), "untyped_statuses": untyped,
-               "replaced_actors": pool.replaced_actors, "timeout_s": args.timeout, "workers": args.workers}
+               "replaced_actors": pool.replaced_actors, "timeout_s": args.timeout, "workers": args.workers,
+               "host_file_in_messages": leaked, "orphans": orphans}
     for kind, counts in sorted(by_mutation.items()):
         print(f"{kind:<16} {dict(counts)}")
     print(f"{len(results)}/{len(batch)} answered in {wall:.0f} s; statuses {dict(statuses)}; "
-          f"untyped {untyped}; actors replaced {pool.replaced_actors}")
+          f"untyped {untyped}; actors replaced {pool.replaced_actors}; host file in messages {leaked}; "
+          f"left behind {orphans}")
     write_json(args.out, {"summary": summary, "by_mutation": {k: dict(v) for k, v in by_mutation.items()}})
-    pool.close()
-    return 0 if len(results) == len(batch) and not untyped else 1
+    clean = not untyped and not leaked and not any(orphans.values())
+    return 0 if len(results) == len(batch) and clean else 1
+
+
+def live_openscad() -> set[int]:
+    """Process ids of running (not zombie) OpenSCAD processes."""
+    out = subprocess.run(["ps", "-eo", "pid=,stat=,comm="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()]
+    return {int(pid) for pid, stat, comm in rows if comm.strip() == "openscad" and not stat.startswith("Z")}
+
+
+def run_folders() -> set[str]:
+    """``scadloop-*`` run folders in the temporary directory."""
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("scadloop-")}
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ same CLI invocation ``run`` uses) against ``renderer.openscad.run`` +
 ``renderer.views.render`` (4 views at 128 px, one thread, as a render worker does), in
 interleaved pairs. A program's overhead is the median over pairs of (ours - bare),
 divided by the median bare time: pairing cancels most of this VM's timing drift.
-Also the cost of a render-cache hit. Writes ``bench/results/render.json``.
+Also the cost of the OS sandbox (bubblewrap): ``run`` with and without it, in the same
+interleaved rounds, the median over pairs of the difference, against the median corpus
+program's OpenSCAD time; and the cost of a render-cache hit. Writes
+``bench/results/render.json``.
 
     .venv/bin/python bench/render.py [--repeats 5] [--out bench/results/render.json]
 """
@@ -14,6 +17,7 @@ Also the cost of a render-cache hit. Writes ``bench/results/render.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -58,6 +62,12 @@ def time_ours(code: str, limits: RenderLimits) -> tuple[float, float]:
     return end - start, end - views_start
 
 
+def time_run(code: str, limits: RenderLimits) -> float:
+    start = time.perf_counter()
+    run(code, limits)
+    return time.perf_counter() - start
+
+
 def time_cache_hit(code: str, limits: RenderLimits, repeats: int = 200) -> float:
     with tempfile.TemporaryDirectory() as root:
         cache = RenderCache(root)
@@ -75,23 +85,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench/results/render.json")
     args = parser.parse_args(argv)
 
-    limits = RenderLimits()
+    limits = RenderLimits(unsandboxed=False)
+    unsandboxed = dataclasses.replace(limits, unsandboxed=True)
     time_ours(PROGRAMS["cube"], limits)  # warm imports (open3d) outside the timings
     rows = []
-    print(f"{'program':<28}{'faces':>7}{'bare_s':>9}{'ours_s':>9}{'views_s':>9}{'overhead':>10}")
+    print(f"{'program':<28}{'faces':>7}{'bare_s':>9}{'ours_s':>9}{'views_s':>9}{'overhead':>10}"
+          f"{'sandbox_ms':>11}")
     programs = dict(PROGRAMS)
     if not args.no_corpus:
         from corpus.families import FAMILIES, generate
 
         programs.update({f"corpus/{family}": generate(family, 0).code for family in sorted(FAMILIES)})
     for name, code in programs.items():
-        bare, ours, views, diffs = [], [], [], []
+        bare, ours, views, diffs, sandbox = [], [], [], [], []
         for _ in range(args.repeats):  # interleaved pairs, so machine load hits both alike
             bare.append(time_bare(code))
             total, view_s = time_ours(code, limits)
             ours.append(total)
             views.append(view_s)
             diffs.append(total - bare[-1])
+            sandbox.append(time_run(code, limits) - time_run(code, unsandboxed))
         row = {
             "program": name,
             "faces": len(run(code, limits).faces),
@@ -100,11 +113,16 @@ def main(argv: list[str] | None = None) -> int:
             "views_median_s": statistics.median(views),
         }
         row["overhead_median_s"] = statistics.median(diffs)
+        row["sandbox_cost_median_s"] = statistics.median(sandbox)
         row["overhead"] = row["overhead_median_s"] / row["bare_median_s"]
         rows.append(row)
         print(f"{name:<28}{row['faces']:>7}{row['bare_median_s']:>9.3f}{row['ours_median_s']:>9.3f}"
-              f"{row['views_median_s']:>9.4f}{row['overhead']:>9.1%}")
+              f"{row['views_median_s']:>9.4f}{row['overhead']:>9.1%}"
+              f"{row['sandbox_cost_median_s'] * 1e3:>11.1f}")
     hit = time_cache_hit(PROGRAMS["flange"], limits)
+    corpus_rows = [r for r in rows if r["program"].startswith("corpus/")] or rows
+    sandbox_cost = statistics.median(r["sandbox_cost_median_s"] for r in rows)
+    corpus_bare = statistics.median(r["bare_median_s"] for r in corpus_rows)
     summary = {
         "median_overhead": statistics.median(r["overhead"] for r in rows),
         "median_overhead_corpus": statistics.median(
@@ -114,13 +132,19 @@ def main(argv: list[str] | None = None) -> int:
         "median_views_s": statistics.median(r["views_median_s"] for r in rows),
         "total_overhead": sum(r["overhead_median_s"] for r in rows) / sum(r["bare_median_s"] for r in rows),
         "cache_hit_ms": hit * 1000,
+        "sandbox_cost_median_ms": sandbox_cost * 1000,
+        "median_corpus_program_s": corpus_bare,
+        "sandbox_cost_vs_median_corpus_program": sandbox_cost / corpus_bare,
         "openscad": openscad_info().version,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "repeats": args.repeats,
     }
     print(f"median overhead {summary['median_overhead']:.1%} (corpus parts "
           f"{summary['median_overhead_corpus']:.1%}), total overhead "
-          f"{summary['total_overhead']:.1%}, cache hit {summary['cache_hit_ms']:.3f} ms")
+          f"{summary['total_overhead']:.1%}, cache hit {summary['cache_hit_ms']:.3f} ms; sandbox "
+          f"{summary['sandbox_cost_median_ms']:.1f} ms a run = "
+          f"{summary['sandbox_cost_vs_median_corpus_program']:.1%} of the median corpus program "
+          f"({corpus_bare:.3f} s)")
     write_json(args.out, {"summary": summary, "programs": rows})
     return 0
 
