@@ -12,6 +12,7 @@ import sys
 from corpus._cli import Parser, UsageError, fail, positive_int, workers_arg
 from corpus.build import BuildSettings, build
 from corpus.build_info import summary
+from renderer.errors import RendererUnavailable
 
 
 def parse_args(argv: list[str] | None = None):
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
         datasets.disable_progress_bars()
         info = build(settings, progress=not args.quiet)
-    except UsageError as error:
+    except (UsageError, RendererUnavailable) as error:
         fail("corpus.build", str(error))
     except KeyboardInterrupt:
         print("corpus.build: interrupted; run the same command again to resume", file=sys.stderr)

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from renderer import sandbox
+from renderer.errors import RendererUnavailable
 from renderer.screen import find_forbidden
 from renderer.stl import parse_binary_stl
 
@@ -74,7 +75,7 @@ class Status(enum.StrEnum):
     CRASHED = "crashed"
 
 
-class OpenSCADNotFound(RuntimeError):
+class OpenSCADNotFound(RendererUnavailable):
     """The OpenSCAD binary is missing: a set-up problem, not a bad program."""
 
 

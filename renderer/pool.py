@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 
 from renderer.cache import RenderCache
-from renderer.openscad import MeshResult, RenderLimits, Status, run
+from renderer.openscad import MeshResult, RenderLimits, Status, run, sandbox_prefix
 from renderer.views import save_view_row
 
 logger = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ class RenderPool:
         self.targets: dict[str, object] = {}
         self.ray_start_s = 0.0
         self.replaced_actors = 0
+        sandbox_prefix(self.limits)  # no OpenSCAD or no sandbox: one clear error now, not in every worker
         if self.workers > 0:
             from renderer.cluster import ensure_ray
 

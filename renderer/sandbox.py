@@ -48,6 +48,8 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
+from renderer.errors import RendererUnavailable
+
 logger = logging.getLogger(__name__)
 
 UNSANDBOXED_ENV = "SCADLOOP_UNSANDBOXED"
@@ -60,7 +62,7 @@ _PRIVATE = ("--tmpfs", WORKDIR, "--proc", "/proc", "--dev", "/dev")
 _ISOLATION = ("--chdir", WORKDIR, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL")
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(RendererUnavailable):
     """The OS sandbox cannot start here: a set-up problem, reported in one line."""
 
 

@@ -36,6 +36,7 @@ import torch
 from configs.eval import EvalConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.sft import DEFAULT_CORPUS_DIR
+from renderer.errors import RendererUnavailable
 from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads, write_json
 
 PROG = "rl.eval"
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         metrics = run(from_args(EvalConfig, args))
-    except (ConfigError, UsageError) as error:
+    except (ConfigError, UsageError, RendererUnavailable) as error:
         fail(PROG, error)
     print(_describe(metrics))
     return 0

@@ -60,6 +60,7 @@ import time
 
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.ppo import PPOConfig
+from renderer.errors import RendererUnavailable
 from rl.cli import Parser, UsageError, fail, quiet_libraries, set_threads, write_json
 
 PROG = "rl.ppo"
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         summary = run(from_args(PPOConfig, args))
-    except (ConfigError, UsageError) as error:
+    except (ConfigError, UsageError, RendererUnavailable) as error:
         fail(PROG, error)
     print(f"{PROG}: iteration {summary['iteration']} in {summary['wall_seconds']:.0f} s; policy in "
           f"{summary['final']}; metrics in {os.path.join(summary['run_dir'], 'metrics.jsonl')}"

@@ -10,6 +10,8 @@ sandbox that let a read through would fail here.
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -126,7 +128,8 @@ def test_host_files_do_not_exist_inside():
 
 def test_missing_bubblewrap_is_one_clear_line(monkeypatch):
     sandbox._probe.cache_clear()
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "bwrap" else which(name))
     try:
         with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap") as caught:
             run("cube(1);", RenderLimits(unsandboxed=False))
@@ -143,3 +146,14 @@ def test_unsandboxed_is_opted_into_only_by_the_environment(monkeypatch):
     assert RenderLimits().unsandboxed is True
     monkeypatch.setenv(sandbox.UNSANDBOXED_ENV, "yes please")
     assert RenderLimits().unsandboxed is False
+
+
+def test_a_command_without_bubblewrap_stops_with_one_line(tmp_path):
+    """corpus.build on a PATH without bwrap: one error line naming the fix and the opt-out."""
+    env = {"PATH": str(tmp_path), "SCADLOOP_OPENSCAD": shutil.which("openscad"), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "corpus.build", "--n", "2", "--workers", "0", "--out",
+                           str(tmp_path / "corpus")], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in done.stderr
+    assert "bubblewrap" in errors[0] and sandbox.UNSANDBOXED_ENV in errors[0]
