@@ -127,6 +127,11 @@ def test_empty_program_is_empty_not_ok():
         "include <../../../../etc/passwd>",
         'linear_extrude(file = "/etc/passwd.dxf", height = 1);',
         'import_stl("/etc/passwd");',
+        # the four ways once found past the screen (the sandbox holds them anyway)
+        "include <//etc/passwd>",
+        "x = 1.5include </etc/passwd>",
+        'a = "x\\\n";\nimport("/etc/passwd");',
+        'surface(".\\x2f..\\x2fsecret/../MCAD/units.scad");',
     ],
 )
 def test_file_reads_outside_libraries_are_forbidden_and_never_run(code, monkeypatch):
