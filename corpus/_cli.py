@@ -1,7 +1,8 @@
 """Command-line helpers shared by ``corpus.build``, ``corpus.import`` and ``corpus.stats``.
 
 Every corpus command reports a usage or set-up error as one line on stderr
-(``corpus.build: error: --n must be a positive integer, got 0``) and exits with 2.
+(``corpus.build: error: --n must be a positive integer, got 0``) and exits with 2; an input
+it skips and goes on without is one warning line (``corpus.import: warning: skipped 'x.scad': ...``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def fail(prog: str, message: str):
     first = str(message).strip().splitlines()[0] if str(message).strip() else "failed"
     print(f"{prog}: error: {first}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def warn(prog: str, message: str) -> None:
+    """Print ``prog: warning: message`` (first line only) to stderr; the command goes on."""
+    first = str(message).strip().splitlines()[0] if str(message).strip() else "warning"
+    print(f"{prog}: warning: {first}", file=sys.stderr)
 
 
 def positive_int(text: str) -> int:

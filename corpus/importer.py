@@ -6,7 +6,7 @@ Usage (``corpus/import.py`` forwards here; ``import`` is a Python keyword)::
     python -m corpus.import my_parts/ --out runs/my_parts --split auto    # 90/5/5, no leakage
     python -m corpus.import my_parts/ --out runs/my_parts --workers 0 --timeout 60
 
-Every ``name.scad`` in the folder (not its subfolders) becomes one row with
+Every regular file ``name.scad`` in the folder (not its subfolders) becomes one row with
 ``family = "imported"``, ``seed = 0`` and ``params = "{}"``. Its views and mesh come
 from running the ``.scad`` with OpenSCAD, exactly as in ``corpus.build``, so they match
 what the reward renders; a ``name.png`` next to it, if any, is kept as the extra column
@@ -14,21 +14,32 @@ what the reward renders; a ``name.png`` next to it, if any, is kept as the extra
 a forbidden ``include``, ...) is listed in a table (name, status, first error line)
 and skipped; only a folder where nothing renders is an error. Writes the same layout
 as ``corpus.build`` (``OUT/data``, ``OUT/meshes``, ``OUT/build.json``).
+
+Which entries count (:func:`find_programs`): the folder is listed with ``os.scandir``, so
+names with glob characters (``d[1]``, ``*``) are plain names. Suffixes match in any case
+(``PART.SCAD``, ``part.PNG``). Hidden ``.scad`` files (``.name.scad``) are skipped with a
+warning. A folder, FIFO, socket, device, broken symlink or unreadable file named
+``*.scad``, or named as a program's picture, is skipped with one warning line on stderr
+(``corpus.import: warning: skipped 'x.scad': a folder, not a regular file``) and the rest is
+imported; a FIFO is never opened. The skipped entries are also listed in ``build.json``.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
+import stat
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corpus import dataset, splits
-from corpus._cli import Parser, UsageError, fail, output_dir, positive_int, workers_arg
+from corpus._cli import Parser, UsageError, fail, output_dir, positive_int, warn, workers_arg
+from renderer.errors import RendererUnavailable
 
 FAMILY = "imported"
+SCAD = ".scad"
+PNG = ".png"
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,8 @@ class Program:
     """Row id: the stem with characters other than letters, digits, ``._-`` replaced by ``_``."""
     code: str
     png_path: str | None
+    picture: bytes | None = field(default=None, repr=False)
+    """The bytes of ``png_path``, read while the folder was scanned."""
 
 
 @dataclass(frozen=True)
@@ -50,17 +63,107 @@ class Failure:
     detail: str
 
 
-def find_programs(folder: str) -> list[Program]:
-    """The ``.scad`` files of ``folder`` (sorted by name), read as UTF-8 (bad bytes replaced)."""
-    programs, used = [], set()
-    for path in sorted(glob.glob(os.path.join(folder, "*.scad"))):
-        name = os.path.splitext(os.path.basename(path))[0]
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            code = fh.read()
-        png = os.path.splitext(path)[0] + ".png"
-        row_id = _unique(re.sub(r"[^A-Za-z0-9._-]", "_", name) or "part", used)
-        programs.append(Program(name, row_id, code, png if os.path.exists(png) else None))
-    return programs
+@dataclass(frozen=True)
+class Skipped:
+    """A folder entry named like a program or picture that is not imported, and why."""
+
+    name: str
+    """The entry's file name."""
+    reason: str
+    """Why, e.g. ``a folder, not a regular file``; the CLI prints one warning line per entry."""
+
+
+def find_programs(folder: str) -> tuple[list[Program], list[Skipped]]:
+    """The programs of ``folder`` (sorted by file name) and the entries skipped, each with why.
+
+    Lists the folder with :func:`os.scandir` (no glob: ``[``, ``*``, ``?`` in names are plain
+    characters). A program is a *regular* file (or a symlink to one) named ``stem.scad``, the
+    suffix in any case (``PART.SCAD``); code is read as UTF-8, bad bytes replaced. Its picture
+    is the regular file ``stem.png`` (suffix in any case, ``.png`` preferred). Skipped, with a
+    reason: hidden ``.scad`` files (the name starts with ``.``), and folders, FIFOs, sockets,
+    devices, broken symlinks or unreadable files named like a program or its picture. A FIFO is
+    never opened. Other files (``notes.txt``) and subfolders are ignored.
+    """
+    with os.scandir(folder) as listing:
+        names = sorted(entry.name for entry in listing)
+    pictures: dict[str, list[str]] = {}
+    for name in names:
+        if name.lower().endswith(PNG):
+            pictures.setdefault(name[: -len(PNG)], []).append(name)
+    programs, skipped, used = [], [], set()
+    for name in names:
+        if not name.lower().endswith(SCAD):
+            continue
+        stem = name[: -len(SCAD)]
+        if stem.startswith(".") or not stem:
+            skipped.append(Skipped(name, "a hidden file (the name starts with '.'); rename it to import it"))
+            continue
+        try:
+            code = read_regular(os.path.join(folder, name)).decode("utf-8", errors="replace")
+        except OSError as error:
+            skipped.append(Skipped(name, _why_not_read(os.path.join(folder, name), error)))
+            continue
+        png_path, picture = _find_picture(folder, stem, pictures.get(stem, []), skipped)
+        row_id = _unique(re.sub(r"[^A-Za-z0-9._-]", "_", stem), used)
+        programs.append(Program(stem, row_id, code, png_path, picture))
+    return programs, skipped
+
+
+def _find_picture(
+    folder: str, stem: str, candidates: list[str], skipped: list[Skipped]
+) -> tuple[str | None, bytes | None]:
+    """Path and bytes of ``stem``'s picture among ``candidates`` (``stem.png`` in any case), or
+    ``(None, None)``; a candidate that is not a readable regular file, or a second one, is skipped."""
+    found: tuple[str | None, bytes | None] = (None, None)
+    for name in sorted(candidates, key=lambda n: (not n.endswith(PNG), n)):
+        path = os.path.join(folder, name)
+        if found[0] is not None:
+            skipped.append(Skipped(name, f"{stem!r} already has the picture {os.path.basename(found[0])!r}"))
+            continue
+        try:
+            found = (path, read_regular(path))
+        except OSError as error:
+            skipped.append(Skipped(name, _why_not_read(path, error)))
+    return found
+
+
+def read_regular(path: str) -> bytes:
+    """The bytes of the regular file (or symlink to one) at ``path``; OSError for anything else.
+
+    ``stat`` first, so a FIFO, socket or device is never opened; then opened non-blocking and
+    checked again with ``fstat``, so a FIFO swapped in between cannot hang the import.
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(path, mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(path, mode)
+        return fh.read()
+
+
+class NotRegularFile(OSError):
+    """An entry that is a folder, FIFO, socket or device rather than a regular file."""
+
+    def __init__(self, path: str, mode: int):
+        super().__init__(f"{path!r} is not a regular file")
+        self.mode = mode
+
+
+def _why_not_read(path: str, error: OSError) -> str:
+    """The one-line reason :func:`read_regular` failed on ``path``."""
+    if isinstance(error, NotRegularFile):
+        return f"{_kind(error.mode)}, not a regular file"
+    if isinstance(error, FileNotFoundError) and os.path.islink(path):
+        return "a broken symlink"
+    return f"cannot be read ({error.strerror or error})"
+
+
+def _kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")]
+    return next((word for test, word in kinds if test(mode)), "a device or other special file")
 
 
 def _unique(stem: str, used: set) -> str:
@@ -92,16 +195,9 @@ def import_rows(root: str, programs: list[Program], records: list) -> tuple[list
         mesh_path = dataset.save_mesh(root, program.id, record.vertices, record.faces)
         columns = dict(id=program.id, family=FAMILY, seed=0, params="{}", code=program.code)
         row = dataset.row_of(record, mesh_path, **columns)
-        row["user_image"] = _read_png(program.png_path)
+        row["user_image"] = None if program.picture is None else {"bytes": program.picture, "path": None}
         rows.append(row)
     return rows, failures
-
-
-def _read_png(path: str | None):
-    if path is None:
-        return None
-    with open(path, "rb") as fh:
-        return {"bytes": fh.read(), "path": None}
 
 
 def split_rows(rows: list[dict], split: str, seed: int) -> dict[str, list[dict]]:
@@ -133,7 +229,7 @@ def import_folder(
 ) -> tuple[dict, list[Failure]]:
     """Import ``folder`` into ``out``; return ``(build.json dict, failures)``. Raises UsageError."""
     started = time.perf_counter()
-    programs = check_folders(folder, out)
+    programs, skipped = check_folders(folder, out)
     records = render_programs(programs, workers, size, timeout)
     rows, failures = import_rows(out, programs, records)
     if not rows:
@@ -151,6 +247,7 @@ def import_folder(
             "with_user_image": sum(r["user_image"] is not None for r in rows),
         },
         "failures": [f.__dict__ for f in failures],
+        "skipped": [s.__dict__ for s in skipped],
         "timing": {
             "this_run_seconds": round(time.perf_counter() - started, 2),
             "openscad_seconds_total": round(sum(r.seconds for r in records), 2),
@@ -160,17 +257,22 @@ def import_folder(
     return info, failures
 
 
-def check_folders(folder: str, out: str) -> list[Program]:
-    """The folder's programs; raises UsageError for a missing folder, no .scad file or a bad ``out``."""
+def check_folders(folder: str, out: str) -> tuple[list[Program], list[Skipped]]:
+    """:func:`find_programs` of ``folder``; UsageError for a missing or unreadable folder, no
+    importable .scad file or a bad ``out``."""
     if not os.path.isdir(folder):
         raise UsageError(f"{folder!r} is not a folder")
-    programs = find_programs(folder)
+    try:
+        programs, skipped = find_programs(folder)
+    except OSError as error:
+        raise UsageError(f"cannot list {folder!r} ({error.strerror or error})") from None
     if not programs:
-        raise UsageError(f"no .scad file in {folder!r}")
+        why = f" ({len(skipped)} skipped; {skipped[0].name!r}: {skipped[0].reason})" if skipped else ""
+        raise UsageError(f"no .scad file in {folder!r}{why}")
     output_dir(out)
     if os.path.isdir(out) and os.listdir(out) and dataset.read_build_info(out).get("kind") != "import":
         raise UsageError(f"--out {out!r} is not empty and holds no import; use an empty or new folder")
-    return programs
+    return programs, skipped
 
 
 def failure_table(failures: list[Failure]) -> str:
@@ -217,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         info, failures = import_folder(
             args.folder, args.out, args.split, args.workers, args.size, args.timeout, args.seed
         )
-    except UsageError as error:
+    except (UsageError, RendererUnavailable) as error:
         fail("corpus.import", str(error))
+    for entry in info["skipped"]:
+        warn("corpus.import", f"skipped {entry['name']!r}: {entry['reason']}")
     if failures:
         print(f"skipped {len(failures)} of {info['counts']['files']} files:")
         print(failure_table(failures))

@@ -8,10 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from configs.policy import PolicyConfig
-from policies.base import Policy, PolicyOutput, Rollout, SFTCollator, read_policy_json
+from safetensors import SafetensorError
 
-__all__ = ["Policy", "PolicyConfig", "PolicyOutput", "Rollout", "SFTCollator", "build_policy", "load_policy"]
+from configs.policy import PolicyConfig
+from policies.base import (
+    CheckpointError,
+    Policy,
+    PolicyOutput,
+    Rollout,
+    SFTCollator,
+    first_line,
+    read_policy_json,
+)
+
+__all__ = [
+    "CheckpointError",
+    "Policy",
+    "PolicyConfig",
+    "PolicyOutput",
+    "Rollout",
+    "SFTCollator",
+    "build_policy",
+    "load_policy",
+]
 
 
 def build_policy(config: PolicyConfig, texts: Sequence[str] | None = None) -> Policy:
@@ -25,15 +44,39 @@ def build_policy(config: PolicyConfig, texts: Sequence[str] | None = None) -> Po
     return PretrainedPolicy.build(config)
 
 
+def _load_tiny(directory: str) -> Policy:
+    from policies.tiny import TinyPolicy
+
+    return TinyPolicy.load(directory)
+
+
+def _load_pretrained(directory: str) -> Policy:
+    from policies.pretrained import PretrainedPolicy
+
+    return PretrainedPolicy.load(directory)
+
+
+LOADERS = {"tiny": _load_tiny, "pretrained": _load_pretrained}
+"""How a checkpoint of each ``kind`` in ``policy.json`` loads."""
+
+
 def load_policy(directory: str) -> Policy:
-    """The policy :meth:`Policy.save` wrote to ``directory``, whatever its kind."""
+    """The policy :meth:`Policy.save` wrote to ``directory``, whatever its kind.
+
+    Raises :class:`CheckpointError` (one line naming the folder) for an unusable ``policy.json``,
+    an unknown kind, a missing base model, pickled weights (never unpickled: safetensors only) or
+    weights that do not load.
+    """
     kind, _ = read_policy_json(directory)
-    if kind == "tiny":
-        from policies.tiny import TinyPolicy
-
-        return TinyPolicy.load(directory)
-    if kind == "pretrained":
-        from policies.pretrained import PretrainedPolicy
-
-        return PretrainedPolicy.load(directory)
-    raise ValueError(f"{directory}: unknown policy kind {kind!r} in policy.json")
+    loader = LOADERS.get(kind)
+    if loader is None:
+        raise CheckpointError(
+            f"checkpoint {directory!r}: unknown policy kind {kind!r} in policy.json "
+            f"(expected one of {', '.join(LOADERS)})"
+        )
+    try:
+        return loader(directory)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        raise CheckpointError(f"checkpoint {directory!r} cannot be loaded: {first_line(error)}") from error

@@ -34,9 +34,11 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from configs.policy import PolicyConfig
-from policies.base import Policy, read_policy_json
+from policies.base import CheckpointError, Policy, first_line, read_policy_json, require_safetensors
 from policies.tiny import as_rgb
 
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+"""The LoRA adapters as ``PeftModel.save_pretrained`` writes them."""
 _VISION_WORDS = ("vision", "visual", "image", "img")
 _PLACEHOLDER_ATTRS = (
     "image_token",
@@ -58,9 +60,22 @@ def lora_targets(config: PolicyConfig) -> str | list[str]:
 
 
 def _load_base(config: PolicyConfig):
+    """The base model of ``config``, its weights from safetensors only (never a pickled ``.bin``)."""
     dtype = getattr(torch, config.dtype)
-    model = AutoModelForImageTextToText.from_pretrained(config.model_name_or_path, dtype=dtype)
-    return model
+    return AutoModelForImageTextToText.from_pretrained(
+        config.model_name_or_path, dtype=dtype, use_safetensors=True
+    )
+
+
+def _load_saved_base(config: PolicyConfig, directory: str):
+    """:func:`_load_base` for a checkpoint; :class:`CheckpointError` naming the base if it cannot load."""
+    try:
+        return _load_base(config)
+    except (OSError, ValueError) as error:  # not found, not a model, no safetensors, bad repo id
+        raise CheckpointError(
+            f"checkpoint {directory!r}: its base model {config.model_name_or_path!r} cannot be loaded "
+            f"({first_line(error)})"
+        ) from error
 
 
 class PretrainedPolicy(Policy):
@@ -155,9 +170,13 @@ class PretrainedPolicy(Policy):
 
     @classmethod
     def load(cls, directory: str) -> PretrainedPolicy:
-        """Base from ``config.model_name_or_path``, adapters, value head and processor from ``directory``."""
+        """Base from ``config.model_name_or_path``, adapters, value head and processor from ``directory``.
+
+        Weights load from safetensors only; a missing base or pickled weights are a :class:`CheckpointError`.
+        """
         _, config = read_policy_json(directory)
-        model = PeftModel.from_pretrained(_load_base(config), directory, is_trainable=True)
+        require_safetensors(directory, (ADAPTER_WEIGHTS,))
+        model = PeftModel.from_pretrained(_load_saved_base(config, directory), directory, is_trainable=True)
         policy = cls(config, model, AutoProcessor.from_pretrained(directory))
         policy._load_value_head(directory)
         return policy

@@ -34,8 +34,11 @@ from PIL import Image
 from transformers import AutoTokenizer, Idefics3Config, Idefics3ForConditionalGeneration
 
 from configs.policy import PolicyConfig
-from policies.base import Policy, read_policy_json
+from policies.base import Policy, read_policy_json, require_safetensors
 from policies.tokenizer import GLOBAL_IMAGE, IMAGE, IMAGE_WRAP, corpus_texts, train_tokenizer
+
+MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+"""The backbone's weights as ``save_pretrained`` writes them (one file or a sharded index)."""
 
 
 def as_rgb(image) -> Image.Image:
@@ -153,8 +156,12 @@ class TinyPolicy(Policy):
 
     @classmethod
     def load(cls, directory: str) -> TinyPolicy:
+        """The policy :meth:`save` wrote; weights from safetensors only (pickled ``.bin`` refused)."""
         _, config = read_policy_json(directory)
-        model = Idefics3ForConditionalGeneration.from_pretrained(directory, dtype=torch.float32)
+        require_safetensors(directory, MODEL_WEIGHTS)
+        model = Idefics3ForConditionalGeneration.from_pretrained(
+            directory, dtype=torch.float32, use_safetensors=True
+        )
         policy = cls(config, model, AutoTokenizer.from_pretrained(directory))
         policy._load_value_head(directory)
         return policy

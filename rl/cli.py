@@ -62,12 +62,16 @@ def write_json(path: str, values) -> str:
 
 
 def load_checkpoint(path: str):
-    """The policy saved in ``path``; a folder without ``policy.json`` is a :class:`UsageError`."""
-    from policies import load_policy
+    """The policy saved in ``path``; a folder without ``policy.json`` or a checkpoint that cannot load
+    (bad ``policy.json``, unknown kind, missing base model, pickled weights) is a :class:`UsageError`."""
+    from policies import CheckpointError, load_policy
 
     if not os.path.exists(os.path.join(path, "policy.json")):
         raise UsageError(
             f"checkpoint {path!r} holds no policy (no policy.json); train one with 'python -m rl.sft' "
             "or pass --checkpoint runs/<name>/final"
         )
-    return load_policy(path)
+    try:
+        return load_policy(path)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from error

@@ -1,7 +1,9 @@
 """``index.html`` of a main-job folder: stage times, SFT-vs-PPO tables, curves, examples, links.
 
 Plain HTML with relative links, so the folder can be moved or served as is; the per-program
-detail lives in the reward reports it links (:mod:`reward.report`).
+detail lives in the reward reports it links (:mod:`reward.report`). Every path, name and text
+from records or config is written through :func:`reward.report_plots.escape` (``html.escape``,
+quotes included), as the reward report does, so a quote or ``<script>`` in a path stays text.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ pre{background:#f6f6f6;padding:6px;font-size:11px;max-height:260px;overflow:auto
 
 
 def _rel(path: str, root: str) -> str:
-    return os.path.relpath(path, root).replace(os.sep, "/")
+    """``path`` relative to ``root`` with ``/`` separators, HTML-escaped (quotes too) for ``src='…'``,
+    ``href='…'`` and text alike."""
+    return escape(os.path.relpath(path, root).replace(os.sep, "/"))
 
 
 def _num(value, spec: str = ".3f") -> str:
@@ -29,7 +33,7 @@ def _num(value, spec: str = ".3f") -> str:
 
 def comparison_table(comparison: dict) -> str:
     """The figures and the paired bootstrap intervals of one :func:`rl.compare.compare`."""
-    a, b = comparison["names"]
+    a, b = (escape(name) for name in comparison["names"])
     rows = [f"<tr><th>figure</th><th>{a}</th><th>{b}</th><th>{b} − {a}</th></tr>"]
     for row in comparison["figures"]:
         spec = row["format"]
@@ -111,7 +115,9 @@ def write_index(config, summary: dict) -> str:
     root = config.out
     stages = summary["stages"].items()
     times = {name: "reused" if t["reused"] else f"{t['seconds']:.0f} s" for name, t in stages}
-    stage_rows = "".join(f"<tr><td>{escape(name)}</td><td class=n>{t}</td></tr>" for name, t in times.items())
+    stage_rows = "".join(
+        f"<tr><td>{escape(name)}</td><td class=n>{escape(t)}</td></tr>" for name, t in times.items()
+    )
     sections = [
         f"<h1>scadloop main job: {escape(root)}</h1>",
         "<p>SFT policy, then PPO with OpenSCAD rendering in the loop; both evaluated on the same "
@@ -122,7 +128,7 @@ def write_index(config, summary: dict) -> str:
     for split, comparison in summary["comparisons"].items():
         sections.append(f"<h2>SFT vs PPO on {escape(split)}</h2>{comparison_table(comparison)}")
     rate = summary.get("ppo_throughput") or {"share": {}}
-    shares = ", ".join(f"{k} {v:.0%}" for k, v in rate["share"].items() if v is not None)
+    shares = escape(", ".join(f"{k} {v:.0%}" for k, v in rate["share"].items() if v is not None))
     sections.append(f"<p>PPO: {rate.get('samples_per_s_mean') or 0:.2f} programs/s; time in {shares}.</p>")
     sections.append(
         f"<h2>PPO reward curves</h2><img src='{_rel(summary['curves'], root)}' style='max-width:100%'>"
@@ -141,7 +147,7 @@ def write_index(config, summary: dict) -> str:
     ppo_report = summary["ppo"].get("report")
     if ppo_report:
         links.append(ppo_report)
-    items = "".join(f"<li><a href='{_rel(p, root)}'>{escape(_rel(p, root))}</a></li>" for p in links)
+    items = "".join(f"<li><a href='{_rel(p, root)}'>{_rel(p, root)}</a></li>" for p in links)
     sections.append(f"<h2>Reward-inspection reports</h2><ul>{items}</ul>")
     page = (
         f"<!doctype html><html><head><meta charset=utf-8><title>scadloop {escape(root)}</title>"

@@ -27,38 +27,96 @@ greedy one, then ``k - 1`` sampled); each runs in OpenSCAD. The kept program is:
 Writes into ``--out`` (default ``runs/predict/<image stem>``): ``prediction.scad``,
 ``prediction.stl`` (binary; only for a valid program), ``prediction.png`` (the input, then the
 program's iso / front / right / top views) and ``candidates.json`` (every program, its status
-and score). A missing file or a non-image is one line on stderr, exit 2.
+and score). The image and checkpoint are checked first; a bad one is one line on stderr
+(``rl.predict: error: ...``) and exit 2, never a traceback: a missing file, a folder or FIFO, a
+picture over 8192x8192 pixels (refused from its header, before decoding), a non-image or a
+truncated one; a checkpoint whose ``policy.json`` is not JSON or names an unknown kind, whose base
+model is missing, or whose weights are pickled (``.bin``: never unpickled, safetensors only). A
+16-bit grayscale picture is scaled to 8-bit (65535 -> 255), not clipped.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from configs.eval import PredictConfig
 from configs.loader import ConfigError, add_arguments, from_args
+from renderer.errors import RendererUnavailable
 from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads, write_json
 
 PROG = "rl.predict"
 VIEW_SIZE = 128
 _STL = np.dtype([("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+MAX_PIXELS = 8192 * 8192
+"""Largest picture accepted (width x height, 64 Mpx); a bigger one is refused before it is decoded."""
+_LIMIT = f"{MAX_PIXELS} (8192x8192)"
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""PIL modes of 16-bit grayscale pictures, scaled to 8-bit by :func:`to_8bit`."""
+
+
+def open_image(path: str):
+    """The decoded picture at ``path``; :class:`UsageError` (one line) if it is missing, not a regular
+    file, over :data:`MAX_PIXELS` (checked from the header, before decoding) or not a readable image."""
+    from PIL import Image
+
+    if not os.path.exists(path):
+        raise UsageError(f"image {path!r} does not exist")
+    if not os.path.isfile(path):  # a folder, FIFO or device is never opened
+        raise UsageError(f"image {path!r} is not a regular file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                _check_size(path, opened.size)
+                opened.load()
+                return opened.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = found.group(1) if found else "too many"
+        raise UsageError(f"image {path!r} is too large: {pixels} pixels, the limit is {_LIMIT}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as error:  # Unidentified...: OSError
+        raise UsageError(f"{path!r} is not an image PIL can read ({_one_line(error)})") from None
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _check_size(path: str, size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise UsageError(
+            f"image {path!r} is too large: {width}x{height} = {width * height} pixels, the limit is {_LIMIT}"
+        )
+
+
+def to_8bit(image):
+    """A 16-bit grayscale picture (PIL modes ``I;16*``, or ``I`` as older PIL decodes 16-bit PNGs)
+    scaled to 8-bit ``L`` (0..65535 -> 0..255, rounded); any other picture unchanged.
+
+    PIL's own ``convert`` clips such values to 255, which turns a 16-bit picture almost all white.
+    """
+    from PIL import Image
+
+    if image.mode not in SIXTEEN_BIT_MODES:
+        return image
+    values = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
 
 
 def read_image(path: str):
-    """The picture at ``path``, RGB, padded to a square with white; :class:`UsageError` if unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    """The picture at ``path``, RGB, padded to a square with white; :class:`UsageError` if unreadable
+    (see :func:`open_image`). 16-bit grayscale is scaled to 8-bit, alpha composited on white."""
+    from PIL import Image
 
-    if not os.path.isfile(path):
-        raise UsageError(f"image {path!r} does not exist")
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = opened.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise UsageError(f"{path!r} is not an image PIL can read ({type(error).__name__})") from None
+    image = to_8bit(open_image(path))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
@@ -187,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         summary = predict(args.image, from_args(PredictConfig, args))
-    except (ConfigError, UsageError) as error:
+    except (ConfigError, UsageError, RendererUnavailable) as error:
         fail(PROG, error)
     valid = sum(c["valid"] for c in summary["candidates"])
     if summary["valid"]:

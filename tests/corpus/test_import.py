@@ -36,7 +36,8 @@ def user_folder(tmp_path):
 
 
 def test_find_programs_lists_scad_files_with_their_pictures(tmp_path):
-    programs = find_programs(str(user_folder(tmp_path)))
+    programs, skipped = find_programs(str(user_folder(tmp_path)))
+    assert skipped == []
     assert [p.name for p in programs] == ["box", "broken", "empty", "flat", "ring part", "sneaky"]
     assert programs[0].png_path.endswith("box.png") and programs[1].png_path is None
     assert programs[4].id == "ring_part"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from renderer.openscad import read_binary_stl
+from renderer.stl import read_binary_stl
 
 
 class TruthPolicy:
