@@ -48,7 +48,11 @@ def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     -------
     (M,) float64
     """
-    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
+    return corner_areas(np.asarray(vertices, dtype=np.float64)[np.asarray(faces)])
+
+
+def corner_areas(corners: np.ndarray) -> np.ndarray:
+    """Area ``(M,) float64`` of each triangle of ``corners (M, 3, 3)`` (corner, xyz)."""
     edges = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     return 0.5 * np.linalg.norm(edges, axis=1)
 
@@ -225,9 +229,10 @@ def occupancy(
 
     Centres: only cells inside the mesh's bounding box are queried (the rest cannot be
     inside), via open3d ``RaycastingScene.compute_occupancy``. Surface: the cells that
-    :func:`surface_points` (4 per cell area) and the vertices fall in, so a part thinner than
-    a cell (a 2 mm plate in a 48-cell grid) is not an empty grid (two empty grids would score
-    IoU 1 against each other). Parts of the mesh outside the cube are not counted.
+    :func:`surface_cells` marks (surface points, 4 per cell area, and the vertices), so a part
+    thinner than a cell (a 2 mm plate in a 48-cell grid) is not an empty grid (two empty grids
+    would score IoU 1 against each other). Parts of the mesh outside the cube are not counted,
+    and cost (almost) nothing: both steps are bounded by the grid, not by the mesh's size.
 
     Parameters
     ----------
@@ -262,22 +267,46 @@ def occupancy(
         scene = scene if scene is not None else make_scene(vertices, faces)
         inside = scene.compute_occupancy(o3d.core.Tensor(points.astype(np.float32)), nthreads=threads)
         grid[box] = inside.numpy() > 0.5
-    _mark_surface(grid, vertices, faces, bounds)
+    grid |= surface_cells(vertices, faces, resolution, bounds)
     return grid
 
 
 SURFACE_POINTS_PER_CELL = 4
 """Surface points per cell face area that :func:`occupancy` places on each triangle."""
+CLIP_AREA = 4.0
+"""Triangles larger than this many grid faces (``(hi - lo)^2``) are clipped to the grid before
+sampling; smaller ones are sampled whole, as they always were."""
+MAX_SURFACE_AREA = 256.0
+"""Surface area, in grid faces, sampled at full density inside the grid (a part that fills the
+unit sphere has about 2); beyond it the density drops so the points stay this many."""
+CHUNK_POINTS = 1 << 18
+"""Surface points made and marked at a time (bounds the memory of :func:`surface_cells`)."""
+CLIP_CHUNK = 1 << 13
+"""Triangles clipped at a time (about 1 kB each while clipped)."""
 
 
 def surface_points(vertices: np.ndarray, faces: np.ndarray, density: float) -> np.ndarray:
     """``(P, 3)`` deterministic points on a mesh's surface, ``ceil(area x density)`` (at least one)
     per triangle, spread by the R2 low-discrepancy sequence (no random draws: a mesh always
-    gives the same points)."""
+    gives the same points). ``P`` grows with the area: :func:`surface_cells` bounds it."""
     corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]  # (M, 3, 3)
-    counts = np.maximum(1, np.ceil(triangle_areas(vertices, faces) * density)).astype(np.int64)
-    owner = np.repeat(np.arange(len(corners)), counts)
-    j = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)  # index within its triangle
+    counts = point_counts(corner_areas(corners), density)
+    return r2_points(corners, counts, 0, int(counts.sum()))
+
+
+def point_counts(areas: np.ndarray, density: float) -> np.ndarray:
+    """``(M,) int64`` points per triangle: ``ceil(area x density)``, at least one."""
+    return np.maximum(1, np.ceil(areas * density)).astype(np.int64)
+
+
+def r2_points(corners: np.ndarray, counts: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Points ``start`` to ``stop`` ``(stop - start, 3)`` of the R2 sequences on triangles ``corners
+    (M, 3, 3)``, ``counts[i]`` on triangle ``i``, in triangle order (any split into ranges gives
+    the same points as one call)."""
+    ends = np.cumsum(counts)
+    flat = np.arange(start, stop)
+    owner = np.searchsorted(ends, flat, side="right")
+    j = flat - (ends - counts)[owner]  # index within its triangle
     plastic = 1.32471795724474602596  # the plastic number: the R2 sequence steps by 1/p and 1/p^2
     u, v = (0.5 + j / plastic) % 1.0, (0.5 + j / plastic**2) % 1.0
     fold = u + v > 1.0
@@ -286,10 +315,109 @@ def surface_points(vertices: np.ndarray, faces: np.ndarray, density: float) -> n
     return a + u * (b - a) + v * (c - a)
 
 
-def _mark_surface(grid: np.ndarray, vertices: np.ndarray, faces: np.ndarray, bounds) -> None:
-    """Set the cells of ``grid`` that :func:`surface_points` and the vertices of the mesh fall in."""
+def clip_triangles(corners: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The parts inside the cube ``[lo, hi]^3`` of triangles ``corners (M, 3, 3)``, as triangles.
+
+    Each triangle is clipped against the six faces of the cube (Sutherland-Hodgman; a convex
+    polygon of at most 9 corners) and the polygon cut into a fan.
+
+    Returns
+    -------
+    (L, 3, 3) float64
+        Pieces of positive area (none for a triangle that misses the cube).
+    """
+    polygon = np.zeros((len(corners), 9, 3))
+    polygon[:, :3] = corners
+    size = np.full(len(corners), 3)
+    for axis in range(3):
+        for bound, sign in ((lo, 1.0), (hi, -1.0)):
+            polygon, size = _clip_by_plane(polygon, size, axis, bound, sign)
+    first = polygon[:, 0]
+    fans = [np.stack([first, polygon[:, i], polygon[:, i + 1]], axis=1)[size > i + 1] for i in range(1, 8)]
+    pieces = np.concatenate(fans)
+    return pieces[corner_areas(pieces) > MIN_FACE_AREA]
+
+
+def _clip_by_plane(polygon: np.ndarray, size: np.ndarray, axis: int, bound: float, sign: float):
+    """One Sutherland-Hodgman step: keep the part of each polygon ``(n, K, 3)`` (its first
+    ``size (n,)`` corners) where ``sign * (x[axis] - bound) >= 0``; the new polygons and sizes."""
+    n, k = polygon.shape[:2]
+    index = np.arange(k)[None, :]
+    after = np.where(index + 1 < size[:, None], index + 1, 0)
+    following = np.take_along_axis(polygon, after[..., None], axis=1)
+    here, there = sign * (polygon[..., axis] - bound), sign * (following[..., axis] - bound)
+    crosses = (here >= 0) != (there >= 0)  # then here - there != 0
+    t = here / np.where(crosses, here - there, 1.0)  # used only where the edge crosses
+    crossing = polygon + t[..., None] * (following - polygon)
+    crossing[..., axis] = bound
+    valid = index < size[:, None]
+    keep = np.stack([valid & (here >= 0), valid & crosses], axis=2).reshape(n, 2 * k)
+    candidates = np.stack([polygon, crossing], axis=2).reshape(n, 2 * k, 3)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(candidates, order[..., None], axis=1), keep.sum(axis=1)
+
+
+def grid_triangles(vertices: np.ndarray, faces: np.ndarray, bounds, margin: float) -> np.ndarray:
+    """The triangles ``(L, 3, 3)`` whose samples can fall in the grid cube ``bounds^3``.
+
+    Triangles whose bounding box misses the cube widened by ``margin`` are dropped (none of
+    their points is in a cell); those larger than :data:`CLIP_AREA` grid faces are replaced by
+    their part inside the widened cube (:func:`clip_triangles`); the rest are kept whole.
+    """
+    lo, hi = bounds[0] - margin, bounds[1] + margin
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
+    near = np.all((corners.min(axis=1) <= hi) & (corners.max(axis=1) >= lo), axis=1)
+    corners = corners[near]
+    large = corner_areas(corners) > CLIP_AREA * (bounds[1] - bounds[0]) ** 2
+    if not large.any():
+        return corners
+    big = corners[large]
+    clipped = [clip_triangles(big[i : i + CLIP_CHUNK], lo, hi) for i in range(0, len(big), CLIP_CHUNK)]
+    return np.concatenate([corners[~large], *clipped])
+
+
+def surface_cells(vertices: np.ndarray, faces: np.ndarray, resolution: int, bounds) -> np.ndarray:
+    """The cells of the grid that the mesh's surface points and vertices fall in.
+
+    The points are those of :func:`surface_points` at :data:`SURFACE_POINTS_PER_CELL` per cell
+    area, on the triangles of :func:`grid_triangles` (so a mesh far larger than the grid costs
+    no more than one that fills it), made :data:`CHUNK_POINTS` at a time; when the surface in the
+    grid exceeds :data:`MAX_SURFACE_AREA` grid faces, the density drops to keep that many points.
+
+    Returns
+    -------
+    (resolution, resolution, resolution) bool
+    """
+    grid = np.zeros((resolution,) * 3, dtype=bool)
+    if len(faces) == 0:
+        return grid
+    corners, counts = surface_plan(vertices, faces, resolution, bounds)
+    total = int(counts.sum())
+    for start in range(0, total, CHUNK_POINTS):
+        _mark(grid, r2_points(corners, counts, start, min(start + CHUNK_POINTS, total)), bounds)
+    _mark(grid, np.asarray(vertices, dtype=np.float64), bounds)
+    return grid
+
+
+def surface_plan(vertices: np.ndarray, faces: np.ndarray, resolution: int, bounds):
+    """The triangles ``(L, 3, 3)`` and point counts ``(L,) int64`` that :func:`surface_cells` samples.
+
+    ``counts.sum()`` is at most ``SURFACE_POINTS_PER_CELL x resolution^2 x MAX_SURFACE_AREA``
+    plus one per triangle, whatever the size of the mesh.
+    """
+    cell = (bounds[1] - bounds[0]) / resolution
+    corners = grid_triangles(vertices, faces, bounds, margin=cell)
+    areas = corner_areas(corners)
+    density = SURFACE_POINTS_PER_CELL / cell**2
+    limit = SURFACE_POINTS_PER_CELL * resolution**2 * MAX_SURFACE_AREA
+    if areas.sum() * density > limit:
+        density = limit / areas.sum()
+    return corners, point_counts(areas, density)
+
+
+def _mark(grid: np.ndarray, points: np.ndarray, bounds) -> None:
+    """Set the cells of ``grid`` (over ``bounds^3``) that ``points (P, 3)`` fall in."""
     cell = (bounds[1] - bounds[0]) / grid.shape[0]
-    points = np.concatenate([surface_points(vertices, faces, SURFACE_POINTS_PER_CELL / cell**2), vertices])
     index = np.floor((points - bounds[0]) / cell).astype(np.int64)
     index = index[np.all((index >= 0) & (index < grid.shape[0]), axis=1)]
     grid[index[:, 0], index[:, 1], index[:, 2]] = True

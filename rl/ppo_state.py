@@ -3,7 +3,8 @@
 The run folder (``runs_dir/name``) of ``python -m rl.ppo``::
 
     runs/ppo/checkpoint-N/policy/           the policy at iteration N (Policy.save form)
-    runs/ppo/checkpoint-N/trainer_state.pt  AdamW state and RNG states (python, numpy, torch)
+    runs/ppo/checkpoint-N/trainer_state.pt  AdamW state and RNG states (python, numpy, torch) as tensors
+                                            and plain values: loaded with weights_only=True, no pickle
     runs/ppo/checkpoint-N/state.json        iteration, data position, KL coefficient
     runs/ppo/metrics.jsonl                  one line per iteration: {"iteration": N, "reward/...": ...}
     runs/ppo/tensorboard/                   the same scalars, when torch.utils.tensorboard imports
@@ -34,11 +35,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from rl.cli import write_json
+from rl.cli import UsageError, write_json
+from rl.cli import load_checkpoint as load_policy_folder
 
 CHECKPOINT = "checkpoint-{}"
 POLICY = "policy"
 TRAINER_STATE = "trainer_state.pt"
+TRAINER_FORMAT = 2
+"""Version of ``trainer_state.pt``: 2 holds only tensors and plain values (1, with pickled numpy
+state, is refused)."""
 STATE_JSON = "state.json"
 METRICS = "metrics.jsonl"
 KEEP = 2
@@ -74,8 +79,21 @@ def batch_indices(n_rows: int, seed: int, position: int, batch_size: int) -> lis
 
 
 def rng_states() -> dict:
-    """Python, numpy and torch (CPU and CUDA) generator states."""
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy and torch (CPU and CUDA) generator states, as tensors and plain numbers.
+
+    Nothing in it needs pickle to load: python's ``random.getstate()`` and numpy's
+    ``get_state()`` tuples become int64 tensors and numbers, so the saved file loads with
+    ``torch.load(weights_only=True)``. :func:`set_rng_states` is the inverse.
+    """
+    version, internal, gauss_next = random.getstate()
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    states = {
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -83,11 +101,46 @@ def rng_states() -> dict:
 
 def set_rng_states(states: dict) -> None:
     """Inverse of :func:`rng_states`."""
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    python, legacy = states["python"], states["numpy"]
+    gauss_next = None if python["gauss_next"] is None else float(python["gauss_next"])
+    random.setstate((int(python["version"]), tuple(int(x) for x in python["internal"].tolist()), gauss_next))
+    keys = legacy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((str(legacy["kind"]), keys, int(legacy["pos"]), int(legacy["has_gauss"]),
+                         float(legacy["cached_gaussian"])))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def read_trainer_state(path: str) -> dict:
+    """The ``{"format", "optimizer", "rng"}`` dict of a ``trainer_state.pt``, loaded without running code.
+
+    ``torch.load(weights_only=True)`` rebuilds only tensors, numbers, strings and containers, so a
+    crafted file cannot execute anything; a file it refuses (an older pickle-based checkpoint or
+    a tampered one), or one of another :data:`TRAINER_FORMAT`, is a one-line
+    :class:`rl.cli.UsageError`.
+    """
+    if not os.path.isfile(path):
+        raise UsageError(_refusal(path, "the file is missing"))
+    try:
+        trainer = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # untrusted bytes: any failure to parse means "not ours"
+        why = f"it does not load as plain tensors ({type(error).__name__}): {FOREIGN}"
+        raise UsageError(_refusal(path, why)) from None
+    if not isinstance(trainer, dict) or trainer.get("format") != TRAINER_FORMAT:
+        found = trainer.get("format") if isinstance(trainer, dict) else type(trainer).__name__
+        why = f"format {found!r}, expected {TRAINER_FORMAT}: {FOREIGN}"
+        raise UsageError(_refusal(path, why))
+    return trainer
+
+
+FOREIGN = "written by an older scadloop or altered"
+"""Why a trainer_state.pt that does not parse as format 2 is refused."""
+
+
+def _refusal(path: str, why: str) -> str:
+    """The one-line message for a ``trainer_state.pt`` that is not resumed from."""
+    return f"refusing to resume from {path}: {why}. Delete the run's checkpoint-N folders to start over"
 
 
 def _checkpoints(run_dir: str) -> list[tuple[int, str]]:
@@ -111,7 +164,8 @@ def save_checkpoint(run_dir: str, policy, optimizer, state: TrainState) -> str:
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save(os.path.join(tmp, POLICY))
-    torch.save({"optimizer": optimizer.state_dict(), "rng": rng_states()}, os.path.join(tmp, TRAINER_STATE))
+    trainer = {"format": TRAINER_FORMAT, "optimizer": optimizer.state_dict(), "rng": rng_states()}
+    torch.save(trainer, os.path.join(tmp, TRAINER_STATE))
     write_json(os.path.join(tmp, STATE_JSON), asdict(state))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -124,16 +178,21 @@ def load_checkpoint(path: str, policy, optimizer) -> TrainState:
     """Load a :func:`save_checkpoint` folder into ``policy`` and ``optimizer``; restore the RNGs.
 
     The weights are copied into the live ``policy``, whose frozen reference (taken from the SFT
-    checkpoint before this call) is left alone.
+    checkpoint before this call) is left alone. ``trainer_state.pt`` is read first and without
+    pickle (:func:`read_trainer_state`): one it refuses stops the resume before anything is
+    loaded; one whose contents do not fit ``optimizer`` is a :class:`rl.cli.UsageError` too, as
+    is a policy folder that does not load (:func:`rl.cli.load_checkpoint`).
     """
-    from policies import load_policy
-
-    saved = load_policy(os.path.join(path, POLICY))
+    trainer_path = os.path.join(path, TRAINER_STATE)
+    trainer = read_trainer_state(trainer_path)
+    saved = load_policy_folder(os.path.join(path, POLICY))
     policy.load_state_dict(saved.state_dict())
-    # our own file, written by save_checkpoint: it holds numpy RNG state, hence weights_only=False
-    trainer = torch.load(os.path.join(path, TRAINER_STATE), weights_only=False)
-    optimizer.load_state_dict(trainer["optimizer"])
-    set_rng_states(trainer["rng"])
+    try:
+        optimizer.load_state_dict(trainer["optimizer"])
+        set_rng_states(trainer["rng"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+        why = f"its contents do not fit ({type(error).__name__})"
+        raise UsageError(_refusal(trainer_path, why)) from None
     with open(os.path.join(path, STATE_JSON), encoding="utf-8") as fh:
         return TrainState(**json.load(fh))
 

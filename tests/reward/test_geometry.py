@@ -1,20 +1,30 @@
 """Properties of reward.geometry: sampling, chamfer distance, occupancy and IoU."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
 from renderer.views import Frame
 from reward.geometry import (
+    GRID_EXTENT,
+    MAX_SURFACE_AREA,
+    SURFACE_POINTS_PER_CELL,
     chamfer,
     chamfer_reward,
     clean_mesh,
+    clip_triangles,
+    corner_areas,
     grid_axis,
     iou,
     occupancy,
     sample_surface,
+    surface_cells,
+    surface_plan,
     triangle_areas,
 )
-from tests.reward.meshes import box, cube
+from reward.score import Scorer
+from tests.reward.meshes import box, cube, ok
 
 
 def test_same_seed_gives_the_same_samples_and_another_seed_others():
@@ -133,3 +143,74 @@ def test_clean_mesh_drops_broken_faces_and_unused_vertices():
 def test_clean_mesh_turns_malformed_input_into_an_empty_mesh(vertices, faces):
     clean_vertices, clean_faces = clean_mesh(vertices, faces)
     assert clean_vertices.shape == (0, 3) and clean_faces.shape == (0, 3)
+
+
+def _r2_cells_by_loop(vertices, faces, resolution, bounds):
+    """Reference for :func:`surface_cells`: every triangle sampled whole, one triangle at a time."""
+    cell = (bounds[1] - bounds[0]) / resolution
+    density, plastic = SURFACE_POINTS_PER_CELL / cell**2, 1.32471795724474602596
+    points = [np.asarray(vertices, float)]
+    for a, b, c in np.asarray(vertices, float)[faces]:
+        j = np.arange(max(1, int(np.ceil(0.5 * np.linalg.norm(np.cross(b - a, c - a)) * density))))
+        u, v = (0.5 + j / plastic) % 1.0, (0.5 + j / plastic**2) % 1.0
+        u, v = np.where(u + v > 1, 1 - u, u)[:, None], np.where(u + v > 1, 1 - v, v)[:, None]
+        points.append(a + u * (b - a) + v * (c - a))
+    index = np.floor((np.concatenate(points) - bounds[0]) / cell).astype(int)
+    index = index[np.all((index >= 0) & (index < resolution), axis=1)]
+    grid = np.zeros((resolution,) * 3, bool)
+    grid[tuple(index.T)] = True
+    return grid
+
+
+@pytest.mark.parametrize(
+    "mesh",
+    [cube(0.6), cube(1.15), cube(2.3), cube(4.6), cube(1.0, (0.7, -0.3, 0.2)), cube(3.0, (1.4, 0.2, -0.5)),
+     box((-3.0, -0.5, -0.5), (0.3, 0.5, 0.5)), box((-0.8, -0.4, 0.005), (0.8, 0.4, 0.025))],
+)
+def test_surface_cells_of_ordinary_meshes_match_whole_triangle_sampling(mesh):
+    """Up to 4x the target (triangles of up to 4 grid faces), clipping changes nothing."""
+    bounds = (-GRID_EXTENT, GRID_EXTENT)
+    for resolution in (20, 48):
+        expected = _r2_cells_by_loop(*mesh, resolution, bounds)
+        assert np.array_equal(surface_cells(*mesh, resolution, bounds), expected)
+
+
+def test_clipping_keeps_exactly_the_part_of_a_triangle_inside_the_cube():
+    huge = np.array([[[-1e4, -1e4, 0.3], [3e4, -1e4, 0.3], [-1e4, 3e4, 0.3]]])  # covers the z=0.3 square
+    pieces = clip_triangles(huge, -1.0, 1.0)
+    assert np.all(np.abs(pieces) <= 1.0 + 1e-9) and corner_areas(pieces).sum() == pytest.approx(4.0)
+    inside = np.array([[[0.1, 0.1, 0.1], [0.5, 0.1, 0.2], [0.1, 0.6, -0.3]]])
+    assert corner_areas(clip_triangles(inside, -1.0, 1.0)).sum() == pytest.approx(corner_areas(inside)[0])
+    assert len(clip_triangles(inside + 5.0, -1.0, 1.0)) == 0
+
+
+def test_surface_points_are_capped_however_much_surface_crosses_the_grid():
+    """600 planes as big as the grid (2.7 times the full-density area): the density drops."""
+    resolution, bounds = 16, (-GRID_EXTENT, GRID_EXTENT)
+    heights = np.linspace(-1.0, 1.0, 600)
+    vertices = np.concatenate([[[-1e3, -1e3, z], [3e3, -1e3, z], [-1e3, 3e3, z]] for z in heights])
+    faces = np.arange(len(vertices)).reshape(-1, 3)
+    corners, counts = surface_plan(vertices, faces, resolution, bounds)
+    assert counts.sum() <= SURFACE_POINTS_PER_CELL * resolution**2 * MAX_SURFACE_AREA + len(counts)
+    per_layer = surface_cells(vertices, faces, resolution, bounds).sum(axis=(0, 1))
+    assert np.all(per_layer >= 0.9 * resolution**2)  # sparser points still mark almost every cell
+
+
+@pytest.mark.parametrize("centre", [(0.0, 0.0, 0.0), (500.0, 0.0, 0.0)])  # around the grid; a face through it
+def test_a_prediction_1000_times_the_target_scores_in_bounded_memory(centre):
+    scorer = Scorer(threads=1)
+    prepared = scorer.prepare(*cube(1.0))
+    pred = ok(*cube(1000.0, centre))
+    resolution, bounds = prepared.occupancy.shape[0], (-GRID_EXTENT, GRID_EXTENT)
+    _, counts = surface_plan(prepared.frame.apply(pred.vertices), pred.faces, resolution, bounds)
+    assert counts.sum() <= 20_000  # the part of one face inside the grid, at 4 points per cell area
+    tracemalloc.start()
+    try:
+        breakdown = scorer(pred, prepared)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    assert breakdown.status == "ok" and 0.0 <= breakdown.total <= 1.0
+    if centre == (0.0, 0.0, 0.0):  # the grid is all inside the prediction
+        assert breakdown.iou == pytest.approx(prepared.occupancy.mean())
