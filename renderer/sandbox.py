@@ -133,5 +133,5 @@ def require(openscad_path: str, library_dirs: Sequence[str]) -> list[str]:
 @functools.cache
 def warn_unsandboxed() -> None:
     """Say once per process that OpenSCAD runs without the sandbox, and what that risks."""
-    logger.warning("OpenSCAD runs WITHOUT the sandbox (%s=1): a hostile program can read any file "
-                   "this user can read", UNSANDBOXED_ENV)
+    logger.warning("OpenSCAD runs WITHOUT the sandbox (RenderLimits.unsandboxed, %s=1): a hostile "
+                   "program can read any file this user can read", UNSANDBOXED_ENV)
