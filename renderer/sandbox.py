@@ -14,7 +14,9 @@ these exist:
 - the OpenSCAD binary's own folder and any allowed library folder that lies
   outside ``/usr``, read-only;
 - a private, empty, writable ``/tmp`` (a tmpfs that vanishes with the sandbox;
-  the working folder and ``HOME``), and private ``/proc`` and ``/dev``.
+  the working folder and ``HOME``), and private ``/proc`` and ``/dev`` (the mesh leaves
+  through ``/dev/fd/N``, which needs ``/proc``; with its own PID namespace, ``/proc``
+  shows only the sandbox's processes).
 
 Everything else -- ``/etc/passwd``, ``/root``, ``/home``, the project, other
 runs' files, the host's ``/tmp`` -- does not exist in there. The program and its
@@ -58,7 +60,7 @@ WORKDIR = "/tmp"
 """The sandbox's private writable folder: working directory, ``HOME`` and ``TMPDIR``."""
 _ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _READ_ONLY_EXTRAS = ("/etc/fonts", "/etc/ld.so.cache")
-_PRIVATE = ("--tmpfs", WORKDIR, "--proc", "/proc", "--dev", "/dev")
+_PRIVATE = ("--tmpfs", WORKDIR, "--proc", "/proc", "--dev", "/dev")  # /dev/fd/N needs /proc
 _ISOLATION = ("--chdir", WORKDIR, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL")
 
 
