@@ -6,7 +6,7 @@ program must come back with a typed status, the pool must survive, no host file 
 show in any message, and no OpenSCAD process or ``scadloop-*`` folder may be left.
 Prints counts per mutation and status and writes ``bench/results/fuzz_pool.json``.
 
-    .venv/bin/python bench/fuzz_pool.py [--programs 1000] [--timeout 5] [--workers 2]
+    .venv/bin/python bench/fuzz_pool.py [--programs 1000] [--timeout 5] [--workers 2] [--no-screen]
 """
 
 from __future__ import annotations
@@ -98,12 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=5.0, help="OpenSCAD timeout per program, s")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-screen", action="store_true",
+                        help="switch the text screen off, so every file read meets the sandbox alone")
     parser.add_argument("--out", default="bench/results/fuzz_pool.json")
     args = parser.parse_args(argv)
 
     rng = random.Random(args.seed)
     families = sorted(FAMILIES)
-    pool = RenderPool(Scorer(threads=1), workers=args.workers, limits=RenderLimits(timeout_s=args.timeout))
+    limits = RenderLimits(timeout_s=args.timeout, screen=not args.no_screen)
+    pool = RenderPool(Scorer(threads=1), workers=args.workers, limits=limits)
     sources = {}
     for family in families:
         part = generate(family, args.seed)
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"programs": len(batch), "answered": len(results), "wall_s": round(wall, 1),
                "statuses": dict(statuses), "untyped_statuses": untyped,
                "replaced_actors": pool.replaced_actors, "timeout_s": args.timeout, "workers": args.workers,
-               "host_file_in_messages": leaked, "orphans": orphans}
+               "host_file_in_messages": leaked, "orphans": orphans, "screen": not args.no_screen}
     for kind, counts in sorted(by_mutation.items()):
         print(f"{kind:<16} {dict(counts)}")
     print(f"{len(results)}/{len(batch)} answered in {wall:.0f} s; statuses {dict(statuses)}; "
