@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -24,9 +25,9 @@ LONG_PROGRAM = "for (i = [0:999], j = [0:999]) translate([i, j, 0]) sphere(0.4, 
 
 
 def _live_openscad_processes(ancestor: int | None = None) -> list[int]:
-    """Process ids of OpenSCAD processes still running (zombies do not count), only those
-    descended from ``ancestor`` when given."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,stat=,comm="], capture_output=True, text=True).stdout
+    """Process ids of OpenSCAD runs still going (zombies and the sandbox's ``--version`` probe
+    do not count), only those descended from ``ancestor`` when given."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,stat=,args="], capture_output=True, text=True).stdout
     rows = [line.split(None, 3) for line in out.splitlines()]
     parent_of = {int(pid): int(ppid) for pid, ppid, _, _ in rows}
 
@@ -37,8 +38,9 @@ def _live_openscad_processes(ancestor: int | None = None) -> list[int]:
                 return True
         return ancestor is None
 
-    return [int(pid) for pid, _, stat, comm in rows
-            if comm.strip() == "openscad" and not stat.startswith("Z") and descends(int(pid))]
+    return [int(pid) for pid, _, stat, args in rows
+            if args.split()[0].endswith("/openscad") and "--export-format" in args
+            and not stat.startswith("Z") and descends(int(pid))]
 
 
 def _gone_soon(pids: set[int], seconds: float = 10.0) -> bool:
@@ -78,12 +80,25 @@ def test_runtime_error_from_failed_assert():
 
 def test_infinite_loop_times_out_and_leaves_no_process(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # any run folder would go here
-    before = set(_live_openscad_processes())
+    seen: set[int] = set()
+    running = threading.Event()
+    running.set()
+
+    def watch():  # the OpenSCAD processes this test's run starts, seen while they run
+        while running.is_set():
+            seen.update(_live_openscad_processes(os.getpid()))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     start = time.monotonic()
     result = run(LONG_PROGRAM, RenderLimits(timeout_s=2))
+    running.clear()
+    watcher.join()
     assert result.status is Status.TIMEOUT
     assert time.monotonic() - start < 10
-    assert _gone_soon(set(_live_openscad_processes()) - before, seconds=2)
+    assert seen, "the watcher saw no OpenSCAD process"
+    assert _gone_soon(seen, seconds=2)
     assert list(tmp_path.iterdir()) == []  # nothing written to the host's disk
 
 
