@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(2)  # killed actors take their sandboxes with them; give the kernel a moment
     leaked = sum(HOST_SECRET in r.detail for r in results)
     orphans = {"processes": len(live_openscad() - processes), "folders": len(run_folders() - folders)}
+    # processes: OpenSCAD left running with no owner; folders: scadloop-* run folders left
     summary = {"programs": len(batch), "answered": len(results), "wall_s": round(wall, 1),
                "statuses": dict(statuses), "untyped_statuses": untyped,
                "replaced_actors": pool.replaced_actors, "timeout_s": args.timeout, "workers": args.workers,
@@ -150,10 +151,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def live_openscad() -> set[int]:
-    """Process ids of running (not zombie) OpenSCAD processes."""
-    out = subprocess.run(["ps", "-eo", "pid=,stat=,comm="], capture_output=True, text=True).stdout
-    rows = [line.split(None, 2) for line in out.splitlines()]
-    return {int(pid) for pid, stat, comm in rows if comm.strip() == "openscad" and not stat.startswith("Z")}
+    """Running OpenSCAD processes that nobody owns any more: their chain of parents, past the
+    sandbox's own ``bwrap`` processes, reaches init. (A live process of some other command on
+    the machine has that command as an ancestor, and does not count.)"""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,stat=,comm="], capture_output=True, text=True).stdout
+    rows = {int(pid): (int(ppid), stat, comm.strip())
+            for pid, ppid, stat, comm in (line.split(None, 3) for line in out.splitlines())}
+
+    def orphaned(pid: int) -> bool:
+        parent = rows[pid][0]
+        while parent in rows and rows[parent][2] in ("bwrap", "prlimit"):
+            parent = rows[parent][0]
+        return parent <= 1
+
+    return {pid for pid, (_, stat, comm) in rows.items()
+            if comm == "openscad" and not stat.startswith("Z") and orphaned(pid)}
 
 
 def run_folders() -> set[str]:
