@@ -16,8 +16,13 @@ Response-aligned convention: ``logits[:, t]`` predicts ``tokens[:, t]`` and
 ``logprobs`` are ``log_softmax(logits / temperature)`` at the chosen token over the
 vocabulary minus :attr:`Policy.suppressed_ids` (special tokens other than eos, image
 placeholders included, are never sampled: a generated ``<image>`` would break the
-recomputation). Top-p only restricts which tokens are drawn, not the reported
-log-probability; greedy decoding reports temperature-1 log-probabilities.
+recomputation); with ``top_p < 1`` the distribution is cut to the top-p nucleus and
+renormalised, in :meth:`Policy.sample` and :meth:`Policy.logprobs_of` alike (PPO keeps
+``top_p = 1``: its update recomputes full-softmax log-probs). Tokens are drawn from exactly
+that distribution: no top-k (transformers' default of 50 is turned off), no repetition
+penalty, minimum length or any other logits processor, whatever a checkpoint's
+``generation_config.json`` asks for (see :func:`only_token_ids`). Greedy decoding reports
+temperature-1 log-probabilities.
 
 For PPO: call :meth:`freeze_reference` once, then compute reference log-probs inside
 ``with policy.reference():``. Sampling runs in eval mode; keep dropout at 0 (the
@@ -102,9 +107,8 @@ class Policy(nn.Module):
         raise NotImplementedError
 
     def freeze_reference(self) -> None:
-        """Fix the reference model to the current weights (PPO calls this once, at its start).
-
-        A no-op where the reference is already fixed (pretrained: the base without adapters)."""
+        """Fix the reference model to the current weights (PPO calls this once, at its start, on the
+        SFT policy), so that the KL to it is exactly 0 before the first update."""
 
     def reference(self) -> contextlib.AbstractContextManager:
         """Context in which ``self`` computes the frozen reference model (PPO's KL term)."""
@@ -160,11 +164,16 @@ class Policy(nn.Module):
         return PolicyOutput(logits=logits, values=values)
 
     def logprobs_of(
-        self, images, tokens: torch.Tensor, mask: torch.Tensor | None = None, temperature: float = 1.0
+        self,
+        images,
+        tokens: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
     ) -> torch.Tensor:
         """(B, T) float32 log-probs of ``tokens`` as :meth:`sample` reports them; 0 where ``mask`` is off."""
         out = self.forward(images, tokens, mask)
-        logprobs = token_logprobs(out.logits, tokens.to(self.device), temperature, self.suppressed_ids)
+        logprobs = token_logprobs(out.logits, tokens.to(self.device), temperature, self.suppressed_ids, top_p)
         return logprobs if mask is None else logprobs.masked_fill(~mask.to(self.device, torch.bool), 0.0)
 
     @torch.no_grad()
@@ -181,20 +190,7 @@ class Policy(nn.Module):
         if n < 1 or not temperature > 0 or not 0 < top_p <= 1:
             raise ValueError(f"need n >= 1, temperature > 0, 0 < top_p <= 1; got {n}, {temperature}, {top_p}")
         prompts = self._prompts([image for image in images for _ in range(n)])
-        generation = GenerationConfig(
-            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
-            do_sample=not greedy,
-            temperature=None if greedy else temperature,
-            top_p=None if greedy else top_p,
-            top_k=None,
-            num_beams=1,
-            repetition_penalty=1.0,
-            suppress_tokens=self.suppressed_ids,
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
+        generation = self.generation_config(max_new_tokens, temperature, top_p, greedy)
         was_training = self.training
         self.eval()
         try:
@@ -204,10 +200,45 @@ class Policy(nn.Module):
         tokens = out.sequences[:, prompts["input_ids"].shape[1] :]
         logits = torch.stack(out.logits, dim=1)
         mask = response_mask(tokens, self.eos_ids)
-        logprobs = token_logprobs(logits, tokens, 1.0 if greedy else temperature, self.suppressed_ids)
+        if greedy:
+            temperature, top_p = 1.0, 1.0
+        logprobs = token_logprobs(logits, tokens, temperature, self.suppressed_ids, top_p)
         logprobs = logprobs.masked_fill(~mask, 0.0)
         texts = [self.decode(row.tolist()) for row in tokens]
         return Rollout(tokens=tokens, logprobs=logprobs, mask=mask, texts=texts)
+
+    def generation_config(
+        self, max_new_tokens: int | None, temperature: float, top_p: float, greedy: bool
+    ) -> GenerationConfig:
+        """What :meth:`sample` asks ``generate`` for: the distribution of :func:`token_logprobs`, no more.
+
+        Every logits processor transformers would add from a default is set to its no-op value
+        (``top_k=0`` above all: left unset it becomes 50). Fields whose no-op is "unset" (min_p,
+        bad words, forced tokens, ...) are kept unset by :func:`only_token_ids` on the model.
+        """
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            do_sample=not greedy,
+            num_beams=1,
+            temperature=None if greedy else temperature,
+            top_p=None if greedy else top_p,
+            top_k=None if greedy else 0,
+            typical_p=None if greedy else 1.0,
+            epsilon_cutoff=None if greedy else 0.0,
+            eta_cutoff=None if greedy else 0.0,
+            repetition_penalty=1.0,
+            encoder_repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            encoder_no_repeat_ngram_size=0,
+            min_length=0,
+            remove_invalid_values=False,
+            renormalize_logits=False,
+            suppress_tokens=self.suppressed_ids,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
 
     def collate(self, images: Sequence, codes: Sequence[str]) -> dict[str, torch.Tensor]:
         """An SFT batch on the CPU: prompt + code + eos per row, right-padded, loss on code and eos only.
@@ -342,15 +373,51 @@ def with_response(prompts: Mapping, tokens: torch.Tensor, mask: torch.Tensor) ->
 
 
 def token_logprobs(
-    logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0, suppressed: Sequence[int] = ()
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    temperature: float = 1.0,
+    suppressed: Sequence[int] = (),
+    top_p: float = 1.0,
 ) -> torch.Tensor:
     """(B, T) float32 ``log_softmax(logits (B, T, V) / temperature)`` at ``tokens (B, T)``,
-    with the ``suppressed`` token ids removed from the distribution."""
+    with the ``suppressed`` token ids removed from the distribution and, for ``top_p < 1``,
+    the distribution cut to its top-p nucleus (:func:`top_p_filter`) and renormalised."""
     logits = logits.float() / temperature
     if len(suppressed):
         logits = logits.index_fill(-1, torch.tensor(list(suppressed), device=logits.device), float("-inf"))
+    if top_p < 1.0:
+        logits = top_p_filter(logits, top_p)
     logprobs = torch.log_softmax(logits, dim=-1)
     return logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``logits (..., V)`` with the tokens outside the top-p nucleus set to -inf.
+
+    transformers' ``TopPLogitsWarper`` rule, so that :func:`token_logprobs` describes what
+    ``generate`` drew: sorted ascending, a token goes when the probability mass up to and
+    including it is at most ``1 - top_p``; the most likely token always stays.
+    """
+    ascending, order = torch.sort(logits, dim=-1)
+    drop = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+    drop[..., -1] = False
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
+TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+"""The fields of a model's ``generation_config`` that :func:`only_token_ids` keeps."""
+
+
+def only_token_ids(config: GenerationConfig) -> GenerationConfig:
+    """A fresh ``GenerationConfig`` holding only the token ids of ``config``.
+
+    ``generate`` fills every field :meth:`Policy.generation_config` leaves unset from the
+    model's ``generation_config`` (a checkpoint's ``generation_config.json`` may ask for
+    ``top_k=1``, ``repetition_penalty=1.05``, ``min_p``, bad words, ...); backends give their
+    model this one so that sampling stays the distribution :func:`token_logprobs` computes.
+    """
+    ids = {name: getattr(config, name, None) for name in TOKEN_ID_FIELDS}
+    return GenerationConfig(**{name: value for name, value in ids.items() if value is not None})
 
 
 def response_mask(tokens: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:

@@ -2,13 +2,20 @@
 
 Owns :class:`PretrainedPolicy`: ``AutoModelForImageTextToText`` + ``AutoProcessor`` from a
 local folder or a hub id, LoRA adapters through peft (base weights frozen), a value head,
-and the reference model for PPO's KL (the same model with the adapter disabled)::
+and the reference model for PPO's KL: the base with a frozen copy of the adapter as it was
+when :meth:`PretrainedPolicy.freeze_reference` ran (the SFT policy, not the bare base)::
 
     config = PolicyConfig(kind="pretrained", model_name_or_path="HuggingFaceTB/SmolVLM-256M-Instruct")
     policy = PretrainedPolicy.build(config)
-    with policy.reference():                 # base model: adapters off
+    policy.freeze_reference()                # adapter "default" copied to a frozen "reference"
+    with policy.reference():                 # the "reference" adapter is the active one
         ref_logprobs = policy.logprobs_of(images, tokens, mask)
-    policy.save("runs/smolvlm-lora")         # adapter + value head + processor + policy.json
+    policy.save("runs/smolvlm-lora")         # adapters + value head + processor + policy.json
+
+The trained adapter is peft's ``default`` (saved at the top of the folder); the reference,
+once frozen, is a second adapter ``reference`` (saved in ``reference/`` and loaded back by
+:meth:`PretrainedPolicy.load`, so a resumed PPO run keeps its KL anchor). Its weights
+never require grad, so an optimizer or DDP built after :meth:`freeze_reference` leaves them out.
 
 The prompt is the processor's chat template with one user turn (the image, then
 ``config.instruction``) and the generation prompt; images go through the model's own
@@ -26,19 +33,38 @@ tower are skipped, so the language model alone is adapted.
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 import re
 from collections.abc import Sequence
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import (
+    LoraConfig,
+    PeftModel,
+    get_peft_model,
+    get_peft_model_state_dict,
+    set_peft_model_state_dict,
+)
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from configs.policy import PolicyConfig
-from policies.base import CheckpointError, Policy, first_line, read_policy_json, require_safetensors
+from policies.base import (
+    CheckpointError,
+    Policy,
+    first_line,
+    only_token_ids,
+    read_policy_json,
+    require_safetensors,
+)
 from policies.tiny import as_rgb
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 """The LoRA adapters as ``PeftModel.save_pretrained`` writes them."""
+TRAINED = "default"
+"""peft's name for the adapter that trains (the one ``get_peft_model`` creates)."""
+REFERENCE = "reference"
+"""The frozen copy of :data:`TRAINED` that :meth:`PretrainedPolicy.freeze_reference` makes."""
 _VISION_WORDS = ("vision", "visual", "image", "img")
 _PLACEHOLDER_ATTRS = (
     "image_token",
@@ -86,6 +112,8 @@ class PretrainedPolicy(Policy):
     def __init__(self, config: PolicyConfig, model: PeftModel, processor):
         hidden = model.get_base_model().config.get_text_config().hidden_size
         super().__init__(config, model, processor.tokenizer, hidden)
+        base = model.get_base_model()
+        base.generation_config = only_token_ids(base.generation_config)
         self.processor = processor
         self.processor.tokenizer.padding_side = "left"
         messages = [
@@ -158,11 +186,43 @@ class PretrainedPolicy(Policy):
             for k, v in batch.items()
         }
 
+    def freeze_reference(self) -> None:
+        """Copy the trained adapter, as it is now, into the frozen :data:`REFERENCE` adapter.
+
+        PPO calls this once, on the SFT policy: the KL then anchors to the SFT weights (base +
+        SFT adapter), and is exactly 0 before the first update. Calling it again re-snapshots.
+        """
+        if REFERENCE in self.model.peft_config:
+            self.model.delete_adapter(REFERENCE)
+        frozen = copy.deepcopy(self.model.peft_config[TRAINED])
+        frozen.inference_mode = True
+        self.model.add_adapter(REFERENCE, frozen)
+        weights = get_peft_model_state_dict(self.model, adapter_name=TRAINED)
+        loaded = set_peft_model_state_dict(self.model, weights, adapter_name=REFERENCE)
+        if loaded.unexpected_keys:
+            raise RuntimeError(f"reference adapter does not fit: {loaded.unexpected_keys[:3]}")
+        for name, param in self.model.named_parameters():
+            if f".{REFERENCE}." in name:
+                param.requires_grad_(False)
+
     @contextlib.contextmanager
     def reference(self):
-        """Inside, the model runs without its adapters: the frozen pretrained base."""
-        with self.model.disable_adapter():
+        """Inside, the :data:`REFERENCE` adapter is the active one: the frozen SFT policy."""
+        if REFERENCE not in self.model.peft_config:
+            raise RuntimeError("call freeze_reference() before reference() on a pretrained policy")
+        self._activate(REFERENCE)
+        try:
             yield self
+        finally:
+            self._activate(TRAINED)
+
+    def _activate(self, adapter: str) -> None:
+        """Make ``adapter`` the one that runs; every requires_grad flag stays as it was
+        (peft's ``set_adapter`` would make the active adapter trainable and the others not)."""
+        trains = {name: p.requires_grad for name, p in self.model.named_parameters()}
+        self.model.set_adapter(adapter)
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(trains[name])
 
     def _save_backbone(self, directory: str) -> None:
         self.model.save_pretrained(directory)
@@ -170,13 +230,18 @@ class PretrainedPolicy(Policy):
 
     @classmethod
     def load(cls, directory: str) -> PretrainedPolicy:
-        """Base from ``config.model_name_or_path``, adapters, value head and processor from ``directory``.
+        """Base from ``config.model_name_or_path``; adapters (the reference too, if saved), value head and
+        processor from ``directory``.
 
         Weights load from safetensors only; a missing base or pickled weights are a :class:`CheckpointError`.
         """
         _, config = read_policy_json(directory)
         require_safetensors(directory, (ADAPTER_WEIGHTS,))
         model = PeftModel.from_pretrained(_load_saved_base(config, directory), directory, is_trainable=True)
+        reference = os.path.join(directory, REFERENCE)
+        if os.path.isdir(reference):  # saved after freeze_reference (a PPO checkpoint)
+            require_safetensors(reference, (ADAPTER_WEIGHTS,))
+            model.load_adapter(reference, adapter_name=REFERENCE, is_trainable=False)
         policy = cls(config, model, AutoProcessor.from_pretrained(directory))
         policy._load_value_head(directory)
         return policy

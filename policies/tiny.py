@@ -34,7 +34,7 @@ from PIL import Image
 from transformers import AutoTokenizer, Idefics3Config, Idefics3ForConditionalGeneration
 
 from configs.policy import PolicyConfig
-from policies.base import Policy, read_policy_json, require_safetensors
+from policies.base import Policy, only_token_ids, read_policy_json, require_safetensors
 from policies.tokenizer import GLOBAL_IMAGE, IMAGE, IMAGE_WRAP, corpus_texts, train_tokenizer
 
 MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -115,6 +115,7 @@ class TinyPolicy(Policy):
 
     def __init__(self, config: PolicyConfig, model: Idefics3ForConditionalGeneration, tokenizer):
         super().__init__(config, model, tokenizer, model.config.text_config.hidden_size)
+        model.generation_config = only_token_ids(model.generation_config)
         image = IMAGE_WRAP + GLOBAL_IMAGE + IMAGE * config.image_tokens + IMAGE_WRAP
         messages = [
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": config.instruction}]}

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from transformers import AutoModelForImageTextToText
 
 from configs.policy import PolicyConfig
 from policies import build_policy, load_policy
@@ -46,20 +45,6 @@ def test_only_adapters_and_value_head_train(policy, images, codes):
         step(policy, batch, tokens, mask, images)
     for name, param in policy.named_parameters():
         assert torch.equal(param, before[name]) != (name in trainable), name
-
-
-def test_disabled_adapter_is_the_base_model(policy, pretrained_dir, images, codes):
-    batch, tokens, mask = response(policy, images, codes)
-    step(policy, batch, tokens, mask, images)  # lora_B leaves zero: adapters now change the output
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    base = AutoModelForImageTextToText.from_pretrained(pretrained_dir).eval()
-    with torch.no_grad():
-        expected = base(**inputs).logits
-        with policy.reference():
-            reference = policy.model(**inputs).logits
-        adapted = policy.model(**inputs).logits
-    assert torch.equal(reference, expected)
-    assert not torch.allclose(adapted, expected)
 
 
 def test_save_load_gives_identical_logits_and_values(policy, images, codes, tmp_path):

@@ -84,7 +84,9 @@ def test_sampled_logprobs_match_recomputed(tiny_policy, images, temperature, top
     rollout = tiny_policy.sample(images, n=2, max_new_tokens=24, temperature=temperature, top_p=top_p)
     rows = [image for image in images for _ in range(2)]
     with torch.no_grad():
-        recomputed = tiny_policy.logprobs_of(rows, rollout.tokens, rollout.mask, temperature=temperature)
+        recomputed = tiny_policy.logprobs_of(
+            rows, rollout.tokens, rollout.mask, temperature=temperature, top_p=top_p
+        )
     hook.remove()
     assert rollout.tokens.shape == rollout.logprobs.shape == rollout.mask.shape
     assert rollout.tokens.shape[0] == 6 and rollout.tokens.dtype == torch.long
