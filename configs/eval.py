@@ -44,6 +44,10 @@ class EvalConfig:
     """RenderPool actors (0: render in this process; None: one per CPU)."""
     protocol: bool = True
     """Also compute the cadrille protocol (unit cube, 8192 points, median CD x1e3, IoU, IR)."""
+    reward_from: str | None = None
+    """Reward settings to score with: a PPO run folder or checkpoint (its ppo_config.json), a YAML or
+    JSON file of reward.score.RewardWeights fields (e.g. configs/reward.yaml), or default; None: the
+    settings the checkpoint's PPO run trained with, else the defaults (configs/reward.py)."""
     views: bool = True
     """Write each program's views and the target's as PNG next to the records (for the report)."""
     seed: int = 0
@@ -62,6 +66,8 @@ class EvalConfig:
         _need(self, self.batch_size >= 1, "batch_size", "must be >= 1")
         _need(self, self.render_workers is None or self.render_workers >= 0, "render_workers", "must be >= 0")
         _need(self, self.threads >= 1, "threads", "must be >= 1")
+        _need(self, self.reward_from is None or bool(self.reward_from.strip()), "reward_from",
+              "must name a run folder, a file or default")
 
 
 @dataclass

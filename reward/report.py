@@ -116,8 +116,19 @@ class _ViewImages(Mapping):
 # --- page pieces ----------------------------------------------------------------------------------
 
 
-def _summary_section(summary: dict, skipped: list[tuple[int, str]], checks: list[HackCheck]) -> str:
+def _reward_settings(settings: Mapping | None, source: str | None) -> str:
+    """One line: every reward setting the records were scored with, and where they came from."""
+    if not settings:
+        return "not given with these records"
+    text = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items())
+    return f"{text} ({source})" if source else text
+
+
+def _summary_section(
+    summary: dict, skipped: list[tuple[int, str]], checks: list[HackCheck], reward_line: str
+) -> str:
     rows = [
+        ("reward settings", reward_line),
         ("samples", summary["count"]),
         ("valid", f"{summary['valid']} ({_num(summary['valid_pct'], 1)} %)"),
         ("distinct targets", summary["distinct_targets"]),
@@ -305,9 +316,18 @@ def _page(title: str, records_path: Path, body: str) -> str:
 
 
 def build_report(
-    records_path: str | Path, out_dir: str | Path, top_k: int = 8, title: str | None = None
+    records_path: str | Path,
+    out_dir: str | Path,
+    top_k: int = 8,
+    title: str | None = None,
+    reward: Mapping | None = None,
+    reward_source: str | None = None,
 ) -> str:
     """Write ``out_dir/index.html`` and ``out_dir/summary.json`` for the records file; returns the HTML path.
+
+    ``reward`` is the settings the records were scored with (``reward.score.RewardWeights`` as a
+    dict) and ``reward_source`` where they came from; the page's summary shows them and
+    ``summary.json`` records them (None when the caller does not know them).
 
     Raises :class:`ReportError` (a :class:`reward.records.RecordsError`) for a missing file, a file with
     no readable record, or a negative ``top_k``.
@@ -331,7 +351,7 @@ def build_report(
     checks = find_hacks(records, pred_images, target_images)
     body = "".join(
         [
-            _summary_section(summary, loaded.skipped, checks),
+            _summary_section(summary, loaded.skipped, checks, _reward_settings(reward, reward_source)),
             plots_section(records, corr),
             _failures_section(records, summary),
             _samples_section(records, top_k, images),
@@ -347,6 +367,8 @@ def build_report(
         "title": title,
         "records": str(records_path),
         "skipped_lines": len(loaded.skipped),
+        "reward": dict(reward) if reward else None,
+        "reward_source": reward_source,
         "summary": summary,
         "correlations": corr,
         "hacks": {c.key: len(c.flags) for c in checks},

@@ -6,14 +6,24 @@ Commands::
     python -m rl.compare A_EVAL B_EVAL --names SFT,PPO --out runs/demo/comparison_test
     python -m rl.compare --help
 
-Each argument is an ``rl.eval`` output folder (``metrics.json`` + ``records.jsonl``). The table
-has one row per figure of the greedy programs (invalid ratio, reward, IoU and SSIM over valid
-programs, median chamfer distance in target half-diagonals, the cadrille protocol's IR,
+Each argument is an ``rl.eval`` output folder (``metrics.json`` + ``records.jsonl``). Two
+evaluations are compared only when they measured the same thing: the same corpus, split and
+number of images (``limit``), the same decoding (``k``, ``temperature``, ``top_p``,
+``max_new_tokens``), the same reward settings and protocol, and greedy records for the same
+targets; otherwise the command
+stops with a one-line reason (exit 2) and names what differs (re-run one ``rl.eval``, e.g. with
+``--reward_from`` the other's run). A target whose program the render pool failed on in either
+evaluation (a dead worker, a scoring error: ``extra["infrastructure"]``) is left out of both and
+counted. Every figure below is computed from the records of the paired targets, so the table and
+the intervals describe the same programs.
+
+The table has one row per figure of the greedy programs (invalid ratio, reward, IoU and SSIM over
+valid programs, median chamfer distance in target half-diagonals, the cadrille protocol's IR,
 median CD x1e3 and IoU, and the share of distinct programs, which exposes a policy that writes
-one program whatever the image) and one column per evaluation, then ``B - A``. For the reward, the IoU
-(an invalid program counts 0) and the invalid ratio, ``B - A`` comes with a 95 % paired
-bootstrap interval over the targets both evaluations scored (``scipy.stats.bootstrap``,
-``paired=True``, 10,000 resamples, BCa); an interval that excludes 0 is marked ``*``.
+one program whatever the image) and one column per evaluation, then ``B - A``. For the reward, the
+IoU (an invalid program counts 0) and the invalid ratio, ``B - A`` comes with a 95 % paired
+bootstrap interval over the targets (:func:`paired_interval`: 10,000 resamples of the targets,
+BCa); an interval that excludes 0 is marked ``*``.
 
 Writes ``OUT/comparison.json`` and ``OUT/comparison.md`` (the table, Markdown) when ``--out``
 is given; prints the table either way. Bad input is one line on stderr, exit 2.
@@ -26,12 +36,16 @@ import os
 import sys
 
 import numpy as np
+from scipy.special import ndtr, ndtri
 
+from reward.records import SampleRecord
 from rl.cli import Parser, UsageError, fail, write_json
+from rl.eval import figures_of
 
 PROG = "rl.compare"
 RESAMPLES = 10_000
-FIGURES = (  # (label, key path in metrics.json's greedy section, format)
+CONFIDENCE = 0.95
+FIGURES = (  # (label, key path in the figures of rl.eval.figures_of, format)
     ("invalid ratio", ("invalid_ratio",), ".3f"),
     ("reward mean", ("reward_mean",), ".3f"),
     ("IoU mean (valid)", ("iou_mean",), ".3f"),
@@ -42,52 +56,149 @@ FIGURES = (  # (label, key path in metrics.json's greedy section, format)
     ("protocol IoU mean", ("protocol", "iou_mean"), ".3f"),
 )
 PAIRED = (  # (label, per-record value)
-    ("reward", lambda r: r["total"]),
-    ("IoU (invalid = 0)", lambda r: r["iou"] if r["valid"] > 0 else 0.0),
-    ("invalid", lambda r: 0.0 if r["valid"] > 0 else 1.0),
+    ("reward", lambda r: r.total),
+    ("IoU (invalid = 0)", lambda r: r.iou if r.valid > 0 else 0.0),
+    ("invalid", lambda r: 0.0 if r.valid > 0 else 1.0),
+)
+SAME = (  # (what, metrics.json key): two evaluations that differ in one of these are not paired
+    ("corpus", "corpus_dir"),
+    ("split", "split"),
+    ("images evaluated (limit)", "n_images"),
+    ("decoding k", "k"),
+    ("decoding temperature", "temperature"),
+    ("decoding top_p", "top_p"),
+    ("decoding max_new_tokens", "max_new_tokens"),
+    ("reward settings", "reward"),
+    ("protocol", "protocol_settings"),
 )
 
 
-def read_eval(folder: str) -> tuple[dict, dict[str, dict]]:
-    """``(metrics, {target_id: greedy record dict})`` of one ``rl.eval`` output folder."""
+def read_eval(folder: str) -> tuple[dict, dict[str, SampleRecord]]:
+    """``(metrics, {target_id: greedy record})`` of one ``rl.eval`` output folder."""
     metrics_path, records_path = (os.path.join(folder, name) for name in ("metrics.json", "records.jsonl"))
     for path in (metrics_path, records_path):
         if not os.path.isfile(path):
             raise UsageError(f"{folder!r} is not an rl.eval output folder (no {os.path.basename(path)})")
-    with open(metrics_path, encoding="utf-8") as fh:
-        metrics = json.load(fh)
+    try:
+        with open(metrics_path, encoding="utf-8") as fh:
+            metrics = json.load(fh)
+        with open(records_path, encoding="utf-8") as fh:
+            records = [SampleRecord.from_dict(json.loads(line)) for line in fh if line.strip()]
+    except (ValueError, TypeError, KeyError) as error:
+        raise UsageError(f"{folder!r} holds a broken metrics.json or records.jsonl: {error}") from None
     greedy = {}
-    with open(records_path, encoding="utf-8") as fh:
-        for line in fh:
-            record = json.loads(line)
-            if record.get("extra", {}).get("mode") == "greedy":
-                greedy[record["target_id"]] = record
+    for record in records:
+        if record.extra.get("mode") == "greedy":
+            if record.target_id in greedy:
+                raise UsageError(f"{records_path} holds two greedy records of {record.target_id!r}")
+            greedy[record.target_id] = record
     return metrics, greedy
 
 
-def distinct_share(records: dict[str, dict], targets: list[str]) -> float:
+def _differing(a, b) -> str:
+    """``a`` vs ``b`` in a few words (for dicts: only the keys whose values differ)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        return "; ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
+    return f"{a!r} vs {b!r}"
+
+
+def check_comparable(a: tuple[str, dict, dict], b: tuple[str, dict, dict]) -> list[str]:
+    """The paired targets of two evaluations ``(folder, metrics, greedy records)``, sorted.
+
+    Raises :class:`UsageError` with a one-line reason when the two did not measure the same thing:
+    a setting of :data:`SAME` differs or is not recorded (an older ``rl.eval``), or the greedy
+    records are not for the same targets (a missing target would make the table's means and the
+    intervals describe different sets).
+    """
+    (a_folder, a_metrics, a_records), (b_folder, b_metrics, b_records) = a, b
+    for what, key in SAME:
+        for folder, metrics in ((a_folder, a_metrics), (b_folder, b_metrics)):
+            if key not in metrics:
+                raise UsageError(
+                    f"{folder}/metrics.json records no {key} (written by an older rl.eval): re-run rl.eval"
+                )
+        if a_metrics[key] != b_metrics[key]:
+            hint = " (re-run one rl.eval with --reward_from the other's run)" if key == "reward" else ""
+            differing = _differing(a_metrics[key], b_metrics[key])
+            raise UsageError(f"the evaluations differ in {what}: {differing}{hint}")
+    only_a, only_b = sorted(a_records.keys() - b_records.keys()), sorted(b_records.keys() - a_records.keys())
+    if only_a or only_b:
+        examples = ", ".join(repr(t) for t in (only_a[:1] + only_b[:1]))
+        raise UsageError(
+            f"the evaluations scored different targets: {len(only_a)} only in {a_folder}, "
+            f"{len(only_b)} only in {b_folder} (e.g. {examples})"
+        )
+    if not a_records:
+        raise UsageError(f"{a_folder} and {b_folder} hold no greedy record")
+    return sorted(a_records)
+
+
+def distinct_share(records: dict[str, SampleRecord], targets: list[str]) -> float:
     """Distinct greedy programs per target: near 1/len(targets) when one program answers every image."""
-    return len({records[t]["code"] for t in targets}) / len(targets)
+    return len({records[t].code for t in targets}) / len(targets)
 
 
-def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
-    """``(mean(b - a), low, high)``: the difference and its 95 % paired bootstrap interval."""
-    from scipy.stats import bootstrap
+def paired_bootstrap(
+    differences: np.ndarray, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """BCa bootstrap intervals of the mean of each row of paired differences, vectorised.
 
-    difference = float(np.mean(b - a))
-    if len(a) < 2 or np.all(b - a == (b - a)[0]):
-        return difference, difference, difference  # no spread: the interval is the point
-    result = bootstrap(
-        (a, b),
-        lambda x, y, axis: np.mean(y - x, axis=axis),
-        paired=True,
-        n_resamples=RESAMPLES,
-        confidence_level=0.95,
-        method="BCa",
-        random_state=np.random.default_rng(seed),
-    )
-    low, high = result.confidence_interval
-    return difference, float(low), float(high)
+    Every row is resampled with the same ``resamples`` draws of its ``n`` columns (multiplicity
+    counts, so a row costs one matrix product); the percentile interval is then corrected for bias
+    (``z0``: the share of resampled means below the observed one) and acceleration (``a``: from
+    the jackknife), as ``scipy.stats.bootstrap(method="BCa")`` does. A row without spread gets
+    the point as its interval.
+
+    Parameters
+    ----------
+    differences : (m, n) float
+        ``b - a`` for n paired targets, m independent sets.
+    resamples, confidence, seed :
+        Bootstrap resamples, two-sided level, seed of the draws.
+
+    Returns
+    -------
+    low, high : (m,) float64
+    """
+    d = np.atleast_2d(np.asarray(differences, dtype=np.float64))
+    m, n = d.shape
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((resamples, n))
+    np.add.at(counts, (np.repeat(np.arange(resamples), n), rng.integers(0, n, resamples * n)), 1.0)
+    boot = np.sort(d @ counts.T / n, axis=1)  # (m, resamples) resampled means, sorted
+    mean = d.mean(axis=1, keepdims=True)
+    below = (np.sum(boot < mean, axis=1) + np.sum(boot <= mean, axis=1)) / (2 * resamples)
+    z0 = ndtri(np.clip(below, 0.5 / resamples, 1 - 0.5 / resamples))[:, None]
+    jackknife = (d.sum(axis=1, keepdims=True) - d) / max(n - 1, 1)  # (m, n) leave-one-out means
+    spread = jackknife.mean(axis=1, keepdims=True) - jackknife
+    denominator = 6 * np.sum(spread**2, axis=1, keepdims=True) ** 1.5
+    accel = np.divide(np.sum(spread**3, axis=1, keepdims=True), denominator,
+                      out=np.zeros((m, 1)), where=denominator > 0)
+    z = ndtri(np.array([[(1 - confidence) / 2, (1 + confidence) / 2]]))
+    levels = ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))  # (m, 2)
+    position = levels * (resamples - 1)
+    lower = np.clip(np.floor(position).astype(int), 0, resamples - 1)
+    upper = np.minimum(lower + 1, resamples - 1)
+    weight = position - lower
+    ends = np.take_along_axis(boot, lower, 1) * (1 - weight) + np.take_along_axis(boot, upper, 1) * weight
+    flat = np.ptp(d, axis=1) == 0
+    ends[flat] = mean[flat]
+    return ends[:, 0], ends[:, 1]
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0, resamples: int = RESAMPLES):
+    """``(mean(b - a), low, high)``: the difference and its 95 % paired bootstrap interval.
+
+    ``a`` and ``b`` are ``(n,)`` values of n paired targets (floats back), or ``(m, n)`` for m
+    independent comparisons at once (``(m,)`` arrays back).
+    """
+    difference = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    low, high = paired_bootstrap(np.atleast_2d(difference), resamples, CONFIDENCE, seed)
+    mean = np.atleast_2d(difference).mean(axis=1)
+    if difference.ndim == 1:
+        return float(mean[0]), float(low[0]), float(high[0])
+    return mean, low, high
 
 
 def _lookup(section: dict | None, path: tuple[str, ...]):
@@ -99,26 +210,19 @@ def _lookup(section: dict | None, path: tuple[str, ...]):
 def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -> dict:
     """The comparison of two evaluations of one split (see the module docstring)."""
     (a_metrics, a_records), (b_metrics, b_records) = read_eval(a_folder), read_eval(b_folder)
-    if a_metrics.get("split") != b_metrics.get("split"):
-        raise UsageError(
-            f"the evaluations are of different splits: {a_metrics.get('split')!r} "
-            f"and {b_metrics.get('split')!r}"
-        )
-    shared = sorted(a_records.keys() & b_records.keys())
+    shared = check_comparable((a_folder, a_metrics, a_records), (b_folder, b_metrics, b_records))
+    failed = [t for t in shared if any(r[t].extra.get("infrastructure") for r in (a_records, b_records))]
+    shared = [t for t in shared if t not in failed]  # both sides lose the same targets
     if not shared:
-        raise UsageError("the two evaluations share no target: compare evaluations of the same split")
+        raise UsageError(f"the render pool failed on every target in {a_folder} or {b_folder}")
+    protocol = a_metrics["protocol_settings"] is not None
+    a_figures = figures_of([a_records[t] for t in shared], protocol)
+    b_figures = figures_of([b_records[t] for t in shared], protocol)
     rows = []
     for label, path, spec in FIGURES:
-        a, b = _lookup(a_metrics.get("greedy"), path), _lookup(b_metrics.get("greedy"), path)
-        rows.append(
-            {
-                "figure": label,
-                "a": a,
-                "b": b,
-                "format": spec,
-                "difference": None if a is None or b is None else b - a,
-            }
-        )
+        a, b = _lookup(a_figures, path), _lookup(b_figures, path)
+        difference = None if a is None or b is None else b - a
+        rows.append({"figure": label, "a": a, "b": b, "format": spec, "difference": difference})
     a, b = distinct_share(a_records, shared), distinct_share(b_records, shared)
     label = "distinct programs / targets"
     rows.append({"figure": label, "a": a, "b": b, "format": ".3f", "difference": b - a})
@@ -138,11 +242,15 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -
         "names": list(names),
         "a": a_folder,
         "b": b_folder,
-        "split": a_metrics.get("split"),
+        "split": a_metrics["split"],
+        "corpus_dir": a_metrics["corpus_dir"],
+        "reward": a_metrics["reward"],
         "n_paired": len(shared),
+        "infra_failed_targets": failed,
         "figures": rows,
         "paired_bootstrap": paired,
         "resamples": RESAMPLES,
+        "interval": f"{CONFIDENCE:.0%} paired bootstrap, BCa",
     }
 
 
@@ -154,7 +262,9 @@ def table_markdown(comparison: dict) -> str:
     """The comparison as a Markdown table (figures, then the paired intervals)."""
     a_name, b_name = comparison["names"]
     lines = [
-        f"split `{comparison['split']}`, greedy programs, {comparison['n_paired']} paired targets",
+        f"split `{comparison['split']}`, greedy programs, {comparison['n_paired']} paired targets"
+        + (f" ({len(comparison['infra_failed_targets'])} left out: the render pool failed on them)"
+           if comparison["infra_failed_targets"] else ""),
         "",
         f"| figure | {a_name} | {b_name} | {b_name} - {a_name} |",
         "|---|---:|---:|---:|",

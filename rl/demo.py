@@ -9,7 +9,8 @@ Commands::
 
 Each stage is the project's own command, run as a child process and printed before it runs, so
 any stage can be repeated by hand: ``corpus.build``, ``rl.sft``, ``rl.ppo``, then ``rl.eval``
-of the SFT and the PPO policy on every split of ``eval_splits``. A stage whose result is
+of the SFT and the PPO policy on every split of ``eval_splits`` (both scored with the reward
+settings the PPO run trained with, ``--reward_from`` its folder). A stage whose result is
 already there (and newer than what it was made from) is reused; a stopped one resumes from
 its own checkpoints; a stage whose input changed starts over. Afterwards (in this process):
 ``rl.compare`` per split, ``rl.curves`` of the PPO run and ``index.html``, a page that links
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 from configs.demo import DemoConfig
 from configs.loader import ConfigError, add_arguments, from_args
+from configs.reward import RUN_CONFIG
 from rl.cli import Parser, UsageError, fail, write_json
 
 PROG = "rl.demo"
@@ -111,14 +113,17 @@ def stages(config: DemoConfig) -> list[Stage]:
     ]
 
     def same_evaluation(metrics: dict) -> bool:
-        return metrics["k"] == config.eval_k and metrics["n_images"] <= (config.eval_limit or float("inf"))
+        trained_with = os.path.join(ppo, RUN_CONFIG)  # both policies are scored as PPO was trained
+        reward = _json(trained_with).get("reward") if os.path.exists(trained_with) else None
+        return (metrics["k"] == config.eval_k and metrics["n_images"] <= (config.eval_limit or float("inf"))
+                and metrics.get("reward") == reward)
 
     for split in config.eval_splits:
         for policy, upstream in (("sft", sft_done), ("ppo", ppo_done)):
             folder = eval_folder(config, policy, split)
             evaluate = command("rl.eval", checkpoint=os.path.join(out, policy, "final"), corpus_dir=corpus,
                                split=split, k=config.eval_k, out=folder, seed=seed, limit=config.eval_limit,
-                               render_workers=workers)
+                               render_workers=workers, reward_from=ppo)
             done = os.path.join(folder, "metrics.json")
             plan.append(Stage(f"eval {policy} {split}", evaluate, done, upstream, check=same_evaluation))
     return plan

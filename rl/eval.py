@@ -5,11 +5,15 @@ Commands::
     python -m rl.eval --checkpoint runs/sft/final --split test              # greedy + best-of-4
     python -m rl.eval --checkpoint runs/sft/final --split test --k 8 --limit 50
     python -m rl.eval --checkpoint runs/sft/final --split test_ood --k 0    # greedy only
+    python -m rl.eval --checkpoint runs/ppo/final --split test              # the run's reward settings
+    python -m rl.eval --checkpoint runs/sft/final --split test --reward_from runs/ppo   # the same ones
     python -m rl.eval --help
 
 For every image of the split the policy decodes one greedy program and ``k`` sampled ones;
 each is run by OpenSCAD and scored on a :class:`renderer.pool.RenderPool` against the
-image's target mesh. Best-of-k keeps the sampled program with the highest reward (an oracle
+image's target mesh with one set of reward settings (:func:`configs.reward.resolve`:
+``--reward_from``, else those the checkpoint's PPO run trained with, else the defaults; the
+command prints which). Best-of-k keeps the sampled program with the highest reward (an oracle
 pick: it uses the target, as cadrille's best-of-k does). Writes into ``--out`` (default
 ``<checkpoint>/eval_<split>``):
 
@@ -19,7 +23,10 @@ pick: it uses the target, as cadrille's best-of-k does). Writes into ``--out`` (
 - ``metrics.json``: for ``greedy`` and ``best_of_k``: the target-frame figures of
   :func:`rl.scoring.summarise_breakdowns` (invalid ratio, reward, mean and median IoU, SSIM and
   chamfer distance over valid programs) and ``protocol`` (:func:`reward.metrics.summarise`:
-  ``ir``, ``cd_median_x1e3``, ``iou_mean``), plus per-family figures and timings;
+  ``ir``, ``cd_median_x1e3``, ``iou_mean``), plus per-family figures and timings; and what
+  :mod:`rl.compare` checks before pairing two evaluations: the corpus (absolute path), split,
+  ``limit`` and ``n_images``, decoding (``k``, ``temperature``, ``top_p``, ``max_new_tokens``), the reward
+  settings (``reward``, with ``reward_source``) and ``protocol_settings``;
 - ``index.html`` and ``summary.json``: the reward report (:func:`reward.report.build_report`).
 
 Bad input (missing checkpoint or corpus, unknown split, bad option) is one line on stderr, exit 2.
@@ -31,10 +38,10 @@ import os
 import sys
 import time
 
-import torch
-
 from configs.eval import EvalConfig
 from configs.loader import ConfigError, add_arguments, from_args
+from configs.reward import as_dict
+from configs.reward import resolve as resolve_reward
 from configs.sft import DEFAULT_CORPUS_DIR
 from renderer.errors import RendererUnavailable
 from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads, write_json
@@ -76,7 +83,8 @@ def _record(row, mode: str, index: int, text: str, scored, config: EvalConfig):
     protocol = scored.protocol
     extra = {"mode": mode, "sample": index, "family": row["family"], "best_of_k": False,
              "protocol_valid": bool(protocol.get("valid")), "protocol_cd": protocol.get("cd"),
-             "protocol_iou": protocol.get("iou"), "protocol_status": protocol.get("status")}
+             "protocol_iou": protocol.get("iou"), "protocol_status": protocol.get("status"),
+             "infrastructure": bool(getattr(scored.breakdown, "infrastructure", False))}
     return SampleRecord.from_breakdown(record_id, row["id"], text, scored.breakdown, **views, extra=extra)
 
 
@@ -118,12 +126,19 @@ def mark_best_of_k(records: list) -> list:
 
 
 def figures_of(records: list, protocol: bool = True) -> dict:
-    """Target-frame figures and (``protocol``) the cadrille protocol, for one program per target."""
+    """Target-frame figures and (``protocol``) the cadrille protocol, for one program per target.
+
+    A program the render pool failed on (``extra["infrastructure"]``: a worker died or scoring
+    raised) is no verdict on the policy: it is left out and counted as ``infra_failed``.
+    """
     from reward.metrics import summarise
     from rl.scoring import summarise_breakdowns
 
+    failed = sum(bool(r.extra.get("infrastructure")) for r in records)
+    records = [r for r in records if not r.extra.get("infrastructure")]
     figures = summarise_breakdowns(records)
     figures.pop("valid_frac")
+    figures["infra_failed"] = failed
     rows = [{"valid": r.extra["protocol_valid"], "cd": r.extra["protocol_cd"], "iou": r.extra["protocol_iou"]}
             for r in records]
     figures["protocol"] = summarise(rows) if protocol else None
@@ -146,12 +161,15 @@ def per_family(records: list) -> dict:
 
 def run(config: EvalConfig) -> dict:
     """Evaluate; write records, metrics.json and the report; return the metrics dict."""
+    import torch
     from tqdm.auto import tqdm
 
     from corpus.dataset import load_mesh
     from renderer.pool import RenderPool
+    from reward.metrics import PROTOCOL
     from reward.records import write_records
     from reward.report import build_report
+    from reward.score import Scorer
     from rl.scoring import ProtocolScorer
     from rl.sft_setup import check_image_size
 
@@ -160,12 +178,15 @@ def run(config: EvalConfig) -> dict:
     quiet_libraries()
     torch.manual_seed(config.seed)
     policy = load_checkpoint(config.checkpoint)
+    weights, reward_source = resolve_reward(config.reward_from, config.checkpoint)
+    print(f"{PROG}: reward settings from {reward_source}", flush=True)
     corpus_dir = resolve_corpus(config)
     dataset = load_rows(corpus_dir, config.split, config.limit)
     check_image_size(dataset, policy.config, corpus_dir)
     out = config.out or os.path.join(config.checkpoint, f"eval_{config.split}")
     os.makedirs(out, exist_ok=True)
-    pool = RenderPool(ProtocolScorer(protocol=config.protocol), workers=config.render_workers)
+    scorer = ProtocolScorer(Scorer(weights, threads=1), protocol=config.protocol)
+    pool = RenderPool(scorer, workers=config.render_workers)
     records = []
     try:
         with tqdm(total=len(dataset), desc=PROG, unit="image", dynamic_ncols=True) as bar:
@@ -183,12 +204,17 @@ def run(config: EvalConfig) -> dict:
     seconds = time.perf_counter() - started
     metrics = {
         "checkpoint": config.checkpoint,
-        "corpus_dir": corpus_dir,
+        "corpus_dir": os.path.abspath(corpus_dir),
         "split": config.split,
+        "limit": config.limit,
         "n_images": len(dataset),
         "k": config.k,
         "temperature": config.temperature,
         "top_p": config.top_p,
+        "max_new_tokens": config.max_new_tokens or policy.config.max_new_tokens,
+        "reward": as_dict(weights),
+        "reward_source": reward_source,
+        "protocol_settings": dict(PROTOCOL) if config.protocol else None,
         "greedy": figures_of(greedy, config.protocol),
         "best_of_k": figures_of(best, config.protocol) if best else None,
         "per_family_greedy": per_family(greedy),
@@ -196,7 +222,8 @@ def run(config: EvalConfig) -> dict:
     }
     write_json(os.path.join(out, "metrics.json"), metrics)
     title = f"rl.eval {config.checkpoint} on {config.split}"
-    metrics["report"] = build_report(records_path, out, title=title)
+    metrics["report"] = build_report(records_path, out, title=title, reward=metrics["reward"],
+                                     reward_source=reward_source)
     metrics["out"] = out
     return metrics
 

@@ -12,54 +12,38 @@ from rl import compare, curves
 from rl.cli import UsageError
 from tests.rl.conftest import run_module
 
+SETTINGS = {
+    "corpus_dir": "/corpus",
+    "limit": 40,
+    "k": 0,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "max_new_tokens": 128,
+    "reward": {"ssim": 1.0, "chamfer": 1.0, "iou": 1.0, "valid": 0.1, "invalid_penalty": -1.0},
+    "protocol_settings": {"n_points": 8192, "sampling": "independent per mesh"},
+}
+"""What rl.eval records and rl.compare checks (abridged: the comparison only tests equality)."""
 
-def write_eval(folder, split: str, rewards: list[float], ious: list[float] | None = None) -> str:
+
+def write_eval(folder, split: str, rewards: list[float], ious: list[float] | None = None, **settings) -> str:
     """An rl.eval-shaped folder: one greedy record per target (reward < 0: invalid) and metrics.json."""
     folder.mkdir(parents=True)
     ious = ious or [max(r, 0.0) for r in rewards]
     with open(folder / "records.jsonl", "w") as fh:
         for i, (reward, iou) in enumerate(zip(rewards, ious, strict=True)):
-            valid = 1.0 if reward >= 0 else 0.0
-            fh.write(
-                json.dumps(
-                    {
-                        "id": f"t{i}/greedy",
-                        "target_id": f"t{i}",
-                        "code": "cube(1);",
-                        "status": "ok",
-                        "total": reward,
-                        "iou": iou,
-                        "valid": valid,
-                        "extra": {"mode": "greedy"},
-                    }
-                )
-                + "\n"
-            )
-            fh.write(
-                json.dumps(
-                    {
-                        "id": f"t{i}/sample0",
-                        "target_id": f"t{i}",
-                        "code": "",
-                        "status": "ok",
-                        "total": 5.0,
-                        "iou": 1.0,
-                        "valid": 1.0,
-                        "extra": {"mode": "sample"},
-                    }
-                )
-                + "\n"
-            )
+            reward, iou, valid = float(reward), float(iou), bool(reward >= 0)
+            protocol = {"protocol_valid": valid, "protocol_cd": 0.02 if valid else None,
+                        "protocol_iou": iou if valid else None}
+            greedy = {"id": f"t{i}/greedy", "target_id": f"t{i}", "code": "cube(1);", "total": reward,
+                      "status": "ok" if valid else "syntax_error", "iou": iou, "valid": float(valid),
+                      "extra": {"mode": "greedy", **protocol}}
+            sample = {"id": f"t{i}/sample0", "target_id": f"t{i}", "code": "", "status": "ok", "total": 5.0,
+                      "iou": 1.0, "valid": 1.0, "extra": {"mode": "sample"}}
+            fh.write(json.dumps(greedy) + "\n" + json.dumps(sample) + "\n")
     invalid = sum(r < 0 for r in rewards) / len(rewards)
-    greedy = {
-        "invalid_ratio": invalid,
-        "reward_mean": float(np.mean(rewards)),
-        "iou_mean": 0.5,
-        "ssim_mean": 0.4,
-        "chamfer_distance_median": 0.3,
-        "protocol": {"ir": invalid, "cd_median_x1e3": 20.0, "iou_mean": 0.5},
-    }
-    (folder / "metrics.json").write_text(json.dumps({"split": split, "greedy": greedy}))
+    greedy = {"invalid_ratio": invalid, "reward_mean": float(np.mean(rewards))}
+    metrics = {"split": split, "n_images": len(rewards), "greedy": greedy, **SETTINGS, **settings}
+    (folder / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if v != "absent"}))
     return str(folder)
 
 
@@ -105,7 +89,7 @@ def test_table_and_files_and_bad_input(tmp_path):
     assert "| reward mean | 0.200 | 0.400 | +0.200 |" in table
     json_path, md_path = compare.write(compare.compare(a, b), str(tmp_path / "out"))
     assert json.load(open(json_path))["split"] == "test" and open(md_path).read().startswith("split `test`")
-    with pytest.raises(UsageError, match="different splits"):
+    with pytest.raises(UsageError, match="differ in split: 'test' vs 'test_ood'"):
         compare.compare(a, ood)
     completed = run_module("rl.compare", a, str(tmp_path / "nowhere"))
     assert completed.returncode == 2 and len(completed.stderr.strip().splitlines()) == 1
@@ -165,3 +149,95 @@ def test_one_program_for_every_target_shows_as_a_low_distinct_share(tmp_path):
     a = write_eval(tmp_path / "a", "test", [0.1, 0.2, 0.3, 0.4])  # every record is "cube(1);"
     (row,) = [r for r in compare.compare(a, a)["figures"] if r["figure"].startswith("distinct")]
     assert row["a"] == 0.25 and row["difference"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"corpus_dir": "/other"}, "differ in corpus"),
+        ({"n_images": 4}, r"differ in images evaluated \(limit\): 3 vs 4"),
+        ({"k": 4}, "differ in decoding k"),
+        ({"temperature": 0.7}, "differ in decoding temperature"),
+        ({"max_new_tokens": 256}, "differ in decoding max_new_tokens"),
+        ({"reward": {**SETTINGS["reward"], "iou": 2.0}}, "differ in reward settings: iou 1.0 vs 2.0"),
+        ({"protocol_settings": None}, "differ in protocol"),
+        ({"reward": "absent"}, "records no reward .* older rl.eval"),
+    ],
+)
+def test_evaluations_that_measured_different_things_are_refused(tmp_path, change, reason):
+    a = write_eval(tmp_path / "a", "test", [0.1, 0.2, 0.3])
+    b = write_eval(tmp_path / "b", "test", [0.3, 0.4, 0.5], **change)
+    with pytest.raises(UsageError, match=reason):
+        compare.compare(a, b)
+
+
+def test_the_command_refuses_different_reward_settings_in_one_line(tmp_path):
+    a = write_eval(tmp_path / "a", "test", [0.1, 0.2, 0.3])
+    b = write_eval(tmp_path / "b", "test", [0.3, 0.4, 0.5], reward={**SETTINGS["reward"], "valid": 0.0})
+    completed = run_module("rl.compare", a, b)
+    assert completed.returncode == 2 and len(completed.stderr.strip().splitlines()) == 1
+    assert "reward settings: valid 0.1 vs 0.0" in completed.stderr and "--reward_from" in completed.stderr
+
+
+def test_a_target_missing_from_one_evaluation_is_refused(tmp_path):
+    # before: the table's means covered all of each evaluation's targets, the intervals only the shared ones
+    a = write_eval(tmp_path / "a", "test", [0.1, 0.2, 0.3, -1.0])
+    b = write_eval(tmp_path / "b", "test", [0.3, 0.4, 0.5], n_images=4)  # one record lost
+    with pytest.raises(UsageError, match="different targets: 1 only in .*a, 0 only in .*b .*'t3'"):
+        compare.compare(a, b)
+
+
+def test_table_rows_and_intervals_describe_the_same_records(tmp_path):
+    a = write_eval(tmp_path / "a", "test", [0.1, -1.0, 0.3, 0.5])
+    b = write_eval(tmp_path / "b", "test", [0.3, 0.4, -1.0, 0.6])
+    (tmp_path / "a" / "metrics.json").write_text(  # a stale summary must not reach the table
+        (tmp_path / "a" / "metrics.json").read_text().replace('"reward_mean": -0.025', '"reward_mean": 9.0')
+    )
+    result = compare.compare(a, b)
+    rows = {row["figure"]: row for row in result["figures"]}
+    paired = result["paired_bootstrap"]
+    assert rows["reward mean"]["a"] == pytest.approx(paired["reward"]["a_mean"]) == pytest.approx(-0.025)
+    assert rows["invalid ratio"]["b"] == paired["invalid"]["b_mean"] == 0.25
+    assert rows["protocol IR"]["a"] == 0.25
+
+
+def test_a_target_the_render_pool_failed_on_is_left_out_of_both_sides(tmp_path):
+    a = write_eval(tmp_path / "a", "test", [0.1, 0.2, 0.3, 0.4])
+    b = write_eval(tmp_path / "b", "test", [0.3, 0.4, 0.5, -1.0])
+    lines = (tmp_path / "b" / "records.jsonl").read_text().splitlines()
+    crashed = json.loads(lines[6])  # t3's greedy record: a dead worker, not the program
+    crashed["extra"]["infrastructure"] = True
+    lines[6] = json.dumps(crashed)
+    (tmp_path / "b" / "records.jsonl").write_text("\n".join(lines) + "\n")
+    result = compare.compare(a, b)
+    rows = {row["figure"]: row for row in result["figures"]}
+    assert result["n_paired"] == 3 and result["infra_failed_targets"] == ["t3"]
+    assert rows["invalid ratio"]["b"] == 0.0  # the crash is not counted as the policy's invalid program
+    assert result["paired_bootstrap"]["reward"]["a_mean"] == pytest.approx(0.2)  # and A loses t3 too
+    assert "1 left out: the render pool failed" in compare.table_markdown(result)
+
+
+def test_the_vectorised_bootstrap_agrees_with_scipy_bca():
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(0)
+    for d in (rng.normal(0.1, 1, 40), rng.exponential(1, 30), rng.choice([-1.0, 0.0, 0.0, 1.0], 40)):
+        low, high = compare.paired_bootstrap(d[None, :], 10_000)
+        reference = bootstrap((d,), np.mean, n_resamples=10_000, method="BCa", random_state=1)
+        width = reference.confidence_interval.high - reference.confidence_interval.low
+        assert low[0] == pytest.approx(reference.confidence_interval.low, abs=0.05 * width)
+        assert high[0] == pytest.approx(reference.confidence_interval.high, abs=0.05 * width)
+
+
+def test_the_95_percent_interval_covers_a_known_mean_difference_95_percent_of_the_time():
+    # 1000 synthetic comparisons of 60 paired targets whose true mean difference is 0.2. The
+    # bootstrap's coverage at n = 60 is about 94.3 % (it uses z and the n-divisor variance), and one
+    # coverage estimate from 1000 has a standard error of 0.7 %: the window [0.92, 0.98] holds it at
+    # 3 sigma, and the same intervals at 90 % (coverage about 89.5 %) fall outside by 3 sigma.
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.5, 1.0, (1000, 60))
+    b = a + rng.normal(0.2, 1.0, (1000, 60))
+    _, low, high = compare.paired_interval(a, b, resamples=2000)
+    assert 0.92 <= np.mean((low <= 0.2) & (0.2 <= high)) <= 0.98
+    low, high = compare.paired_bootstrap(b - a, 2000, confidence=0.90)
+    assert not 0.92 <= np.mean((low <= 0.2) & (0.2 <= high)) <= 0.98

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from configs.reward import RUN_CONFIG, as_dict
 from renderer.stl import read_binary_stl
+from reward.score import RewardWeights
 
 
 class TruthPolicy:
@@ -49,11 +52,41 @@ def test_eval_writes_records_metrics_and_report(final_dir, tmp_path, capsys):
     assert sum(r["extra"]["best_of_k"] for r in records) == 2
     assert all((out / r["pred_views"]).exists() and (out / r["target_views"]).exists() for r in records)
     assert (out / "index.html").exists() and (out / "summary.json").exists()
-    assert "protocol IR" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "protocol IR" in printed and "reward settings from defaults" in printed
+    # what rl.compare checks before pairing two evaluations
+    assert metrics["limit"] == 2 and metrics["max_new_tokens"] == 16 and os.path.isabs(metrics["corpus_dir"])
+    assert metrics["reward"] == as_dict(RewardWeights()) and metrics["reward_source"].startswith("defaults")
+    assert metrics["protocol_settings"]["sampling"] == "independent per mesh"
+    assert json.loads((out / "summary.json").read_text())["reward"] == metrics["reward"]
+    assert "invalid_penalty -1" in (out / "index.html").read_text()
+
+
+def test_eval_of_a_ppo_checkpoint_scores_with_the_reward_its_run_trained_with(final_dir, tmp_path, capsys):
+    from configs.ppo import PPOConfig
+    from rl.eval import main
+
+    run = tmp_path / "ppo"  # a PPO run folder as rl.ppo leaves it (final/ is a policy folder)
+    shutil.copytree(final_dir, run / "final")
+    trained = RewardWeights(invalid_penalty=-3.0, iou=2.0)
+    (run / RUN_CONFIG).write_text(json.dumps(PPOConfig(reward=trained).to_dict()))
+    common = ["--split", "test", "--k", "0", "--limit", "1", "--max_new_tokens", "8", "--render_workers", "0",
+              "--views", "false", "--protocol", "false"]
+    main(["--checkpoint", str(run / "final"), "--out", str(tmp_path / "ppo_eval"), *common])
+    metrics = json.loads((tmp_path / "ppo_eval" / "metrics.json").read_text())
+    assert metrics["reward"] == as_dict(trained) and str(run / RUN_CONFIG) in metrics["reward_source"]
+    assert f"reward settings from {run / RUN_CONFIG}" in capsys.readouterr().out
+    lines = (tmp_path / "ppo_eval" / "records.jsonl").read_text().splitlines()
+    invalid = [json.loads(line)["total"] for line in lines if json.loads(line)["valid"] == 0]
+    assert invalid and set(invalid) == {-3.0}  # the run's penalty, not the default -1 (8 tokens: no program)
+    out = tmp_path / "default_eval"
+    main(["--checkpoint", str(run / "final"), "--out", str(out), "--reward_from", "default", *common])
+    assert json.loads((out / "metrics.json").read_text())["reward"] == as_dict(RewardWeights())
 
 
 def test_eval_figures_of_correct_programs(tiny_corpus, tmp_path):
-    """The target's own program scores IoU ~1 in the target frame and CD ~0 in the protocol."""
+    """The target's own program scores IoU ~1 in the target frame and CD at the sampling floor
+    (about 0.2-0.5 x1e-3, see reward.metrics) in the protocol."""
     from configs.eval import EvalConfig
     from corpus.dataset import load_mesh
     from renderer.pool import RenderPool
