@@ -20,6 +20,7 @@ from reward.score import RewardWeights
 
 ESTIMATORS = ("gae", "grpo")
 KL_KINDS = ("k1", "abs", "mse", "k3")
+KL_LOSS_KINDS = ("k3", "mse")
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 
@@ -47,10 +48,18 @@ class PPOConfig:
     temperature: float = 1.0
     """Sampling temperature; log-probs of the update, the reference and the KL use the same one."""
     top_p: float = 1.0
-    """Nucleus sampling (1: off)."""
+    """Nucleus sampling; must stay 1 (off): every PPO log-prob (old, reference, update, KL) is over
+    the full softmax, so a nucleus would sample from another distribution than the one updated."""
 
     estimator: str = "gae"
-    """Advantages: gae (value head, GAE, whitened) or grpo (group baseline over the k programs, no critic)."""
+    """Advantages: gae (value head, GAE, whitened) or grpo (group baseline over the k programs, no
+    critic). Where the KL to the reference goes follows the estimator. gae: into the per-token
+    reward (-kl_coef * KL on every token, score on the last), as PPO-RLHF with a value head does
+    (Ziegler et al., TRL, veRL's default): the critic learns the KL-penalised return, and whitening
+    the batch keeps the scale. grpo: into the loss (veRL's use_kl_loss: + kl_coef * agg(KL) next to
+    the clipped surrogate), and the group baseline sees the task scores alone; in the reward, a
+    group whose scores tie (all 8 invalid) would get advantages of about +-1 from KL noise once
+    divided by the group's std. A tied group gets exactly 0."""
     gamma: float = 1.0
     """GAE discount."""
     lam: float = 0.95
@@ -82,16 +91,21 @@ class PPOConfig:
     """How per-token losses become one: token-mean, seq-mean-token-sum, seq-mean-token-mean,
     seq-mean-token-sum-norm."""
 
-    kl_kind: str = "k1"
-    """Per-token KL estimator against the reference: k1, abs, mse or k3."""
+    kl_kind: str | None = None
+    """Per-token KL estimator against the reference: k1, abs, mse or k3 (None: k1 for gae, in the
+    reward; k3 for grpo, in the loss). grpo takes only k3 or mse: as a loss, k1's gradient is
+    0 in expectation and abs's is biased (veRL's low_var_kl is k3)."""
     kl_coef: float = 0.05
-    """KL penalty coefficient (the initial one when adaptive_kl)."""
+    """KL coefficient (the initial one when adaptive_kl): of the per-token penalty in the reward
+    (gae) or of the KL term of the loss (grpo); logged per iteration as kl/coef."""
     adaptive_kl: bool = True
     """Steer the coefficient towards kl_target (Ziegler et al.); false keeps it fixed."""
     kl_target: float = 6.0
     """Adaptive KL: target of the mean per-program KL (summed over tokens)."""
-    kl_horizon: int = 10000
-    """Adaptive KL: horizon in programs."""
+    kl_horizon_iterations: float | None = None
+    """Adaptive KL: horizon in iterations, >= 1; after each iteration the coefficient is multiplied
+    by 1 + clip(KL / kl_target - 1, +-0.2) / horizon. None: iterations / 10 (at least 1), so over
+    a whole run a KL far from target can move it up to e^2 ~ 7.4x either way."""
 
     reward: RewardWeights = field(default_factory=RewardWeights)
     """Reward weights (reward.score.RewardWeights)."""
@@ -127,11 +141,10 @@ class PPOConfig:
         need(bool(self.name.strip()) and "/" not in self.name, "name", "must be a non-empty folder name")
         need(bool(self.checkpoint), "checkpoint", "must name a policy folder")
         need(self.estimator in ESTIMATORS, "estimator", f"must be one of {', '.join(ESTIMATORS)}")
-        need(self.kl_kind in KL_KINDS, "kl_kind", f"must be one of {', '.join(KL_KINDS)}")
         modes = ", ".join(LOSS_AGG_MODES)
         need(self.loss_agg_mode in LOSS_AGG_MODES, "loss_agg_mode", f"must be one of {modes}")
         for name in ("iterations", "batch_size", "k", "ppo_epochs", "minibatch_size", "save_every",
-                     "records_every", "threads", "kl_horizon"):
+                     "records_every", "threads"):
             need(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("seed", "gpus", "ray_workers", "weight_decay", "max_grad_norm", "cliprange_value",
                      "vf_coef", "ent_coef", "kl_coef"):
@@ -139,17 +152,38 @@ class PPOConfig:
         need(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         need(self.workers is None or self.workers >= 0, "workers", "must be >= 0")
         need(self.temperature > 0, "temperature", "must be > 0")
-        need(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        need(self.top_p == 1, "top_p", "must be 1: PPO's log-probs are over the full softmax")
         need(0 <= self.gamma <= 1, "gamma", "must be in [0, 1]")
         need(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
         need(self.learning_rate > 0, "learning_rate", "must be > 0")
         need(self.clip_ratio > 0, "clip_ratio", "must be > 0")
         need(self.kl_target > 0, "kl_target", "must be > 0")
+        horizon = self.kl_horizon_iterations
+        need(horizon is None or horizon >= 1, "kl_horizon_iterations", "must be >= 1 (or unset)")
+        kinds = ", ".join(KL_KINDS)
+        need(self.kl_kind is None or self.kl_kind in KL_KINDS, "kl_kind", f"must be one of {kinds} or unset")
+        need(self.estimator != "grpo" or self.kl_estimator in KL_LOSS_KINDS, "kl_kind",
+             "must be k3 or mse with estimator grpo (the KL is in the loss, where k1 and abs pull nowhere)")
         need(self.render_timeout > 0, "render_timeout", "must be > 0")
         need(self.estimator != "grpo" or self.k >= 2, "k", "must be >= 2 for the grpo group baseline")
         need(not (self.gpus and self.ray_workers), "ray_workers", "cannot be combined with gpus")
         learners = self.world_size
         need(self.batch_size % learners == 0, "batch_size", f"must divide by the {learners} learners")
+
+    @property
+    def kl_in_loss(self) -> bool:
+        """The KL is a term of the loss (grpo), not a penalty in the reward (gae); see estimator."""
+        return self.estimator == "grpo"
+
+    @property
+    def kl_estimator(self) -> str:
+        """The per-token KL estimator in use: kl_kind, or the estimator's default when unset."""
+        return self.kl_kind or ("k3" if self.kl_in_loss else "k1")
+
+    @property
+    def kl_horizon(self) -> float:
+        """The adaptive controller's horizon in iterations: kl_horizon_iterations or iterations / 10."""
+        return self.kl_horizon_iterations or max(1.0, self.iterations / 10)
 
     @property
     def world_size(self) -> int:

@@ -14,7 +14,9 @@ example :class:`reward.score.Scorer`), so this module knows nothing of rewards.
 - Faults: an actor that dies, or that runs past ``item_timeout_s``, is
   killed and replaced and its program runs again; a program that takes down
   ``max_attempts`` actors is scored as a ``crashed`` run. Every request is
-  answered exactly once.
+  answered exactly once. Such a run, and one whose scoring raised, reaches the
+  scorer as an :class:`InfrastructureFault` (``infrastructure`` true): the pool,
+  not the program, failed, and a trainer can leave it out of its update.
 - A request without a ``target_id`` gets ``prepared=None``: the pool is then a
   parallel map of "OpenSCAD, then this processor" (``corpus.build`` uses it
   to turn programs into meshes and views on every core).
@@ -38,6 +40,16 @@ from renderer.openscad import MeshResult, RenderLimits, Status, run, sandbox_pre
 from renderer.views import save_view_row
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InfrastructureFault(MeshResult):
+    """A ``crashed`` run the pool caused, not the program: a worker died or hung on it
+    ``max_attempts`` times, or scoring it raised. :func:`reward.score.score` carries
+    ``infrastructure`` into the breakdown. An OpenSCAD crash on the program itself is a
+    plain ``crashed`` :class:`MeshResult` (the program's)."""
+
+    infrastructure: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,7 @@ class RenderWorker:
         """Run the request's program with OpenSCAD and score it against its target.
 
         An exception inside scoring is a bug, not a bad program: it is logged with
-        its traceback and the program is scored as ``crashed`` with the error.
+        its traceback and the program is scored as an :class:`InfrastructureFault`.
         With ``views_path`` set, the views go to disk too (the scorer must offer
         ``pred_views(result, prepared)`` and ``target_views(prepared)``).
         """
@@ -96,7 +108,7 @@ class RenderWorker:
             return breakdown
         except Exception as error:  # noqa: BLE001 - reported, and typed as crashed
             logger.exception("scoring failed for a %s program", result.status)
-            return self.scorer(MeshResult(Status.CRASHED, stderr=f"scoring error: {error!r}"), None)
+            return self.scorer(InfrastructureFault(Status.CRASHED, stderr=f"scoring error: {error!r}"), None)
 
     def pid(self) -> int:
         return os.getpid()
@@ -270,7 +282,7 @@ class _Dispatch:
         self.idle.append(slot)
         self.attempts[index] += 1
         if self.attempts[index] >= self.pool.max_attempts:
-            crashed = MeshResult(Status.CRASHED, stderr=reason)
+            crashed = InfrastructureFault(Status.CRASHED, stderr=reason)
             self.results[index] = self.pool.scorer(crashed, None)
         else:
             self.pending.appendleft(index)

@@ -119,6 +119,9 @@ class RewardBreakdown:
     """Time spent in :func:`score`."""
     detail: str = ""
     """Why a program failed: the last lines of OpenSCAD's messages (empty when valid)."""
+    infrastructure: bool = False
+    """The render pool failed, not the program (a worker died or hung, or scoring raised): the
+    penalty is no verdict on the program, and PPO leaves it out of the update."""
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -244,7 +247,8 @@ def score(
     status = str(getattr(pred, "status", "crashed"))
     seconds = _finite(getattr(pred, "seconds", 0.0))
     if status != "ok":
-        return _invalid(weights, status, seconds, start, _tail(getattr(pred, "stderr", "")))
+        infrastructure = bool(getattr(pred, "infrastructure", False))  # renderer.pool.InfrastructureFault
+        return _invalid(weights, status, seconds, start, _tail(getattr(pred, "stderr", "")), infrastructure)
     raw_faces = getattr(pred, "faces", None)
     vertices = _in_frame(getattr(pred, "vertices", None), target.frame)
     mesh = _Mesh(*clean_mesh(vertices, raw_faces))
@@ -295,7 +299,8 @@ def _tail(text, lines: int = 6) -> str:
 
 
 def _invalid(
-    weights: RewardWeights, status: str, seconds: float, start: float, detail: str = ""
+    weights: RewardWeights, status: str, seconds: float, start: float, detail: str = "",
+    infrastructure: bool = False,
 ) -> RewardBreakdown:
     return RewardBreakdown(
         total=float(weights.invalid_penalty),
@@ -307,6 +312,7 @@ def _invalid(
         seconds=seconds,
         score_seconds=time.perf_counter() - start,
         detail=detail,
+        infrastructure=infrastructure,
     )
 
 

@@ -148,19 +148,26 @@ def compute_grpo_outcome_advantage(
     response_mask: torch.Tensor,
     norm_by_std: bool = True,
     eps: float = 1e-6,
+    sample_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Group-relative advantages (GRPO; Dr. GRPO with ``norm_by_std=False``).
 
     Args:
-        scores: one reward per sampled program, shape is (bs,).
+        scores: one task score per sampled program, shape is (bs,). Pass the task score alone:
+            a KL penalty folded in here would turn KL noise into full-size advantages in a group
+            whose scores tie; put the KL in the loss instead (veRL's ``use_kl_loss``).
         index: the group (prompt/image) of each sample, shape is (bs,): an integer tensor or any
             sequence of hashable ids (e.g. uid strings).
         response_mask: shape is (bs, response_length).
         norm_by_std: divide by the group's (unbiased) standard deviation plus ``eps``.
+        sample_mask: shape is (bs,), bool; samples set to False (e.g. infrastructure failures)
+            get 0 and are left out of their group's mean and standard deviation. None: all count.
 
     Returns:
         advantages, shape is (bs, response_length): ``score - group mean`` (over std) on every
-        valid token, 0 on padding. They sum to zero within a group; a group of one gets 0.
+        valid token, 0 on padding. They sum to zero within a group; a group of one counted
+        sample gets 0, and so does every sample of a group whose counted scores all tie
+        (exactly 0, not rounding divided by a near-zero std).
     """
     if len(index) != scores.shape[0]:
         raise ValueError(f"index has {len(index)} entries but scores has {scores.shape[0]}")
@@ -170,12 +177,17 @@ def compute_grpo_outcome_advantage(
         ids: dict[Hashable, int] = {}
         group = torch.tensor([ids.setdefault(g, len(ids)) for g in index], device=scores.device)
     scores = scores.to(torch.float32) if not scores.is_floating_point() else scores
+    counted = torch.ones_like(scores, dtype=torch.bool) if sample_mask is None else sample_mask.bool()
+    counted = counted.to(scores.device)
+    weight, scores = counted.to(scores.dtype), _valid(scores, counted)
     n_groups = int(group.max()) + 1 if group.numel() else 0
-    count = torch.zeros(n_groups, dtype=scores.dtype, device=scores.device).index_add_(
-        0, group, torch.ones_like(scores)
-    )
+    count = torch.zeros(n_groups, dtype=scores.dtype, device=scores.device).index_add_(0, group, weight)
     total = torch.zeros_like(count).index_add_(0, group, scores)
-    centred = scores - (total / count)[group]
+    centred = (scores - (total / count.clamp_min(1.0))[group]) * weight
+    inf = torch.full_like(scores, torch.inf)
+    high = (-inf[:n_groups]).scatter_reduce(0, group, torch.where(counted, scores, -inf), "amax")
+    low = inf[:n_groups].scatter_reduce(0, group, torch.where(counted, scores, inf), "amin")
+    centred = torch.where((high <= low)[group], torch.zeros_like(centred), centred)  # a tie: exactly 0
     if norm_by_std:
         sq = torch.zeros_like(count).index_add_(0, group, centred**2)
         std = (sq / (count - 1).clamp_min(1.0)).sqrt()
@@ -344,11 +356,15 @@ class FixedKLController:
 class AdaptiveKLController:
     """Adaptive KL coefficient (Ziegler et al. 2019, as in TRL): steers the KL towards ``target``.
 
-    After each batch of ``n_steps`` samples, ``value *= 1 + clip(kl / target - 1, -0.2, 0.2) *
-    n_steps / horizon``: the coefficient grows while the KL is above target and shrinks below.
+    After each batch of ``n_steps``, ``value *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps /
+    horizon``: the coefficient grows while the KL is above target and shrinks below, by at most a
+    factor e^(0.2 k / horizon) over k steps. ``n_steps`` and ``horizon`` share a unit: Ziegler and
+    TRL count samples (horizon 10,000); :mod:`rl.ppo` counts iterations and sizes the horizon to
+    the run, since a horizon of 10,000 samples moves the coefficient by at most 1.3 % over a run
+    of 20 iterations of 32 programs.
     """
 
-    def __init__(self, init_kl_coef: float, target: float, horizon: int):
+    def __init__(self, init_kl_coef: float, target: float, horizon: float):
         if target <= 0 or horizon <= 0:
             raise ValueError(f"target and horizon must be positive, got {target} and {horizon}")
         self.value = init_kl_coef

@@ -5,8 +5,10 @@ Commands::
     python -m rl.curves runs/ppo                      # writes runs/ppo/reward_curves.png
     python -m rl.curves runs/ppo/metrics.jsonl --out curves.png --smooth 5
 
-Three panels over iterations: the reward and its terms (``reward/{total,ssim,chamfer,iou}/mean``),
-the invalid and truncated fractions, and the KL to the SFT reference with its coefficient.
+Four panels over iterations: the reward and its terms (``reward/{total,ssim,chamfer,iou}/mean``),
+the invalid, truncated, duplicate and infrastructure-failed fractions, the KL to the SFT
+reference, and the KL coefficient (``kl/coef``, its own axis: at ~0.05 it would be a flat line
+beside a KL of ~6).
 Thin lines are the raw values, thick ones a trailing mean over ``--smooth`` iterations.
 """
 
@@ -27,8 +29,12 @@ PANELS = (
         "reward (mean over programs)",
         ("reward/total/mean", "reward/ssim/mean", "reward/chamfer/mean", "reward/iou/mean"),
     ),
-    ("failed programs (fraction)", ("reward/invalid_frac", "reward/truncated_frac", "reward/duplicate_frac")),
-    ("KL to the SFT policy", ("kl/ref_mean", "kl/coef")),
+    (
+        "failed programs (fraction)",
+        ("reward/invalid_frac", "reward/truncated_frac", "reward/duplicate_frac", "reward/infra_failed_frac"),
+    ),
+    ("KL to the SFT policy (per program)", ("kl/ref_mean",)),
+    ("KL coefficient", ("kl/coef",)),
 )
 
 
@@ -75,7 +81,7 @@ def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
 def plot(lines: list[dict], out: str, smooth: int = 5, title: str | None = None) -> str:
     """Draw the panels for ``lines`` into ``out`` (PNG); returns ``out``."""
     iterations = np.array([line["iteration"] for line in lines])
-    fig = Figure(figsize=(13, 3.8), dpi=100)
+    fig = Figure(figsize=(17, 3.8), dpi=100)
     for index, (panel_title, keys) in enumerate(PANELS):
         ax = fig.add_subplot(1, len(PANELS), index + 1)
         for key in keys:

@@ -13,18 +13,22 @@ Commands::
 Each iteration draws ``batch_size`` train images (a seeded order; the position is saved),
 samples ``k`` programs per image, scores them on the RenderPool (SSIM + chamfer + IoU +
 validity, :mod:`reward.score`), computes the per-token KL to the frozen SFT policy, turns
-score and KL into token rewards, and runs ``ppo_epochs`` epochs of clipped-PPO minibatch steps
+scores into advantages (gae: the KL as a penalty in the token rewards; grpo: the KL as a term of
+the loss), and runs ``ppo_epochs`` epochs of clipped-PPO minibatch steps
 (:mod:`rl.ppo_loop`; the math is :mod:`rl.core_algos`). One line per iteration goes to stdout
 and to ``runs/<name>/metrics.jsonl`` under ``reward/``, ``losses/``, ``kl/``, ``charts/`` and
 ``timing_s/``; every ``records_every`` iterations the samples are written as records with view
 PNGs to ``runs/<name>/records/it<N>/``, and the last of them gets the HTML reward report.
 
 Metrics per iteration: ``reward/{total,ssim,chamfer,iou}/mean`` (over all programs, invalid ones
-included), ``reward/invalid_frac``, ``reward/truncated_frac``, ``reward/duplicate_frac``;
-``losses/{pg_loss,v_loss,approx_kl,clipfrac,entropy}`` (means over the minibatch steps),
+included, infrastructure failures left out), ``reward/invalid_frac``, ``reward/truncated_frac``,
+``reward/duplicate_frac``, ``reward/infra_failed_frac`` (programs the render pool failed on, left
+out of the update); ``losses/{pg_loss,v_loss,kl_loss,approx_kl,clipfrac,entropy}`` (means over
+the minibatch steps; kl_loss for grpo),
 ``losses/explained_var`` (value head before the update; null for grpo); ``kl/ref_mean`` (KL to
 the reference summed over a program's tokens, mean over programs; the adaptive controller
-steers it to ``kl_target``), ``kl/ref_token_mean``, ``kl/coef`` (the coefficient used);
+steers it to ``kl_target`` over ``kl_horizon_iterations``), ``kl/ref_token_mean``, ``kl/coef``
+(the coefficient used);
 ``charts/samples_per_s``, ``charts/response_tokens``; ``timing_s/{generate,render,update}``.
 
 Re-running the same command after a kill resumes from the newest ``checkpoint-N`` (policy,
@@ -60,12 +64,13 @@ import time
 
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.ppo import PPOConfig
+from configs.reward import RUN_CONFIG, as_dict
 from renderer.errors import RendererUnavailable
 from rl.cli import Parser, UsageError, fail, quiet_libraries, set_threads, write_json
 
 PROG = "rl.ppo"
 SUMMARY = "ppo_summary.json"
-CONFIG_JSON = "ppo_config.json"
+CONFIG_JSON = RUN_CONFIG  # rl.eval reads the reward settings of a checkpoint's run from it
 
 
 def _fmt(value, spec=".3f") -> str:
@@ -246,7 +251,8 @@ def run(config: PPOConfig, rewarder=None, rows=None, world=None) -> dict:
     final = _save_final(policy, config, run_dir, corpus_dir)
     records_path, report = _last_records(run_dir), None
     if records_path:
-        report = build_report(records_path, os.path.dirname(records_path), title=f"{PROG} {records_path}")
+        report = build_report(records_path, os.path.dirname(records_path), title=f"{PROG} {records_path}",
+                              reward=as_dict(config.reward), reward_source=f"{CONFIG_JSON} of {run_dir}")
     summary = {
         "name": config.name, "run_dir": run_dir, "final": final, "corpus_dir": corpus_dir,
         "resumed_from": resumed_from, "start_iteration": start_iteration, "iteration": state.iteration,
@@ -254,6 +260,7 @@ def run(config: PPOConfig, rewarder=None, rows=None, world=None) -> dict:
         "kl_coef": state.kl_coef, "wall_seconds": time.perf_counter() - started,
         "last_metrics": {k: plain(v) for k, v in metrics.items()}, "report": report,
         "world_size": world.size if world else 1, "param_checksum": parameter_checksum(policy.model),
+        "reward": as_dict(config.reward),
     }
     write_json(os.path.join(run_dir, SUMMARY), summary)
     return summary

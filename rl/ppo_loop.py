@@ -11,6 +11,14 @@ toy reward so the policy math is checked without OpenSCAD)::
 Log-probs of the update, of the rollout policy (``old``, recomputed after sampling, as veRL
 does) and of the reference all come from the same full forward pass at the sampling
 temperature, so before the first update the KL to the reference is exactly 0.
+
+The KL to the reference is a penalty in the token rewards for ``gae`` (the critic learns the
+penalised return) and a term of the loss for ``grpo``, whose group baseline sees the task scores
+alone (see ``estimator`` in :mod:`configs.ppo`). A program the render pool failed on (a worker
+died or hung, or scoring raised: ``RewardBreakdown.infrastructure``) keeps its breakdown in the
+records but is left out of the update: out of the loss mask, the advantages, the group
+statistics and the reward means; ``reward/infra_failed_frac`` counts it. A program that fails
+by itself (syntax, timeout, too large, forbidden, an OpenSCAD crash) keeps the penalty.
 """
 
 from __future__ import annotations
@@ -138,19 +146,57 @@ def score_samples(learner: Learner, rollout, rows: list, k: int, iteration: int,
             paths = {"target_views": f"views/{row['id']}_target.png",
                      "pred_views": None if guarded[i] else f"views/{row['id']}_s{i}.png"}
             extra = {"iteration": iteration, "batch_index": i // k, "sample": i % k,
-                     "truncated": truncated[i], "tokens": int(rollout.mask[i].sum())}
+                     "truncated": truncated[i], "tokens": int(rollout.mask[i].sum()),
+                     "infrastructure": breakdown.infrastructure}
             records.append(SampleRecord.from_breakdown(f"it{iteration}/{row['id']}/s{i}", row["id"],
                                                        rollout.texts[i], breakdown, **paths, extra=extra))
     return breakdowns, truncated, records
 
 
+@dataclass
+class Batch:
+    """One iteration's ``N`` programs of at most ``T`` tokens, ready for :func:`update` (CPU tensors)."""
+
+    prompts: dict
+    """Prompt inputs of each program's image (:meth:`Policy.prompt_inputs`, ``N`` rows)."""
+    tokens: torch.Tensor
+    """(N, T) long: the sampled tokens, padded after eos."""
+    mask: torch.Tensor
+    """(N, T) bool: the sampled tokens; the attention mask of every forward pass."""
+    loss_mask: torch.Tensor
+    """(N, T) bool: ``mask`` without the programs the render pool failed on (infrastructure):
+    the tokens that the advantages, the group statistics, every loss and the KL term see."""
+    old_log_prob: torch.Tensor
+    """(N, T) float32: log-probs under the rollout policy, recomputed after sampling; 0 off mask."""
+    ref_log_prob: torch.Tensor
+    """(N, T) float32: the same under the frozen reference policy."""
+    values: torch.Tensor
+    """(N, T) float32: value-head predictions at rollout time (V_old)."""
+    kl: torch.Tensor
+    """(N, T) float32: per-token KL estimate (``config.kl_estimator``) of the rollout policy
+    against the reference, ``kl_penalty(old_log_prob, ref_log_prob)``; 0 off mask."""
+    kl_coef: float
+    """This iteration's KL coefficient: in the token rewards (gae) or on the loss's KL term (grpo)."""
+    advantages: torch.Tensor
+    """(N, T) float32: 0 off ``loss_mask``."""
+    returns: torch.Tensor
+    """(N, T) float32: value-head targets (gae; zeros for grpo)."""
+    explained_var: float
+    """Of the value head before the update (NaN for grpo)."""
+
+
 def advantages_of(config, scores, mask, kl, kl_coef, values, index):
-    """(advantages, returns, explained_var) with the configured estimator; shapes (N, T)."""
-    token_rewards = algos.terminal_rewards(scores, mask, kl, kl_coef)
-    if config.estimator == "grpo":  # outcome = score minus the program's KL penalty, group baseline
-        advantages = algos.compute_grpo_outcome_advantage(token_rewards.sum(dim=-1), index, mask,
-                                                          norm_by_std=config.grpo_norm_by_std)
+    """(advantages, returns, explained_var) with the configured estimator; shapes (N, T).
+
+    ``scores (N,)`` are the task scores; ``mask (N, T)`` the loss mask (a program with no token
+    in it is left out, of the group statistics too). gae: KL penalty in the token rewards, GAE,
+    whitened. grpo: group baseline of the task scores alone; its KL is a term of the loss.
+    """
+    if config.estimator == "grpo":
+        advantages = algos.compute_grpo_outcome_advantage(
+            scores, index, mask, norm_by_std=config.grpo_norm_by_std, sample_mask=mask.any(dim=-1))
         return advantages, torch.zeros_like(advantages), float("nan")
+    token_rewards = algos.terminal_rewards(scores, mask, kl, kl_coef)
     advantages, returns = algos.compute_gae_advantage_return(
         token_rewards, values, mask, config.gamma, config.lam
     )
@@ -159,35 +205,70 @@ def advantages_of(config, scores, mask, kl, kl_coef, values, index):
     return advantages, returns, algos.explained_variance(values, returns, mask)
 
 
-def update(
-    learner: Learner, prompts, tokens, mask, old_logprobs, values, advantages, returns, max_len: int
-) -> dict:
+def build_batch(learner: Learner, rows: list, rollout, breakdowns: list[RewardBreakdown]) -> Batch:
+    """Old, reference and value passes over ``rollout``, the KL, and the advantages of the scores."""
+    policy, config = learner.policy, learner.config
+    tokens, mask = rollout.tokens.cpu(), rollout.mask.cpu()
+    prompts = policy.prompt_inputs([row["image"] for row in rows for _ in range(config.k)])
+    chunk = config.minibatch_size
+    old_log_prob, values = _scores_pass(policy, prompts, tokens, mask, config.temperature, chunk)
+    with policy.reference():
+        ref_log_prob, _ = _scores_pass(policy, prompts, tokens, mask, config.temperature, chunk)
+    kl = algos.kl_penalty(old_log_prob, ref_log_prob, config.kl_estimator).masked_fill(~mask, 0.0)
+    counted = torch.tensor([not b.infrastructure for b in breakdowns], dtype=torch.bool)
+    loss_mask = mask & counted.unsqueeze(-1)
+    scores = torch.tensor([b.total for b in breakdowns], dtype=torch.float32)
+    index = torch.arange(len(rows)).repeat_interleave(config.k)
+    kl_coef = float(learner.kl_ctl.value)
+    advantages, returns, explained_var = advantages_of(config, scores, loss_mask, kl, kl_coef, values, index)
+    return Batch(prompts, tokens, mask, loss_mask, old_log_prob, ref_log_prob, values, kl, kl_coef,
+                 advantages, returns, explained_var)
+
+
+def minibatch_loss(policy, config, batch: Batch, index: torch.Tensor, max_len: int):
+    """``(loss, parts)``: the PPO loss of programs ``index (n,)`` of ``batch``, and its parts.
+
+    ``loss = pg_loss + vf_coef * v_loss (gae) + kl_coef * kl_loss (grpo) - ent_coef * entropy``,
+    each over ``batch.loss_mask``; ``parts`` maps ``losses/<name>`` to detached scalars.
+    """
+    t, m = _trim(batch.tokens[index], batch.mask[index])
+    w = t.shape[1]
+    out = policy(_take(batch.prompts, index, batch.tokens.shape[0]), t, m)
+    device = out.logits.device
+
+    def cut(x: torch.Tensor) -> torch.Tensor:
+        return x[index, :w].to(device)
+
+    loss_mask = cut(batch.loss_mask)
+    log_prob = token_logprobs(out.logits, t.to(device), config.temperature, policy.suppressed_ids)
+    pg_loss, clipfrac, approx_kl = algos.compute_policy_loss(
+        cut(batch.old_log_prob), log_prob, cut(batch.advantages), loss_mask,
+        config.clip_ratio, config.loss_agg_mode, max_len)
+    v_loss = kl_loss = torch.zeros((), device=device)
+    if config.estimator == "gae":
+        v_loss, _ = algos.compute_value_loss(out.values, cut(batch.values), cut(batch.returns), loss_mask,
+                                             config.cliprange_value or None, config.loss_agg_mode)
+    if config.kl_in_loss:  # veRL's use_kl_loss: the current policy's KL, with its gradient
+        kl_mat = algos.kl_penalty(log_prob, cut(batch.ref_log_prob), config.kl_estimator)
+        kl_loss = algos.agg_loss(kl_mat, loss_mask, config.loss_agg_mode, max_len)
+    entropy = algos.masked_mean(_entropy(out.logits, config.temperature, policy.suppressed_ids), loss_mask)
+    loss = pg_loss + config.vf_coef * v_loss + batch.kl_coef * kl_loss - config.ent_coef * entropy
+    parts = {"pg_loss": pg_loss, "v_loss": v_loss, "kl_loss": kl_loss, "approx_kl": approx_kl,
+             "clipfrac": clipfrac, "entropy": entropy}
+    return loss, {f"losses/{k}": float(v.detach()) for k, v in parts.items()}
+
+
+def update(learner: Learner, batch: Batch, max_len: int) -> dict:
     """``ppo_epochs`` passes of minibatch steps; the mean of each loss figure over the steps."""
     policy, optimizer, config = learner.policy, learner.optimizer, learner.config
-    rows = tokens.shape[0]
     params = [p for p in policy.parameters() if p.requires_grad]
     stats: dict[str, list[float]] = defaultdict(list)
     policy.train()
     for _ in range(config.ppo_epochs):
-        order = torch.randperm(rows)
-        for start in range(0, rows, config.minibatch_size):
-            index = order[start : start + config.minibatch_size]
-            t, m = _trim(tokens[index], mask[index])
-            w = t.shape[1]
-            out = policy(_take(prompts, index, rows), t, m)
-            device = out.logits.device
-            t, m = t.to(device), m.to(device)
-            log_prob = token_logprobs(out.logits, t, config.temperature, policy.suppressed_ids)
-            pg_loss, clipfrac, approx_kl = algos.compute_policy_loss(
-                old_logprobs[index, :w].to(device), log_prob, advantages[index, :w].to(device), m,
-                config.clip_ratio, config.loss_agg_mode, max_len)
-            v_loss = torch.zeros((), device=device)
-            if config.estimator == "gae":
-                v_loss, _ = algos.compute_value_loss(
-                    out.values, values[index, :w].to(device), returns[index, :w].to(device), m,
-                    config.cliprange_value or None, config.loss_agg_mode)
-            entropy = algos.masked_mean(_entropy(out.logits, config.temperature, policy.suppressed_ids), m)
-            loss = pg_loss + config.vf_coef * v_loss - config.ent_coef * entropy
+        order = torch.randperm(batch.tokens.shape[0])
+        for start in range(0, len(order), config.minibatch_size):
+            loss, parts = minibatch_loss(policy, config, batch, order[start : start + config.minibatch_size],
+                                         max_len)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if learner.world is not None:
@@ -195,11 +276,14 @@ def update(
             if config.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
-            for key, value in (("pg_loss", pg_loss), ("v_loss", v_loss), ("approx_kl", approx_kl),
-                               ("clipfrac", clipfrac), ("entropy", entropy)):
-                stats[f"losses/{key}"].append(float(value.detach()))
+            for key, value in parts.items():
+                stats[key].append(value)
     policy.eval()
     return {key: float(np.mean(values)) for key, values in stats.items()}
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
 
 
 def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | None = None):
@@ -211,46 +295,34 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
     policy.eval()
     rollout = policy.sample([row["image"] for row in rows], n=k, max_new_tokens=max_len,
                             temperature=config.temperature, top_p=config.top_p)
-    tokens, mask = rollout.tokens.cpu(), rollout.mask.cpu()
     generated = time.perf_counter()
     breakdowns, truncated, records = score_samples(learner, rollout, rows, k, iteration, records_dir)
     rendered = time.perf_counter()
-
-    prompts = policy.prompt_inputs([row["image"] for row in rows for _ in range(k)])
-    chunk = config.minibatch_size
-    old_logprobs, values = _scores_pass(policy, prompts, tokens, mask, config.temperature, chunk)
-    with policy.reference():
-        ref_logprobs, _ = _scores_pass(policy, prompts, tokens, mask, config.temperature, chunk)
-    kl = algos.kl_penalty(old_logprobs, ref_logprobs, config.kl_kind).masked_fill(~mask, 0.0)
-    kl_per_program = kl.sum(dim=-1)
-    kl_coef = learner.kl_ctl.value
-    scores = torch.tensor([b.total for b in breakdowns], dtype=torch.float32)
-    index = torch.arange(len(rows)).repeat_interleave(k)
-    advantages, returns, explained_var = advantages_of(config, scores, mask, kl, kl_coef, values, index)
-    losses = update(learner, prompts, tokens, mask, old_logprobs, values, advantages, returns, max_len)
+    batch = build_batch(learner, rows, rollout, breakdowns)
+    losses = update(learner, batch, max_len)
+    kl_per_program = batch.kl.sum(dim=-1)
     kl_mean = float(kl_per_program.mean())
     if learner.world is not None:  # every learner steers its coefficient by the same global mean
         kl_mean = learner.world.mean({"kl": kl_mean})["kl"]
-    learner.kl_ctl.update(kl_mean, len(breakdowns) * (learner.world.size if learner.world else 1))
+    learner.kl_ctl.update(kl_mean, 1)  # the horizon is in iterations (configs.ppo)
     done = time.perf_counter()
-
-    def mean_of(name):
-        return float(np.mean([getattr(b, name) for b in breakdowns]))
+    scored = [b for b in breakdowns if not b.infrastructure]  # the policy's programs, pool failures out
 
     metrics = {
-        "reward/total/mean": mean_of("total"),
-        "reward/ssim/mean": mean_of("ssim"),
-        "reward/chamfer/mean": mean_of("chamfer"),
-        "reward/iou/mean": mean_of("iou"),
-        "reward/invalid_frac": float(np.mean([b.valid <= 0 for b in breakdowns])),
-        "reward/truncated_frac": float(np.mean(truncated)),
+        "reward/total/mean": _mean([b.total for b in scored]),
+        "reward/ssim/mean": _mean([b.ssim for b in scored]),
+        "reward/chamfer/mean": _mean([b.chamfer for b in scored]),
+        "reward/iou/mean": _mean([b.iou for b in scored]),
+        "reward/invalid_frac": _mean([b.valid <= 0 for b in scored]),
+        "reward/infra_failed_frac": _mean([b.infrastructure for b in breakdowns]),
+        "reward/truncated_frac": _mean(truncated),
         "reward/duplicate_frac": duplicate_fraction(rollout.texts, [r["id"] for r in rows for _ in range(k)]),
         **losses,
-        "losses/explained_var": explained_var,
+        "losses/explained_var": batch.explained_var,
         "kl/ref_mean": float(kl_per_program.mean()),
-        "kl/ref_token_mean": float(algos.masked_mean(kl, mask)),
-        "kl/coef": float(kl_coef),
-        "charts/response_tokens": float(mask.sum(dim=1).float().mean()),
+        "kl/ref_token_mean": float(algos.masked_mean(batch.kl, batch.mask)),
+        "kl/coef": batch.kl_coef,
+        "charts/response_tokens": float(batch.mask.sum(dim=1).float().mean()),
         "charts/samples_per_s": len(breakdowns) / (done - started),
         "timing_s/generate": generated - started,
         "timing_s/render": rendered - generated,

@@ -206,11 +206,12 @@ def test_terminal_rewards_with_kl_match_a_loop_and_ignore_padding(seed):
 # ---- GRPO ----
 
 
-def loop_grpo(scores, groups, norm_by_std, eps):
+def loop_grpo(scores, groups, norm_by_std, eps, counted=None):
+    counted = counted or [True] * len(scores)
     out = []
-    for s, g in zip(scores, groups, strict=True):
-        members = [x for x, h in zip(scores, groups, strict=True) if h == g]
-        if len(members) == 1:
+    for s, g, c in zip(scores, groups, counted, strict=True):
+        members = [x for x, h, d in zip(scores, groups, counted, strict=True) if h == g and d]
+        if not c or len(members) == 1 or len(set(members)) == 1:
             out.append(0.0)
             continue
         mean = sum(members) / len(members)
@@ -221,13 +222,30 @@ def loop_grpo(scores, groups, norm_by_std, eps):
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("norm_by_std", [True, False])
-def test_grpo_advantages_match_a_loop(seed, norm_by_std):
+@pytest.mark.parametrize("masked", [False, True])
+def test_grpo_advantages_match_a_loop(seed, norm_by_std, masked):
     gen, lengths, mask = right_padded(seed, bs=10)
     scores = torch.randn(10, generator=gen, dtype=torch.float64)
     groups = torch.randint(0, 4, (10,), generator=gen) * 7
-    advantages = compute_grpo_outcome_advantage(scores, groups, mask, norm_by_std=norm_by_std)
-    per_seq = loop_grpo(scores.tolist(), groups.tolist(), norm_by_std, 1e-6)
+    counted = torch.rand(10, generator=gen) > 0.3 if masked else None
+    if masked:
+        scores[~counted] = float("nan")  # a sample left out may hold anything
+    advantages = compute_grpo_outcome_advantage(scores, groups, mask, norm_by_std=norm_by_std,
+                                                sample_mask=counted)
+    flags = counted.tolist() if masked else None
+    per_seq = loop_grpo(scores.tolist(), groups.tolist(), norm_by_std, 1e-6, flags)
     assert_rows_close(advantages, [[a] * n for a, n in zip(per_seq, lengths, strict=True)], lengths)
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.7, 0.1])
+def test_a_tied_group_gets_exactly_zero_advantage(value):
+    # float32 rounding leaves 8 * 0.7 / 8 a hair off 0.7; divided by the ~0 std that was 0.056.
+    scores = torch.tensor([value] * 8 + [value, value, value, 5.0])
+    groups = [0] * 8 + [1] * 4
+    counted = torch.tensor([True] * 11 + [False])  # the 5.0 is left out: group 1 ties too
+    mask = torch.ones(12, 3, dtype=torch.bool)
+    advantages = compute_grpo_outcome_advantage(scores, groups, mask, sample_mask=counted)
+    assert torch.all(advantages == 0)
 
 
 def test_grpo_advantages_sum_to_zero_per_group_and_a_single_sample_group_gets_zero():
@@ -412,3 +430,17 @@ def test_adaptive_kl_coefficient_grows_above_target_and_shrinks_below():
     fixed = FixedKLController(0.05)
     fixed.update(current_kl=100.0, n_steps=256)
     assert fixed.value == 0.05
+
+
+def test_adaptive_kl_with_a_horizon_sized_to_the_run_moves_the_coefficient_over_the_run():
+    from configs.ppo import PPOConfig
+
+    config = PPOConfig(iterations=20)  # the main job's length; horizon None -> 2 iterations
+    assert config.kl_horizon == 2.0 and PPOConfig(iterations=5).kl_horizon == 1.0
+    above = AdaptiveKLController(init_kl_coef=0.05, target=6.0, horizon=config.kl_horizon)
+    below = AdaptiveKLController(init_kl_coef=0.05, target=6.0, horizon=config.kl_horizon)
+    for _ in range(config.iterations):
+        above.update(current_kl=12.0, n_steps=1)
+        below.update(current_kl=0.5, n_steps=1)
+    assert above.value == pytest.approx(0.05 * 1.1**20) and above.value > 6 * 0.05
+    assert below.value == pytest.approx(0.05 * 0.9**20) and below.value < 0.05 / 8

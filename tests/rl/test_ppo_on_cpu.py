@@ -34,7 +34,7 @@ TINY_POLICY = [
     "vision_heads=2", "vision_intermediate=64", "text_hidden=32", "text_layers=2", "text_heads=4",
     "text_kv_heads=2", "text_intermediate=64", "max_position=256", "max_new_tokens=16", "vocab_size=400",
 ]
-TOY = {"batch_size": 4, "k": 8, "minibatch_size": 8, "ppo_epochs": 2, "learning_rate": 3e-3,
+TOY = {"batch_size": 4, "k": 8, "minibatch_size": 8, "ppo_epochs": 2, "learning_rate": 1e-2,
        "length_guard": False, "tensorboard": False, "records_every": 1000, "save_every": 1000,
        "workers": 0, "kl_coef": 0.01}
 NOT_COMPARED = ("timing_s/", "charts/samples_per_s")
@@ -122,10 +122,29 @@ def test_kl_to_reference_is_zero_before_the_first_update_and_finite_after(toy_ru
     assert metrics[0]["kl/ref_mean"] == 0.0 and metrics[0]["kl/ref_token_mean"] == 0.0
     later = [m["kl/ref_mean"] for m in metrics[1:]]
     assert all(math.isfinite(v) for v in later) and any(v != 0.0 for v in later)
-    for key in ("losses/pg_loss", "losses/v_loss", "losses/approx_kl", "losses/clipfrac", "losses/entropy",
-                "losses/explained_var", "kl/coef", "reward/invalid_frac", "reward/duplicate_frac",
-                "charts/samples_per_s", "timing_s/generate", "timing_s/render", "timing_s/update"):
+    for key in ("losses/pg_loss", "losses/v_loss", "losses/kl_loss", "losses/approx_kl", "losses/clipfrac",
+                "losses/entropy", "losses/explained_var", "kl/coef", "reward/invalid_frac",
+                "reward/infra_failed_frac", "reward/duplicate_frac", "charts/samples_per_s",
+                "timing_s/generate", "timing_s/render", "timing_s/update"):
         assert key in metrics[-1], key
+
+
+def test_updates_move_the_ratio_off_one_and_clip(toy_run):
+    # old log-probs are the rollout policy's: after the first minibatch step the ratio leaves 1
+    _, metrics = toy_run
+    assert max(m["losses/approx_kl"] for m in metrics) > 1e-4
+    assert max(m["losses/clipfrac"] for m in metrics) > 0.01
+
+
+def test_adaptive_kl_coefficient_moves_within_a_short_run(toy_run):
+    # 8 iterations: a horizon of 1 iteration; the KL starts at 0, far below the target of 6
+    _, metrics = toy_run
+    coefs, kls = [m["kl/coef"] for m in metrics], [m["kl/ref_mean"] for m in metrics]
+    assert coefs[0] == TOY["kl_coef"]
+    for i in range(len(metrics) - 1):  # each iteration's coefficient follows from the last one's KL
+        step = min(max(kls[i] / 6.0 - 1, -0.2), 0.2)
+        assert coefs[i + 1] == pytest.approx(coefs[i] * (1 + step)), i
+    assert max(coefs) / min(coefs) > 2  # not the <= 1.3 % of a 10,000-program horizon
 
 
 def test_killed_run_resumes_with_the_same_next_iteration_metrics(checkpoint, rows, tmp_path):
@@ -222,6 +241,10 @@ def test_shipped_yaml_is_the_defaults_and_bad_values_name_the_field():
         load(PPOConfig, None, ["estimator=ppo2"])
     with pytest.raises(ConfigError, match="k must be >= 2"):
         load(PPOConfig, None, ["estimator=grpo", "k=1"])
+    with pytest.raises(ConfigError, match="kl_kind must be k3 or mse with estimator grpo"):
+        load(PPOConfig, None, ["estimator=grpo", "kl_kind=k1"])
+    with pytest.raises(ConfigError, match="unknown config key 'kl_horizon'"):  # it counted programs
+        load(PPOConfig, None, ["kl_horizon=10000"])
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +277,53 @@ def test_command_scores_with_openscad_and_writes_records_and_report(six_part_cor
     assert len(list((records_dir / "views").glob("*.png"))) >= 4
     assert (records_dir / "index.html").exists() and (run_dir / "final" / "policy.json").exists()
     assert (run_dir / "checkpoint-1" / "state.json").exists()
+
+
+CUBES = ("cube([4, 3, 2]);", "cube([6, 2, 1]);")
+
+
+@pytest.fixture(scope="module")
+def cube_writer(six_part_corpus, tmp_path_factory) -> str:
+    """The tiny policy after 30 SFT steps on the train images, each labelled with a short cube."""
+    from configs.policy import load_policy_config
+    from corpus.dataset import load as load_split
+    from policies import build_policy
+    from policies.tokenizer import corpus_texts
+
+    torch.manual_seed(0)
+    images = list(load_split(six_part_corpus, "train")["image"])
+    policy = build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60))
+    batch = policy.collate(images, [CUBES[i % 2] for i in range(len(images))])
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
+    policy.train()
+    for _ in range(30):
+        optimizer.zero_grad()
+        policy.model(**batch).loss.backward()
+        optimizer.step()
+    return policy.eval().save(str(tmp_path_factory.mktemp("cubes") / "sft_final"))
+
+
+def test_real_reward_scores_valid_programs_above_the_penalty_and_the_policy_learns(
+    six_part_corpus, cube_writer, tmp_path
+):
+    from policies import load_policy
+    from rl.ppo import run
+    from rl.sft_trainer import parameter_checksum
+
+    config = toy_config(cube_writer, tmp_path, "valid", corpus_dir=six_part_corpus, iterations=2,
+                        batch_size=2, k=4, estimator="grpo", learning_rate=1e-3, length_guard=True,
+                        records_every=1)
+    summary = run(config)  # OpenSCAD and the reward on a RenderPool with workers=0
+    metrics = read_metrics(summary["run_dir"])
+    records = [json.loads(line) for it in (1, 2)
+               for line in (tmp_path / "valid" / "records" / f"it{it}" / "records.jsonl").open()]
+    valid = [r for r in records if r["valid"] > 0]
+    assert len(records) == 16 and valid, [r["code"] for r in records]
+    assert all(r["status"] == "ok" and r["total"] > -1.0 for r in valid)
+    assert max(r["iou"] for r in valid) > 0 and max(r["ssim"] for r in valid) > 0
+    assert min(m["reward/invalid_frac"] for m in metrics) < 1.0
+    assert all(m["reward/infra_failed_frac"] == 0.0 for m in metrics)
+    assert summary["param_checksum"] != parameter_checksum(load_policy(cube_writer).model)
 
 
 def test_ray_train_with_two_cpu_learners_keeps_replicas_in_sync(six_part_corpus, checkpoint, tmp_path):

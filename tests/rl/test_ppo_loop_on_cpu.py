@@ -1,0 +1,198 @@
+"""rl.ppo_loop's wiring, checked against independent computations on a tiny from-config policy.
+
+Each test pins one property the suite used to miss (the mutant it kills in brackets): the KL is
+the rollout policy against the reference [``kl_penalty(ref, old)``]; GAE returns carry this
+iteration's KL coefficient [coefficient 0 in the advantages]; GAE advantages are whitened
+[whitening dropped]; the ratio uses the rollout log-probs [``old = log_prob.detach()``]; a tied
+GRPO group gets exactly 0 and only the KL term moves the policy [KL in the reward, or its
+coefficient 0]; programs the render pool failed on are out of the update.
+
+The live policy is perturbed after ``freeze_reference`` so that its KL to the reference is not 0.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from configs.loader import load
+from configs.ppo import PPOConfig
+from reward.score import RewardBreakdown
+from rl import core_algos as algos
+from rl.ppo import build_learner
+from rl.ppo_loop import build_batch, iterate, minibatch_loss, score_samples, update
+from tests.rl.test_ppo_on_cpu import TINY_POLICY, toy_rows
+
+K = 4
+BASE = {"batch_size": 2, "k": K, "minibatch_size": 8, "ppo_epochs": 1, "learning_rate": 1e-2,
+        "temperature": 0.7, "length_guard": False, "adaptive_kl": False, "kl_coef": 0.5,
+        "checkpoint": "unused", "threads": 1}
+
+
+class FixedReward:
+    """Scores ``totals[i]`` for the i-th program; indices in ``infrastructure`` are pool failures."""
+
+    invalid_penalty = -1.0
+
+    def __init__(self, totals, infrastructure=()):
+        self.totals, self.infrastructure = list(totals), set(infrastructure)
+
+    def score(self, codes, rows, views):
+        return [RewardBreakdown(total=t, ssim=0.0, chamfer=0.0, iou=0.0, valid=float(t > -1),
+                                status="ok" if t > -1 else "syntax_error", seconds=0.0,
+                                infrastructure=i in self.infrastructure)
+                for i, t in enumerate(self.totals[: len(codes)])]
+
+
+@pytest.fixture(scope="module")
+def base_policy():
+    from configs.policy import load_policy_config
+    from policies import build_policy
+    from policies.tokenizer import corpus_texts
+
+    torch.manual_seed(0)
+    return build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60))
+
+
+@pytest.fixture
+def policy(base_policy):
+    """A fresh copy whose live weights are moved away from its frozen reference."""
+    policy = copy.deepcopy(base_policy)
+    policy.freeze_reference()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return policy.eval()
+
+
+def config_of(**overrides) -> PPOConfig:
+    return load(PPOConfig, None, [f"{k}={v}" for k, v in {**BASE, **overrides}.items()])
+
+
+def sampled_batch(policy, config, rewarder, seed=0):
+    """(learner, batch) of one rollout of ``config.batch_size`` toy images."""
+    torch.manual_seed(seed)
+    rows = toy_rows()[: config.batch_size]
+    learner = build_learner(config, policy, rewarder)
+    rollout = policy.sample([r["image"] for r in rows], n=config.k, temperature=config.temperature)
+    breakdowns, _, _ = score_samples(learner, rollout, rows, config.k, 1, None)
+    return learner, build_batch(learner, rows, rollout, breakdowns)
+
+
+def independent_logprobs(policy, batch, temperature):
+    """(N, T) log-probs of the batch's tokens straight from the logits, float64, 0 off mask."""
+    with torch.no_grad():
+        logits = policy(batch.prompts, batch.tokens, batch.mask).logits.double() / temperature
+    logits[..., policy.suppressed_ids] = -torch.inf
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, batch.tokens.unsqueeze(-1)).squeeze(-1)
+    return logprobs.masked_fill(~batch.mask, 0.0)
+
+
+def test_kl_is_the_rollout_policy_against_the_reference_from_an_independent_pass(policy):
+    config = config_of(kl_kind="k1")
+    _, batch = sampled_batch(policy, config, FixedReward([0.0] * 8))
+    old = independent_logprobs(policy, batch, config.temperature)
+    with policy.reference():
+        ref = independent_logprobs(policy, batch, config.temperature)
+    torch.testing.assert_close(batch.old_log_prob.double(), old, atol=1e-4, rtol=0)
+    torch.testing.assert_close(batch.ref_log_prob.double(), ref, atol=1e-4, rtol=0)
+    want = (old - ref).masked_fill(~batch.mask, 0.0)
+    assert want.abs().sum(dim=-1).min() > 1e-2  # the perturbation makes every program's KL visible
+    torch.testing.assert_close(batch.kl.double(), want, atol=1e-4, rtol=0)
+
+
+def test_gae_returns_carry_the_kl_penalty_at_this_iterations_coefficient(policy):
+    config = config_of(estimator="gae", whiten_advantages=False, gamma=1.0, lam=1.0, kl_coef=0.5)
+    scores = [0.1 * i for i in range(8)]
+    _, batch = sampled_batch(policy, config, FixedReward(scores))
+    assert batch.kl_coef == 0.5
+    # gamma = lam = 1: the return at the first token is the score minus 0.5 times the program's KL.
+    want = torch.tensor(scores) - 0.5 * batch.kl.sum(dim=-1)
+    assert (0.5 * batch.kl.sum(dim=-1)).abs().max() > 1e-2
+    torch.testing.assert_close(batch.returns[:, 0], want, atol=1e-5, rtol=0)
+    on_mask = (batch.returns - batch.values) * batch.mask
+    torch.testing.assert_close(batch.advantages, on_mask, atol=1e-5, rtol=0)
+
+
+def test_gae_advantages_are_whitened_over_the_loss_mask(policy):
+    config = config_of(estimator="gae", whiten_advantages=True)
+    _, batch = sampled_batch(policy, config, FixedReward([0.3, -1.0, 0.9, 0.2, -1.0, 0.5, 0.7, 0.1]))
+    assert algos.masked_mean(batch.advantages, batch.loss_mask).item() == pytest.approx(0.0, abs=1e-5)
+    assert algos.masked_var(batch.advantages, batch.loss_mask).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_ratio_compares_the_current_policy_with_the_rollout_log_probs(policy):
+    config = config_of(estimator="grpo", kl_coef=0.0)
+    _, batch = sampled_batch(policy, config, FixedReward([0.1 * i for i in range(8)]))
+    with torch.no_grad():  # the policy moves on after the rollout, as it does after a minibatch step
+        for p in policy.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    index = torch.arange(batch.tokens.shape[0])
+    with torch.no_grad():
+        _, parts = minibatch_loss(policy, config, batch, index, 16)
+    log_ratio = independent_logprobs(policy, batch, config.temperature) - batch.old_log_prob.double()
+    want = algos.masked_mean(log_ratio.exp() - 1 - log_ratio, batch.mask).item()
+    assert want > 1e-3
+    assert parts["losses/approx_kl"] == pytest.approx(want, rel=1e-3)
+    assert parts["losses/clipfrac"] > 0
+
+
+def test_a_tied_group_gets_zero_advantage_and_only_the_kl_loss_moves_the_policy(policy):
+    config = config_of(estimator="grpo", kl_coef=1.0, ppo_epochs=3)  # grpo's default: k3, in the loss
+    assert config.kl_in_loss and config.kl_estimator == "k3"
+    learner, batch = sampled_batch(policy, config, FixedReward([-1.0] * 8))  # all 8 invalid: tied
+    assert batch.kl_coef == 1.0 and batch.kl.sum(dim=-1).std() > 1e-3  # the KL differs in the group
+    assert torch.all(batch.advantages == 0)
+    before = [p.detach().clone() for p in policy.parameters()]
+    batch.kl_coef = 0.0
+    update(learner, batch, 16)  # no advantage and no KL term: nothing moves the policy
+    assert all(torch.equal(a, p) for a, p in zip(before, policy.parameters(), strict=True))
+
+    batch.kl_coef = 1.0
+    kl_before = batch.kl.sum() / batch.mask.sum()
+    stats = update(learner, batch, 16)
+    assert stats["losses/kl_loss"] > 0 and stats["losses/pg_loss"] == 0.0
+    old = independent_logprobs(policy, batch, config.temperature)
+    with policy.reference():
+        ref = independent_logprobs(policy, batch, config.temperature)
+    kl_after = algos.masked_mean(algos.kl_penalty(old, ref, "k3"), batch.mask)
+    assert kl_after < 0.9 * kl_before  # pulled towards the reference
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "gae"])
+def test_infrastructure_failures_are_out_of_the_update(policy, estimator):
+    config = config_of(estimator=estimator)
+    totals = [0.9, 0.1, -1.0, 0.5, -1.0, -1.0, -1.0, -1.0]
+    _, batch = sampled_batch(policy, config, FixedReward(totals, infrastructure={2, 4, 5}))
+    counted = torch.tensor([i not in {2, 4, 5} for i in range(8)])
+    assert torch.equal(batch.loss_mask, batch.mask & counted.unsqueeze(-1))
+    assert torch.all(batch.advantages[~counted] == 0) and torch.all(batch.returns[~counted] == 0)
+    if estimator == "grpo":
+        # group 0 counts 0.9, 0.1, 0.5; group 1 counts two tied -1.0 (the pool failures left out)
+        want = algos.compute_grpo_outcome_advantage(torch.tensor([0.9, 0.1, 0.5]), [0, 0, 0],
+                                                    torch.ones(3, 1, dtype=torch.bool))[:, 0]
+        torch.testing.assert_close(batch.advantages[[0, 1, 3], 0], want)
+        assert torch.all(batch.advantages[4:] == 0)
+    # whatever sits in a failed program's rows never reaches the loss
+    index = torch.arange(8)
+    with torch.no_grad():
+        loss, _ = minibatch_loss(policy, config, batch, index, 16)
+        for name in ("advantages", "returns", "values", "old_log_prob", "ref_log_prob"):
+            getattr(batch, name)[~counted] = 1e3
+        garbage, _ = minibatch_loss(policy, config, batch, index, 16)
+    assert garbage.item() == pytest.approx(loss.item(), rel=1e-6, abs=1e-7)
+
+
+def test_iteration_metrics_count_infrastructure_failures_apart(policy):
+    config = config_of(estimator="grpo")
+    totals = [0.5, -1.0, -1.0, 0.25, -1.0, -1.0, -1.0, -1.0]
+    learner = build_learner(config, policy, FixedReward(totals, infrastructure={4, 5, 6, 7}))
+    metrics, _ = iterate(learner, toy_rows()[:2], iteration=1)
+    assert metrics["reward/infra_failed_frac"] == 0.5
+    assert metrics["reward/total/mean"] == pytest.approx(np.mean([0.5, -1.0, -1.0, 0.25]))
+    assert metrics["reward/invalid_frac"] == 0.5
+    assert metrics["kl/coef"] == 0.5 and metrics["losses/kl_loss"] > 0
