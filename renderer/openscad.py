@@ -151,13 +151,21 @@ class MeshResult:
 
 @functools.cache
 def openscad_info() -> OpenSCADInfo:
-    """Find the OpenSCAD binary (``$SCADLOOP_OPENSCAD`` or ``PATH``) once."""
+    """Find the OpenSCAD binary (``$SCADLOOP_OPENSCAD`` or ``PATH``) once.
+
+    The library folder is ``<prefix>/share/openscad/libraries`` beside the binary's real
+    ``<prefix>/bin``: ``/usr/share/...`` for Debian's package, the bundle's own for the
+    relocatable bundle of ``scripts/bundle_openscad.py``
+    (``SCADLOOP_OPENSCAD=<bundle>/bin/openscad``, whose sandbox :mod:`renderer.sandbox` sets up).
+    """
     path = os.environ.get("SCADLOOP_OPENSCAD") or shutil.which("openscad")
     if not path or not os.access(path, os.X_OK):
         raise OpenSCADNotFound(
             "OpenSCAD not found: install it with `apt-get install -y openscad` "
             "(Debian/Ubuntu) or point SCADLOOP_OPENSCAD at the binary"
         )
+    if sandbox.bundle_root(path):
+        path = os.path.realpath(path)  # a symlink to a bundle may lie outside what the sandbox shows
     version = _capture([path, "--version"]).strip().splitlines()
     help_text = _capture([path, "--help"])
     share = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(path))), "share")

@@ -11,8 +11,10 @@ these exist:
   folder with MCAD), with the host's ``/bin``, ``/lib*`` links or folders;
 - ``/etc/fonts`` and ``/etc/ld.so.cache`` read-only (fontconfig for ``text()``,
   the loader's cache);
-- the OpenSCAD binary's own folder and any allowed library folder that lies
-  outside ``/usr``, read-only;
+- the OpenSCAD binary's own folder -- for a relocatable bundle built by
+  ``scripts/bundle_openscad.py``, the bundle's whole folder (its loader, libraries,
+  fonts and MCAD) -- and any allowed library folder that lies outside ``/usr``,
+  read-only;
 - a private, empty, writable ``/tmp`` (a tmpfs that vanishes with the sandbox;
   the working folder and ``HOME``), and private ``/proc`` and ``/dev`` (the mesh leaves
   through ``/dev/fd/N``, which needs ``/proc``; with its own PID namespace, ``/proc``
@@ -32,6 +34,9 @@ stops the whole sandbox at a timeout.
 What it does not cover: a kernel or bubblewrap vulnerability; reads of files
 under ``/usr`` (system software, world-readable anyway); CPU and memory, which
 are bounded by the rlimits :mod:`renderer.openscad` sets, not here.
+
+``bwrap`` is ``$SCADLOOP_BWRAP`` if set, else the bundle's own ``bin/bwrap`` when
+OpenSCAD comes from a bundle, else ``bwrap`` on ``PATH``.
 
 Where the sandbox cannot start (no ``bwrap``, or user namespaces disabled for an
 unprivileged user), :func:`require` raises :class:`SandboxUnavailable` with a
@@ -56,6 +61,10 @@ logger = logging.getLogger(__name__)
 
 UNSANDBOXED_ENV = "SCADLOOP_UNSANDBOXED"
 """Set to ``1`` to run OpenSCAD without the sandbox (the explicit, risky opt-out)."""
+BWRAP_ENV = "SCADLOOP_BWRAP"
+"""Names the ``bwrap`` binary to use, overriding the bundle's and ``PATH``'s."""
+BUNDLE_MARKER = "scadloop-bundle.txt"
+"""The file at a bundle's root that ``scripts/bundle_openscad.py`` writes (its contents list)."""
 WORKDIR = "/tmp"
 """The sandbox's private writable folder: working directory, ``HOME`` and ``TMPDIR``."""
 _ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -73,6 +82,28 @@ def unsandboxed_from_env() -> bool:
     return os.environ.get(UNSANDBOXED_ENV, "").strip() == "1"
 
 
+def bundle_root(openscad_path: str) -> str | None:
+    """The root of the OpenSCAD bundle whose ``bin/openscad`` ``openscad_path`` is, or ``None``."""
+    root = os.path.dirname(os.path.dirname(os.path.realpath(openscad_path)))
+    return root if os.path.isfile(os.path.join(root, BUNDLE_MARKER)) else None
+
+
+def find_bwrap(openscad_path: str) -> str | None:
+    """``$SCADLOOP_BWRAP``, else the bundle's ``bin/bwrap``, else ``bwrap`` on ``PATH``."""
+    explicit = os.environ.get(BWRAP_ENV)
+    if explicit:
+        return explicit  # a wrong path fails the probe with its own reason
+    root = bundle_root(openscad_path)
+    if root is not None and os.access(os.path.join(root, "bin", "bwrap"), os.X_OK):
+        return os.path.join(root, "bin", "bwrap")
+    return shutil.which("bwrap")
+
+
+def _program_folder(openscad_path: str) -> str:
+    """What OpenSCAD needs visible: the bundle's root, or else the binary's own folder."""
+    return bundle_root(openscad_path) or os.path.dirname(os.path.realpath(openscad_path))
+
+
 def bwrap_arguments(openscad_path: str, library_dirs: Sequence[str]) -> list[str]:
     """The ``bwrap`` options (without the binary) that build the sandbox described above."""
     args = [*_PRIVATE, "--ro-bind", "/usr", "/usr"]
@@ -83,17 +114,17 @@ def bwrap_arguments(openscad_path: str, library_dirs: Sequence[str]) -> list[str
             args += ["--ro-bind", path, path]
     for path in _READ_ONLY_EXTRAS:
         args += ["--ro-bind-try", path, path]
-    for folder in _outside_usr([os.path.dirname(os.path.realpath(openscad_path)), *library_dirs]):
+    for folder in _outside_usr([_program_folder(openscad_path), *library_dirs]):
         args += ["--ro-bind-try", folder, folder]
     return args + list(_ISOLATION)
 
 
 def _outside_usr(folders: Sequence[str]) -> list[str]:
-    """The real paths of ``folders`` not already visible under ``/usr``, each once."""
-    out = []
+    """The real paths of ``folders`` not already visible under ``/usr`` or an earlier one."""
+    out: list[str] = []
     for folder in folders:
         real = os.path.realpath(folder)
-        if os.path.commonpath(["/usr", real]) != "/usr" and real not in out:
+        if not any(os.path.commonpath([seen, real]) == seen for seen in ["/usr", *out]):
             out.append(real)
     return out
 
@@ -101,12 +132,13 @@ def _outside_usr(folders: Sequence[str]) -> list[str]:
 @functools.cache
 def _probe(openscad_path: str, library_dirs: tuple[str, ...]) -> list[str]:
     """Start OpenSCAD once inside the sandbox; the ``bwrap`` command prefix, or raise."""
-    bwrap = shutil.which("bwrap")
+    bwrap = find_bwrap(openscad_path)
     if bwrap is None:
         raise SandboxUnavailable(
             "the OpenSCAD sandbox needs bubblewrap, which is not installed (apt-get install -y "
-            f"bubblewrap); refusing to run untrusted programs without it ({UNSANDBOXED_ENV}=1 "
-            "runs them unsandboxed: a hostile program can then read any file you can)"
+            f"bubblewrap, or {BWRAP_ENV}=<path to bwrap>); refusing to run untrusted programs "
+            f"without it ({UNSANDBOXED_ENV}=1 runs them unsandboxed: a hostile program can then "
+            "read any file you can)"
         )
     prefix = [bwrap, *bwrap_arguments(openscad_path, library_dirs), "--"]
     try:

@@ -27,7 +27,8 @@ LONG_PROGRAM = "for (i = [0:999], j = [0:999]) translate([i, j, 0]) sphere(0.4, 
 def _live_openscad_processes(ancestor: int | None = None) -> list[int]:
     """Process ids of OpenSCAD runs still going (zombies and the sandbox's ``--version`` probe
     do not count), only those descended from ``ancestor`` when given."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,stat=,args="], capture_output=True, text=True).stdout
+    ps = ["ps", "-ww", "-eo", "pid=,ppid=,stat=,args="]  # -ww: whole command lines, however long
+    out = subprocess.run(ps, capture_output=True, text=True).stdout
     rows = [line.split(None, 3) for line in out.splitlines()]
     parent_of = {int(pid): int(ppid) for pid, ppid, _, _ in rows}
 
