@@ -61,7 +61,8 @@ class World:
         import torch.distributed as dist
 
         keys = sorted(values)
-        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces GPU tensors only
+        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return dict(zip(keys, (tensor / self.size).tolist(), strict=True))
 
