@@ -128,17 +128,21 @@ def _set(tree: dict, dotted: str, value) -> None:
     tree[leaf] = value
 
 
+def read_yaml(path: str, what: str = "config"):
+    """The YAML document at ``path`` (``{}`` when empty); a one-line ConfigError naming ``what``
+    and the file when it cannot be read or parsed."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+
+
 def load(cls, path: str | None = None, overrides: typing.Iterable[str] = ()):
     """``cls`` filled from its defaults, the YAML file at ``path``, then ``key=value`` overrides."""
-    values: dict = {}
-    if path:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                values = yaml.safe_load(fh) or {}
-        except OSError as error:
-            raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    values = read_yaml(path) if path else {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")

@@ -25,9 +25,7 @@ import dataclasses
 import json
 import os
 
-import yaml
-
-from configs.loader import ConfigError, load
+from configs.loader import ConfigError, load, read_yaml
 from reward.score import RewardWeights
 
 RUN_CONFIG = "ppo_config.json"
@@ -78,13 +76,7 @@ def _from_file(path: str) -> RewardWeights:
     """A YAML/JSON file of RewardWeights fields, flat or under a ``reward:`` key."""
     if path.endswith(".json"):
         return _from_json(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            values = yaml.safe_load(fh) or {}
-    except OSError as error:
-        raise ConfigError(f"cannot read reward settings {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    values = read_yaml(path, "reward settings")
     return from_dict(values.get("reward", values) if isinstance(values, dict) else values, path)
 
 
