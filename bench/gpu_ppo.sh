@@ -9,6 +9,11 @@
 #     unpacked into $SITE (default /tmp/site). Each .tar.xz named in $PAYLOAD (space-separated;
 #     default .dev/partA.tar.xz .dev/partB.tar.xz) that exists is unpacked there first, so the
 #     payload may arrive over several calls that share $SITE (GPU_PPO_UNPACK_ONLY=1: only that);
+#   - the shared libraries open3d needs that a bare GPU image lacks (libEGL, libGL, libusb), as
+#     Debian packages in $DEBS (default .gl), fetched here with
+#     `apt-get download libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 libusb-1.0-0`;
+#     each .deb found there is unpacked into / first (on the H100 image, `import open3d` failed
+#     on libEGL.so.1, then on libusb-1.0.so.0, without them);
 #   - a corpus built by python -m corpus.build, $CORPUS (default .dev/corpus_gpu); the main
 #     job's: --n 1500 --families clip,panel,pipe_fitting,plate,profile,washer --holdout-families clip;
 #   - OpenSCAD: $SCADLOOP_OPENSCAD, else the bundle of scripts/bundle_openscad.py (first argument,
@@ -52,7 +57,11 @@ OPENSCAD_DIR=${OPENSCAD_DIR:-/tmp/openscad}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$SITE"
 
-# --- the payload of Python packages ---------------------------------------------------------
+# --- shared libraries (Debian packages) and the payload of Python packages --------------------
+for deb in "${DEBS:-.gl}"/*.deb; do
+  [ -f "$deb" ] && dpkg -x "$deb" / && unpacked_debs=1
+done
+[ -n "${unpacked_debs:-}" ] && ldconfig
 for archive in ${PAYLOAD-.dev/partA.tar.xz .dev/partB.tar.xz}; do
   if [ -f "$archive" ]; then
     stamp "unpacking $archive into $SITE"
