@@ -7,8 +7,11 @@ same CLI invocation ``run`` uses) against ``renderer.openscad.run`` +
 interleaved pairs. A program's overhead is the median over pairs of (ours - bare),
 divided by the median bare time: pairing cancels most of this VM's timing drift.
 Also the cost of the OS sandbox (bubblewrap): ``run`` with and without it, in the same
-interleaved rounds, the median over pairs of the difference, against the median corpus
-program's OpenSCAD time; and the cost of a render-cache hit. Writes
+interleaved rounds per program, and, because OpenSCAD's own run-to-run spread on a long
+program is larger than the sandbox's few milliseconds, also over ``--sandbox-pairs``
+interleaved pairs of quick programs (a cube and two fast corpus parts): the median paired
+difference, against the median corpus program's OpenSCAD time. And the cost of a
+render-cache hit. Writes
 ``bench/results/render.json``.
 
     .venv/bin/python bench/render.py [--repeats 5] [--out bench/results/render.json]
@@ -68,6 +71,18 @@ def time_run(code: str, limits: RenderLimits) -> float:
     return time.perf_counter() - start
 
 
+def sandbox_cost(codes: list[str], limits: RenderLimits, pairs: int) -> float:
+    """Median over interleaved pairs of (sandboxed - unsandboxed) ``run`` time, in seconds."""
+    unsandboxed = dataclasses.replace(limits, unsandboxed=True)
+    diffs = []
+    for i in range(pairs):
+        code = codes[i % len(codes)]
+        first, second = (limits, unsandboxed) if i % 2 == 0 else (unsandboxed, limits)
+        a, b = time_run(code, first), time_run(code, second)
+        diffs.append(a - b if first is limits else b - a)
+    return statistics.median(diffs)
+
+
 def time_cache_hit(code: str, limits: RenderLimits, repeats: int = 200) -> float:
     with tempfile.TemporaryDirectory() as root:
         cache = RenderCache(root)
@@ -82,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-corpus", action="store_true", help="only the built-in programs")
+    parser.add_argument("--sandbox-pairs", type=int, default=150,
+                        help="interleaved pairs of quick programs for the sandbox's cost")
     parser.add_argument("--out", default="bench/results/render.json")
     args = parser.parse_args(argv)
 
@@ -121,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['sandbox_cost_median_s'] * 1e3:>11.1f}")
     hit = time_cache_hit(PROGRAMS["flange"], limits)
     corpus_rows = [r for r in rows if r["program"].startswith("corpus/")] or rows
-    sandbox_cost = statistics.median(r["sandbox_cost_median_s"] for r in rows)
+    quick = [PROGRAMS["cube"]] + [programs[n] for n in ("corpus/washer", "corpus/panel") if n in programs]
+    cost = sandbox_cost(quick, limits, args.sandbox_pairs)
     corpus_bare = statistics.median(r["bare_median_s"] for r in corpus_rows)
     summary = {
         "median_overhead": statistics.median(r["overhead"] for r in rows),
@@ -132,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         "median_views_s": statistics.median(r["views_median_s"] for r in rows),
         "total_overhead": sum(r["overhead_median_s"] for r in rows) / sum(r["bare_median_s"] for r in rows),
         "cache_hit_ms": hit * 1000,
-        "sandbox_cost_median_ms": sandbox_cost * 1000,
+        "sandbox_cost_median_ms": cost * 1000,
+        "sandbox_cost_pairs": args.sandbox_pairs,
+        "sandbox_cost_per_program_median_ms": 1000 * statistics.median(
+            r["sandbox_cost_median_s"] for r in rows),
         "median_corpus_program_s": corpus_bare,
-        "sandbox_cost_vs_median_corpus_program": sandbox_cost / corpus_bare,
+        "sandbox_cost_vs_median_corpus_program": cost / corpus_bare,
         "openscad": openscad_info().version,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "repeats": args.repeats,
@@ -142,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median overhead {summary['median_overhead']:.1%} (corpus parts "
           f"{summary['median_overhead_corpus']:.1%}), total overhead "
           f"{summary['total_overhead']:.1%}, cache hit {summary['cache_hit_ms']:.3f} ms; sandbox "
-          f"{summary['sandbox_cost_median_ms']:.1f} ms a run = "
+          f"{summary['sandbox_cost_median_ms']:.1f} ms a run ({args.sandbox_pairs} quick pairs) = "
           f"{summary['sandbox_cost_vs_median_corpus_program']:.1%} of the median corpus program "
           f"({corpus_bare:.3f} s)")
     write_json(args.out, {"summary": summary, "programs": rows})
