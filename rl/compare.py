@@ -21,8 +21,9 @@ The table has one row per figure of the greedy programs (invalid ratio, reward, 
 valid programs, median chamfer distance in target half-diagonals, the cadrille protocol's IR,
 median CD x1e3 and IoU, and the share of distinct programs, which exposes a policy that writes
 one program whatever the image) and one column per evaluation, then ``B - A``. For the reward, the
-IoU (an invalid program counts 0) and the invalid ratio, ``B - A`` comes with a 95 % paired
-bootstrap interval over the targets (:func:`paired_interval`: 10,000 resamples of the targets,
+IoU (an invalid program counts 0), the invalid ratio and the protocol's volumetric IoU over the
+targets where both programs are valid (the geometry of what both wrote), ``B - A`` comes with a
+95 % paired bootstrap interval over the targets (:func:`paired_interval`: 10,000 resamples of the targets,
 BCa); an interval that excludes 0 is marked ``*``.
 
 Writes ``OUT/comparison.json`` and ``OUT/comparison.md`` (the table, Markdown) when ``--out``
@@ -55,10 +56,20 @@ FIGURES = (  # (label, key path in the figures of rl.eval.figures_of, format)
     ("protocol CD x1e3 median", ("protocol", "cd_median_x1e3"), ".2f"),
     ("protocol IoU mean", ("protocol", "iou_mean"), ".3f"),
 )
-PAIRED = (  # (label, per-record value)
-    ("reward", lambda r: r.total),
-    ("IoU (invalid = 0)", lambda r: r.iou if r.valid > 0 else 0.0),
-    ("invalid", lambda r: 0.0 if r.valid > 0 else 1.0),
+def _always(record) -> bool:
+    return True
+
+
+def _protocol_iou_known(record) -> bool:
+    """The program is valid and the protocol measured its volumetric IoU."""
+    return bool(record.extra.get("protocol_valid")) and record.extra.get("protocol_iou") is not None
+
+
+PAIRED = (  # (label, per-record value, which targets: those where both records pass)
+    ("reward", lambda r: r.total, _always),
+    ("IoU (invalid = 0)", lambda r: r.iou if r.valid > 0 else 0.0, _always),
+    ("invalid", lambda r: 0.0 if r.valid > 0 else 1.0, _always),
+    ("protocol IoU, both valid", lambda r: r.extra["protocol_iou"], _protocol_iou_known),
 )
 SAME = (  # (what, metrics.json key): two evaluations that differ in one of these are not paired
     ("corpus", "corpus_dir"),
@@ -227,11 +238,15 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -
     label = "distinct programs / targets"
     rows.append({"figure": label, "a": a, "b": b, "format": ".3f", "difference": b - a})
     paired = {}
-    for label, value in PAIRED:
-        a = np.array([value(a_records[t]) for t in shared], dtype=float)
-        b = np.array([value(b_records[t]) for t in shared], dtype=float)
+    for label, value, keep in PAIRED:
+        targets = [t for t in shared if keep(a_records[t]) and keep(b_records[t])]
+        if len(targets) < 2:
+            continue  # e.g. no protocol, or fewer than two targets valid on both sides
+        a = np.array([value(a_records[t]) for t in targets], dtype=float)
+        b = np.array([value(b_records[t]) for t in targets], dtype=float)
         difference, low, high = paired_interval(a, b)
         paired[label] = {
+            "n": len(targets),
             "a_mean": float(a.mean()),
             "b_mean": float(b.mean()),
             "difference": difference,
@@ -281,6 +296,8 @@ def table_markdown(comparison: dict) -> str:
     ]
     for label, p in comparison["paired_bootstrap"].items():
         mark = " *" if p["excludes_zero"] else ""
+        if p["n"] != comparison["n_paired"]:
+            label = f"{label} ({p['n']} targets)"
         lines.append(
             f"| {label} | {p['a_mean']:.3f} | {p['b_mean']:.3f} | "
             f"{p['difference']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]{mark} |"

@@ -81,6 +81,18 @@ def test_invalid_programs_count_zero_iou_and_one_invalid(tmp_path):
     assert paired["IoU (invalid = 0)"]["difference"] == pytest.approx(0.3)
 
 
+def test_protocol_iou_is_paired_over_the_targets_where_both_programs_are_valid(tmp_path):
+    # t0: only A valid, t1: only B valid, t2..t5: both valid, B's geometry better by 0.2 there
+    a = write_eval(tmp_path / "a", "test", [0.5, -1.0, 0.5, 0.5, 0.5, 0.5], [0.9, 0.0, 0.2, 0.3, 0.4, 0.5])
+    b = write_eval(tmp_path / "b", "test", [-1.0, 0.5, 0.5, 0.5, 0.5, 0.5], [0.0, 0.9, 0.4, 0.5, 0.6, 0.7])
+    result = compare.compare(a, b, ("SFT", "PPO"))
+    both = result["paired_bootstrap"]["protocol IoU, both valid"]
+    assert both["n"] == 4 and result["n_paired"] == 6
+    assert both["a_mean"] == pytest.approx(0.35) and both["b_mean"] == pytest.approx(0.55)
+    assert both["difference"] == pytest.approx(0.2)
+    assert "| protocol IoU, both valid (4 targets) | 0.350 | 0.550 | +0.200" in compare.table_markdown(result)
+
+
 def test_table_and_files_and_bad_input(tmp_path):
     a = write_eval(tmp_path / "a", "test", [0.1, 0.2, 0.3])
     b = write_eval(tmp_path / "b", "test", [0.3, 0.4, 0.5])
