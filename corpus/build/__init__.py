@@ -395,12 +395,3 @@ def assemble(settings: BuildSettings, chunks: list[tuple], seconds: float, ray_s
     info["timing"] = timing(rows, metas, seconds, ray_start, resumed)
     dataset.write_build_info(settings.out, info)
     return info
-
-
-# --------------------------------------------------------------------------- command line
-
-
-if __name__ == "__main__":
-    from corpus.build_cli import main
-
-    sys.exit(main())
