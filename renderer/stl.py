@@ -1,4 +1,4 @@
-"""Binary STL: parse OpenSCAD's output (bytes) into an indexed mesh, and write one.
+"""Binary STL: parse OpenSCAD's output (bytes) into an indexed mesh, and write one back.
 
 ``vertices (N, 3) float64`` and ``faces (M, 3) int64``, with bit-identical
 corners welded into one vertex.
@@ -37,3 +37,17 @@ def weld_vertices(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     vertices = corners[first].astype(np.float64)
     return vertices, inverse.reshape(-1, 3).astype(np.int64)
+
+
+def write_binary_stl(path: str, vertices: np.ndarray, faces: np.ndarray) -> str:
+    """Write ``vertices (N, 3)`` / ``faces (M, 3)`` as a binary STL (unit normals, little endian)."""
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
+    records = np.zeros(len(corners), dtype=_STL_RECORD)
+    records["normal"] = np.divide(normals, lengths, out=np.zeros_like(normals), where=lengths > 0)
+    records["v"] = corners
+    header = b"scadloop binary STL".ljust(80, b" ")
+    with open(path, "wb") as fh:
+        fh.write(header + np.uint32(len(records)).tobytes() + records.tobytes())
+    return path

@@ -48,11 +48,11 @@ import numpy as np
 from configs.eval import PredictConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from renderer.errors import RendererUnavailable
+from renderer.stl import write_binary_stl
 from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads, write_json
 
 PROG = "rl.predict"
 VIEW_SIZE = 128
-_STL = np.dtype([("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")])
 MAX_PIXELS = 8192 * 8192
 """Largest picture accepted (width x height, 64 Mpx); a bigger one is refused before it is decoded."""
 _LIMIT = f"{MAX_PIXELS} (8192x8192)"
@@ -125,20 +125,6 @@ def read_image(path: str):
     square = Image.new("RGB", (side, side), (255, 255, 255))
     square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     return square
-
-
-def write_binary_stl(path: str, vertices: np.ndarray, faces: np.ndarray) -> str:
-    """Write ``vertices (N, 3)`` / ``faces (M, 3)`` as a binary STL (unit normals, little endian)."""
-    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
-    records = np.zeros(len(corners), dtype=_STL)
-    records["normal"] = np.divide(normals, lengths, out=np.zeros_like(normals), where=lengths > 0)
-    records["v"] = corners
-    header = b"scadloop rl.predict binary STL".ljust(80, b" ")
-    with open(path, "wb") as fh:
-        fh.write(header + np.uint32(len(records)).tobytes() + records.tobytes())
-    return path
 
 
 def own_views(result):

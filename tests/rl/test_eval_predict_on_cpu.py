@@ -147,7 +147,7 @@ def test_predict_keeps_a_valid_program_and_writes_its_stl(tiny_corpus, tmp_path,
 
 
 def test_binary_stl_round_trips(tmp_path):
-    from rl.predict import write_binary_stl
+    from renderer.stl import write_binary_stl
 
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)
     faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
