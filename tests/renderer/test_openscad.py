@@ -16,44 +16,13 @@ from renderer import openscad
 from renderer.openscad import RenderLimits, Status, classify, run
 from renderer.stl import read_binary_stl
 from tests.conftest import needs_openscad
+from tests.renderer.processes import gone_soon, live_openscad_runs, run_folders_in
 
 pytestmark = needs_openscad
 
 
 LONG_PROGRAM = "for (i = [0:999], j = [0:999]) translate([i, j, 0]) sphere(0.4, $fn = 30);"
 """A million spheres to union: OpenSCAD would run for hours."""
-
-
-def _live_openscad_processes(ancestor: int | None = None) -> list[int]:
-    """Process ids of OpenSCAD runs still going (zombies and the sandbox's ``--version`` probe
-    do not count), only those descended from ``ancestor`` when given."""
-    ps = ["ps", "-ww", "-eo", "pid=,ppid=,stat=,args="]  # -ww: whole command lines, however long
-    out = subprocess.run(ps, capture_output=True, text=True).stdout
-    rows = [line.split(None, 3) for line in out.splitlines()]
-    parent_of = {int(pid): int(ppid) for pid, ppid, _, _ in rows}
-
-    def descends(pid: int) -> bool:
-        while ancestor is not None and pid > 1:
-            pid = parent_of.get(pid, 0)
-            if pid == ancestor:
-                return True
-        return ancestor is None
-
-    return [int(pid) for pid, _, stat, args in rows
-            if args.split()[0].endswith("/openscad") and "--export-format" in args
-            and not stat.startswith("Z") and descends(int(pid))]
-
-
-def _gone_soon(pids: set[int], seconds: float = 10.0) -> bool:
-    """True once none of ``pids`` is a running OpenSCAD (a killed process takes a moment)."""
-    deadline = time.monotonic() + seconds
-    while set(_live_openscad_processes()) & pids and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not set(_live_openscad_processes()) & pids
-
-
-def _scadloop_folders(folder) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith("scadloop-")]
 
 
 def test_valid_part_is_ok_with_a_closed_mesh():
@@ -87,7 +56,7 @@ def test_infinite_loop_times_out_and_leaves_no_process(tmp_path, monkeypatch):
 
     def watch():  # the OpenSCAD processes this test's run starts, seen while they run
         while running.is_set():
-            seen.update(_live_openscad_processes(os.getpid()))
+            seen.update(live_openscad_runs(os.getpid()))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)
@@ -99,7 +68,7 @@ def test_infinite_loop_times_out_and_leaves_no_process(tmp_path, monkeypatch):
     assert result.status is Status.TIMEOUT
     assert time.monotonic() - start < 10
     assert seen, "the watcher saw no OpenSCAD process"
-    assert _gone_soon(seen, seconds=2)
+    assert gone_soon(seen, seconds=2)
     assert list(tmp_path.iterdir()) == []  # nothing written to the host's disk
 
 
@@ -111,14 +80,14 @@ def test_killed_parent_leaves_no_openscad_and_no_folder(tmp_path, sig):
         "from renderer.openscad import run, RenderLimits\n"
         f"run({LONG_PROGRAM!r}, RenderLimits(timeout_s=120))")], env=env)
     deadline = time.monotonic() + 30
-    while not _live_openscad_processes(parent.pid) and time.monotonic() < deadline:
+    while not live_openscad_runs(parent.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    started = set(_live_openscad_processes(parent.pid))
+    started = set(live_openscad_runs(parent.pid))
     assert started, "OpenSCAD did not start"
     parent.send_signal(sig)
     parent.wait(timeout=30)
-    assert _gone_soon(started)
-    assert _scadloop_folders(tmp_path) == []
+    assert gone_soon(started)
+    assert run_folders_in(tmp_path) == []
 
 
 def test_two_dimensional_program_is_not_3d():

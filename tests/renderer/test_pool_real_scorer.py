@@ -4,7 +4,7 @@ Its own module (and pool) so that the fake-scorer pool of ``test_pool.py`` has
 released its CPUs: two actors of one CPU each fill this 2-core machine.
 """
 
-import subprocess
+import pathlib
 import tempfile
 import time
 
@@ -14,22 +14,13 @@ from renderer.openscad import RenderLimits, run
 from renderer.pool import RenderPool, ScoreRequest
 from reward.score import Scorer
 from tests.conftest import needs_openscad
+from tests.renderer.processes import live_openscad_runs, run_folders_in
 
 pytestmark = needs_openscad
 
 TARGET = "difference() { cube(10, center = true); cylinder(r = 3, h = 20, center = true, $fn = 24); }"
 PROGRAMS = [TARGET, "cube(", "cube(4);", 'import("/etc/passwd");', "sphere(5, $fn = 16);", "square(3);"]
 HANG = "for (i = [0:999], j = [0:999]) translate([i, j, 0]) sphere(0.4, $fn = 30);"
-
-
-def _live_openscad() -> set[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,stat=,comm="], capture_output=True, text=True).stdout
-    rows = [line.split(None, 2) for line in out.splitlines()]
-    return {int(pid) for pid, stat, comm in rows if comm.strip() == "openscad" and not stat.startswith("Z")}
-
-
-def _run_folders() -> set[str]:
-    return {p for p in __import__("os").listdir(tempfile.gettempdir()) if p.startswith("scadloop-")}
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +46,12 @@ def test_ray_actors_with_the_real_scorer_agree_with_the_in_process_pool(scorer_p
 def test_hung_openscad_on_a_given_up_actor_leaves_no_process_and_no_folder(scorer_pool):
     """The pool gives up on an actor stuck in a long OpenSCAD run and kills it: OpenSCAD dies
     with it (the sandbox dies with its parent) and no run folder is left."""
-    processes, folders = _live_openscad(), _run_folders()
+    temp = pathlib.Path(tempfile.gettempdir())
+    processes, folders = set(live_openscad_runs()), set(run_folders_in(temp))
     results = scorer_pool.score([ScoreRequest(HANG, "t"), ScoreRequest("cube(4);", "t")])
     assert results[0].status == "crashed" and results[1].status == "ok"
     deadline = time.monotonic() + 10
-    while _live_openscad() - processes and time.monotonic() < deadline:
+    while set(live_openscad_runs()) - processes and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _live_openscad() - processes == set()
-    assert _run_folders() - folders == set()
+    assert set(live_openscad_runs()) - processes == set()
+    assert set(run_folders_in(temp)) - folders == set()
