@@ -15,7 +15,7 @@
 #     each .deb found there is unpacked into / first (on the H100 image, `import open3d` failed
 #     on libEGL.so.1, then on libusb-1.0.so.0, without them);
 #   - a corpus built by python -m corpus.build, $CORPUS (default .dev/corpus_gpu); the main
-#     job's: --n 1500 --families clip,panel,pipe_fitting,plate,profile,washer --holdout-families clip;
+#     job's: --n 1500 --families clip,panel,pipe_fitting,plate,profile,washer --holdout_families clip;
 #   - OpenSCAD: $SCADLOOP_OPENSCAD, else the bundle of scripts/bundle_openscad.py (first argument,
 #     else $OPENSCAD_BUNDLE, else the newest dist/openscad-bundle-*.tar.xz), unpacked into
 #     $OPENSCAD_DIR (default /tmp/openscad). Where the bubblewrap sandbox cannot start, it sets

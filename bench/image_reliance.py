@@ -54,7 +54,7 @@ def first_line(code: str) -> str:
 
 def measure(checkpoint: str, corpus: str, split: str, n: int, max_new_tokens: int) -> dict:
     from corpus.dataset import load
-    from rl.cli import load_checkpoint
+    from rl.checkpoint import load_checkpoint
 
     policy = load_checkpoint(checkpoint)
     policy.model.eval()

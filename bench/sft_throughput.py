@@ -24,8 +24,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import write_json  # noqa: E402
+from rl.checkpoint import read_sft_config  # noqa: E402
 from rl.sft import SUMMARY  # noqa: E402
-from rl.sft_setup import read_config  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "sft_throughput.json")
 SETTINGS = ("per_device_batch_size", "gradient_accumulation_steps", "bf16", "gpus", "ray_workers", "threads",
@@ -39,7 +39,7 @@ def describe_run(machine: str, run_dir: str) -> dict:
     """The settings and figures of one run folder (``sft_summary.json`` + ``sft_config.json``)."""
     with open(os.path.join(run_dir, SUMMARY), encoding="utf-8") as fh:
         summary = json.load(fh)
-    config = read_config(run_dir)
+    config = read_sft_config(run_dir)
     if not config:
         raise SystemExit(f"sft_throughput: {run_dir} holds no sft_config.json")
     return {

@@ -13,6 +13,17 @@ for ``--help`` and for the README's configuration reference.
 - :func:`add_arguments` / :func:`from_args` give an entry point one
   ``--config FILE`` option plus one ``--key VALUE`` option per field, each
   with its help text.
+
+Two more conventions for commands (see :mod:`configs.cli`):
+
+- A field without a default is required: leaving it out (on the command line and in
+  the YAML) is a :class:`ConfigError` naming it.
+- A config class may name top-level fields in a class attribute ``POSITIONAL``
+  (``POSITIONAL = ("a", "b")``, not a field: no annotation). Those become positional
+  arguments, in that order (``python -m rl.compare A B``), instead of ``--a``
+  options; their values go through the same coercion and checks. A positional field
+  without a default must be given on the command line; one with a default may be
+  left out (or set in the YAML).
 """
 
 from __future__ import annotations
@@ -105,6 +116,13 @@ def _build(cls, values: dict, prefix: str = ""):
         raise ConfigError(
             f"unknown config key '{prefix}{unknown[0]}' (known: {', '.join(sorted(known))})"
         )
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.name not in values and _default(f) is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"missing required setting '{prefix}{missing[0]}'")
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
@@ -151,8 +169,27 @@ def load(cls, path: str | None = None, overrides: typing.Iterable[str] = ()):
     return _build(cls, values)
 
 
+def _default(f: dataclasses.Field):
+    """The default of field ``f`` (its factory called), or ``dataclasses.MISSING`` when required."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def positional(cls) -> tuple[str, ...]:
+    """The fields of ``cls`` given by position on the command line (its ``POSITIONAL``), checked."""
+    names = tuple(getattr(cls, "POSITIONAL", ()))
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = _hints(cls)
+    for name in names:
+        if name not in fields or dataclasses.is_dataclass(hints[name]):
+            raise TypeError(f"{cls.__name__}.POSITIONAL: {name!r} is not a top-level setting")
+    return names
+
+
 def _walk(cls, prefix: str = ""):
-    """``(dotted name, hint, default, help)`` for every leaf field of a nested config."""
+    """``(dotted name, hint, default, help)`` for every leaf field of a nested config
+    (``default`` is ``dataclasses.MISSING`` for a required field)."""
     hints, helps = _hints(cls), field_help(cls)
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -161,21 +198,31 @@ def _walk(cls, prefix: str = ""):
         if dataclasses.is_dataclass(hint):
             yield from _walk(hint, f"{prefix}{f.name}.")
             continue
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        yield f"{prefix}{f.name}", hint, default, helps.get(f.name, "")
+        yield f"{prefix}{f.name}", hint, _default(f), helps.get(f.name, "")
+
+
+def _shown(default) -> str:
+    return "required" if default is dataclasses.MISSING else f"default: {default}"
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
-    """Add ``--config FILE`` and a ``--name VALUE`` option (with help) per field of ``cls``; a
-    bool field's option alone means true (``--fresh`` = ``--fresh true``)."""
+    """Add ``--config FILE`` and a ``--name VALUE`` option (with help) per field of ``cls``, or a
+    positional argument per field named in ``cls.POSITIONAL``; a bool field's option alone means
+    true (``--fresh`` = ``--fresh true``)."""
     parser.add_argument("--config", default=None, help="YAML file of settings (the options below win)")
     group = parser.add_argument_group(f"{cls.__name__} settings")
+    positionals = {name: None for name in positional(cls)}  # in command-line order
     for name, hint, default, help_text in _walk(cls):
+        if name in positionals:
+            positionals[name] = (default, help_text)
+            continue
         flag = {"nargs": "?", "const": "true"} if hint is bool else {}
         group.add_argument(f"--{name}", dest=f"cfg:{name}", default=None, metavar="VALUE",
-                           help=f"{help_text} (default: {default})", **flag)
+                           help=f"{help_text} ({_shown(default)})", **flag)
+    for name, (default, help_text) in positionals.items():
+        optional = {} if default is dataclasses.MISSING else {"nargs": "?"}
+        parser.add_argument(f"cfg:{name}", default=None, metavar=name.upper(),
+                            help=f"{help_text} ({_shown(default)})", **optional)
 
 
 def from_args(cls, args: argparse.Namespace):
@@ -187,6 +234,9 @@ def from_args(cls, args: argparse.Namespace):
 def reference_markdown(cls) -> str:
     """A Markdown table of every setting of ``cls``: name, default, help (for the README)."""
     rows = ["| setting | default | meaning |", "|---|---|---|"]
+    positionals = positional(cls)
     for name, _, default, help_text in _walk(cls):
-        rows.append(f"| `{name}` | `{default}` | {help_text} |")
+        shown = "required" if default is dataclasses.MISSING else f"`{default}`"
+        label = f"`{name.upper()}` (positional)" if name in positionals else f"`{name}`"
+        rows.append(f"| {label} | {shown} | {help_text} |")
     return "\n".join(rows)

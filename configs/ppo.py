@@ -8,7 +8,9 @@
 
 The reward weights are a nested :class:`reward.score.RewardWeights` (``--reward.iou 2`` on the
 command line, a ``reward:`` section in YAML). Every field has a help string (the docstring under
-it); ``__post_init__`` checks each value once and names the field.
+it); ``__post_init__`` checks each value once and names the field. The names it accepts for the
+estimator, the KL kinds and the loss aggregation are those of :mod:`rl.core_algos` (the table of
+estimators lives there, next to the math; that module imports torch and nothing else of ours).
 """
 
 from __future__ import annotations
@@ -17,11 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from reward.score import RewardWeights
-
-ESTIMATORS = ("gae", "grpo")
-KL_KINDS = ("k1", "abs", "mse", "k3")
-KL_LOSS_KINDS = ("k3", "mse")
-LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+from rl.core_algos import ESTIMATORS, KL_KINDS, KL_LOSS_KINDS, LOSS_AGG_MODES, Estimator
 
 
 @dataclass
@@ -141,6 +139,7 @@ class PPOConfig:
         need(bool(self.name.strip()) and "/" not in self.name, "name", "must be a non-empty folder name")
         need(bool(self.checkpoint), "checkpoint", "must name a policy folder")
         need(self.estimator in ESTIMATORS, "estimator", f"must be one of {', '.join(ESTIMATORS)}")
+        estimator = self.advantage_estimator
         modes = ", ".join(LOSS_AGG_MODES)
         need(self.loss_agg_mode in LOSS_AGG_MODES, "loss_agg_mode", f"must be one of {modes}")
         for name in ("iterations", "batch_size", "k", "ppo_epochs", "minibatch_size", "save_every",
@@ -162,23 +161,30 @@ class PPOConfig:
         need(horizon is None or horizon >= 1, "kl_horizon_iterations", "must be >= 1 (or unset)")
         kinds = ", ".join(KL_KINDS)
         need(self.kl_kind is None or self.kl_kind in KL_KINDS, "kl_kind", f"must be one of {kinds} or unset")
-        need(self.estimator != "grpo" or self.kl_estimator in KL_LOSS_KINDS, "kl_kind",
-             "must be k3 or mse with estimator grpo (the KL is in the loss, where k1 and abs pull nowhere)")
+        need(not estimator.kl_in_loss or self.kl_estimator in KL_LOSS_KINDS, "kl_kind",
+             f"must be {' or '.join(KL_LOSS_KINDS)} with estimator {self.estimator} "
+             "(the KL is in the loss, where k1 and abs pull nowhere)")
         need(self.render_timeout > 0, "render_timeout", "must be > 0")
-        need(self.estimator != "grpo" or self.k >= 2, "k", "must be >= 2 for the grpo group baseline")
+        need(self.k >= estimator.min_group, "k",
+             f"must be >= {estimator.min_group} for the {self.estimator} group baseline")
         need(not (self.gpus and self.ray_workers), "ray_workers", "cannot be combined with gpus")
         learners = self.world_size
         need(self.batch_size % learners == 0, "batch_size", f"must divide by the {learners} learners")
 
     @property
+    def advantage_estimator(self) -> Estimator:
+        """The :data:`rl.core_algos.ESTIMATORS` entry named by ``estimator``."""
+        return ESTIMATORS[self.estimator]
+
+    @property
     def kl_in_loss(self) -> bool:
         """The KL is a term of the loss (grpo), not a penalty in the reward (gae); see estimator."""
-        return self.estimator == "grpo"
+        return self.advantage_estimator.kl_in_loss
 
     @property
     def kl_estimator(self) -> str:
         """The per-token KL estimator in use: kl_kind, or the estimator's default when unset."""
-        return self.kl_kind or ("k3" if self.kl_in_loss else "k1")
+        return self.kl_kind or self.advantage_estimator.default_kl_kind
 
     @property
     def kl_horizon(self) -> float:

@@ -13,11 +13,13 @@ import argparse
 import os
 import sys
 
+from configs.corpus import BuildConfig, FamiliesConfig, ImportConfig, StatsConfig
 from configs.demo import DemoConfig
 from configs.eval import EvalConfig, PredictConfig
 from configs.loader import reference_markdown
 from configs.ppo import PPOConfig
 from configs.sft import SFTConfig
+from configs.tools import CompareConfig, CurvesConfig, RendererDemoConfig, ReportConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = os.path.join(ROOT, "docs", "configuration.md")
@@ -27,6 +29,14 @@ SECTIONS = (  # (command, YAML it reads by default, config class)
     ("python -m rl.ppo", "configs/ppo.yaml", PPOConfig),
     ("python -m rl.eval", None, EvalConfig),
     ("python -m rl.predict IMAGE", None, PredictConfig),
+    ("python -m rl.compare A B", None, CompareConfig),
+    ("python -m rl.curves RUN", None, CurvesConfig),
+    ("python -m corpus.build", None, BuildConfig),
+    ("python -m corpus.import FOLDER", None, ImportConfig),
+    ("python -m corpus.stats CORPUS", None, StatsConfig),
+    ("python -m corpus.families", None, FamiliesConfig),
+    ("python -m reward.report RECORDS", None, ReportConfig),
+    ("python -m renderer.demo", None, RendererDemoConfig),
 )
 
 
@@ -39,7 +49,10 @@ def render() -> str:
         "(do not edit by hand). Every setting is a `--name VALUE` option of its command and a key of "
         "the YAML given with `--config FILE`; dotted names are nested sections (`--policy.text_layers 6`, "
         "or `policy: {text_layers: 6}` in YAML). Options on the command line win over the YAML, which "
-        "wins over the defaults below.",
+        "wins over the defaults below. A setting marked *positional* is given by its place on the "
+        "command line (`python -m rl.compare A B`), and one whose default is *required* must be given. "
+        "A bad option or value stops the command with one line on stderr, `PROG: error: ...`, and "
+        "exit status 2.",
     ]
     for command, yaml_path, cls in SECTIONS:
         doc = " ".join((cls.__doc__ or "").split())

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict
 
+from corpus.families import FAMILIES
+
 
 def build_info(settings, rows, metas, assignment, counts, holdout) -> dict:
     """The ``build.json`` dict, without timings."""
@@ -73,10 +75,11 @@ def timing(rows, metas, seconds: float, ray_start: float, resumed) -> dict:
 def command_line(settings) -> str:
     """The command that reproduces a build with these settings."""
     holdout = ",".join(settings.holdout_families())
+    families = "" if set(settings.families) == set(FAMILIES) else f" --families {','.join(settings.families)}"
     return (
         f"python -m corpus.build --n {settings.n} --out {settings.out} --seed {settings.seed} "
-        f"--size {settings.size} --holdout-families {holdout} --timeout {settings.timeout:g} "
-        f"--max-tries {settings.max_tries} --chunk-size {settings.chunk_size}"
+        f"--size {settings.size}{families} --holdout_families {holdout} --timeout {settings.timeout:g} "
+        f"--max_tries {settings.max_tries} --chunk_size {settings.chunk_size}"
     )
 
 

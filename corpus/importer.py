@@ -33,10 +33,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from configs.cli import UsageError, fail, output_dir, parse, warn
+from configs.corpus import ImportConfig
 from corpus import dataset, splits
-from corpus._cli import Parser, UsageError, fail, output_dir, positive_int, warn, workers_arg
 from renderer.errors import RendererUnavailable
 
+PROG = "corpus.import"
 FAMILY = "imported"
 SCAD = ".scad"
 PNG = ".png"
@@ -283,53 +285,32 @@ def failure_table(failures: list[Failure]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None):
-    parser = Parser(prog="corpus.import", description=__doc__.splitlines()[0])
-    parser.add_argument("folder", help="folder of name.scad files (and optional name.png pictures)")
-    parser.add_argument(
-        "--out", required=True, help="output dataset folder (new, empty or an earlier import)"
-    )
-    parser.add_argument(
-        "--split",
-        default="test",
-        help="split every row goes to (default test), or 'auto' for 90/5/5 train/val/test",
-    )
-    parser.add_argument(
-        "--workers",
-        type=workers_arg,
-        default=0,
-        help="render actors: 'auto' (one per CPU) or N; 0 (default) runs here",
-    )
-    parser.add_argument(
-        "--size", type=positive_int, default=128, help="view size in pixels (reward default 128)"
-    )
-    parser.add_argument("--timeout", type=float, default=30.0, help="OpenSCAD wall-clock limit per file, s")
-    parser.add_argument("--seed", type=int, default=0, help="split hashing seed for --split auto")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not re.fullmatch(r"[A-Za-z0-9_]+", args.split):
-        fail("corpus.import", f"--split must be a name of letters, digits and _, got {args.split!r}")
+    config = parse(PROG, __doc__.splitlines()[0], ImportConfig, argv)
     try:
         import datasets
 
         datasets.disable_progress_bars()
         info, failures = import_folder(
-            args.folder, args.out, args.split, args.workers, args.size, args.timeout, args.seed
+            config.folder,
+            config.out,
+            config.split,
+            config.worker_count,
+            config.size,
+            config.timeout,
+            config.seed,
         )
     except (UsageError, RendererUnavailable) as error:
-        fail("corpus.import", str(error))
+        fail(PROG, str(error))
     for entry in info["skipped"]:
-        warn("corpus.import", f"skipped {entry['name']!r}: {entry['reason']}")
+        warn(PROG, f"skipped {entry['name']!r}: {entry['reason']}")
     if failures:
         print(f"skipped {len(failures)} of {info['counts']['files']} files:")
         print(failure_table(failures))
     c = info["counts"]
     print(
         f"imported {c['rendered']} of {c['files']} files ({c['with_user_image']} with a picture) "
-        f"into {args.out}: splits {info['splits']}"
+        f"into {config.out}: splits {info['splits']}"
     )
     return 0
 

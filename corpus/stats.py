@@ -22,8 +22,11 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from configs.cli import UsageError, fail, parse
+from configs.corpus import StatsConfig
 from corpus import dataset
-from corpus._cli import Parser, UsageError, fail, positive_int
+
+PROG = "corpus.stats"
 
 
 def read_columns(root: str, info: dict) -> dict[str, dict[str, list]]:
@@ -160,35 +163,22 @@ def contact_sheet(root: str, tables: dict, path: str, samples: int = 12, seed: i
     return save_contact_sheet(rows, path, labels)
 
 
-def parse_args(argv: list[str] | None = None):
-    parser = Parser(prog="corpus.stats", description=__doc__.splitlines()[0])
-    parser.add_argument("folder", help="a corpus folder written by corpus.build or corpus.import")
-    parser.add_argument("--samples", type=positive_int, default=12, help="rows on the contact sheet")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the contact sheet's sample")
-    parser.add_argument("--sheet", default=None, help="contact sheet path (default FOLDER/contact_sheet.png)")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    config = parse(PROG, __doc__.splitlines()[0], StatsConfig, argv)
+    root = config.corpus
     try:
-        if not dataset.available_splits(args.folder):
-            raise UsageError(f"{args.folder!r} holds no corpus dataset (no data/*.parquet)")
+        if not dataset.available_splits(root):
+            raise UsageError(f"{root!r} holds no corpus dataset (no data/*.parquet)")
         import datasets
 
         datasets.disable_progress_bars()
-        info = dataset.read_build_info(args.folder)
-        tables = read_columns(args.folder, info)
-        print(card(args.folder, tables, info))
-        sheet = contact_sheet(
-            args.folder,
-            tables,
-            args.sheet or os.path.join(args.folder, "contact_sheet.png"),
-            args.samples,
-            args.seed,
-        )
+        info = dataset.read_build_info(root)
+        tables = read_columns(root, info)
+        print(card(root, tables, info))
+        sheet_path = config.sheet or os.path.join(root, "contact_sheet.png")
+        sheet = contact_sheet(root, tables, sheet_path, config.samples, config.seed)
     except UsageError as error:
-        fail("corpus.stats", str(error))
+        fail(PROG, str(error))
     if sheet:
         print(f"\ncontact sheet: {sheet}")
     return 0

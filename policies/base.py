@@ -380,15 +380,28 @@ def token_logprobs(
     top_p: float = 1.0,
 ) -> torch.Tensor:
     """(B, T) float32 ``log_softmax(logits (B, T, V) / temperature)`` at ``tokens (B, T)``,
-    with the ``suppressed`` token ids removed from the distribution and, for ``top_p < 1``,
-    the distribution cut to its top-p nucleus (:func:`top_p_filter`) and renormalised."""
-    logits = logits.float() / temperature
-    if len(suppressed):
-        logits = logits.index_fill(-1, torch.tensor(list(suppressed), device=logits.device), float("-inf"))
+    with the ``suppressed`` token ids removed from the distribution (:func:`mask_suppressed`) and,
+    for ``top_p < 1``, the distribution cut to its top-p nucleus (:func:`top_p_filter`) and
+    renormalised."""
+    logits = mask_suppressed(logits.float() / temperature, suppressed)
     if top_p < 1.0:
         logits = top_p_filter(logits, top_p)
     logprobs = torch.log_softmax(logits, dim=-1)
     return logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def mask_suppressed(logits: torch.Tensor, suppressed: Sequence[int]) -> torch.Tensor:
+    """``logits (..., V)`` with the ``suppressed`` token ids set to the dtype's lowest finite value.
+
+    Their probability under any softmax is then exactly 0, as with -inf, but the logits stay
+    finite, so an entropy ``sum(p * logit)`` gets 0 from them rather than ``0 * -inf = NaN``.
+    :func:`token_logprobs` and PPO's entropy bonus both remove them here (``generate`` does the
+    same through its ``suppress_tokens``).
+    """
+    if not len(suppressed):
+        return logits
+    index = torch.tensor(list(suppressed), device=logits.device)
+    return logits.index_fill(-1, index, torch.finfo(logits.dtype).min)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -183,17 +183,3 @@ class TinyPolicy(Policy):
         finally:
             self.model = live
 
-
-def parameter_counts(policy: Policy) -> dict[str, int]:
-    """Parameters of the vision tower, connector, text model, lm head and value head."""
-    inner = policy.model.model
-    parts = {
-        "vision": inner.vision_model,
-        "connector": inner.connector,
-        "text": inner.text_model,
-        "lm_head": policy.model.lm_head,
-        "value_head": policy.value_head,
-    }
-    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
-    counts["total"] = sum(counts.values())
-    return counts

@@ -4,6 +4,8 @@ Each actor runs ``code -> renderer.openscad.run -> scorer(result, prepared_targe
 for one program at a time. The scorer is any picklable object with
 ``prepare(vertices, faces)`` and ``__call__(mesh_result, prepared)`` (for
 example :class:`reward.score.Scorer`), so this module knows nothing of rewards.
+A request that saves views also needs ``score_with_views(mesh_result, prepared)
+-> (output, (V, H, W) views)`` and ``target_views(prepared)``.
 
 - Targets are registered once (:meth:`RenderPool.add_target`): their mesh goes
   into Ray's object store, and each actor prepares a target (frame, views,
@@ -93,16 +95,19 @@ class RenderWorker:
 
         An exception inside scoring is a bug, not a bad program: it is logged with
         its traceback and the program is scored as an :class:`InfrastructureFault`.
-        With ``views_path`` set, the views go to disk too (the scorer must offer
-        ``pred_views(result, prepared)`` and ``target_views(prepared)``).
+        With ``views_path`` set, the views the scorer rendered go to disk too (the
+        scorer must offer ``score_with_views(result, prepared)``, and
+        ``target_views(prepared)`` for ``target_views_path``).
         """
         prepared = self.prepare(request.target_id, mesh_box) if request.target_id is not None else None
         code = request.code
         result = self.cache.run(code, self.limits) if self.cache else run(code, self.limits)
         try:
-            breakdown = self.scorer(result, prepared)
             if request.views_path:
-                save_view_row(self.scorer.pred_views(result, prepared), request.views_path)
+                breakdown, views = self.scorer.score_with_views(result, prepared)
+                save_view_row(views, request.views_path)
+            else:
+                breakdown = self.scorer(result, prepared)
             if request.target_views_path and not os.path.exists(request.target_views_path):
                 save_view_row(self.scorer.target_views(prepared), request.target_views_path)
             return breakdown
@@ -132,6 +137,7 @@ class RenderPool:
     Parameters
     ----------
     scorer : object with ``prepare(vertices, faces)`` and ``__call__(result, prepared)``
+        (and ``score_with_views``, ``target_views`` for requests that save views)
     workers : int or None
         Actors to run (default: one per CPU); 0 runs everything in this process.
     limits : RenderLimits

@@ -2,7 +2,7 @@
 
 Command::
 
-    python -m reward.report RECORDS.jsonl --out DIR [--top-k 8] [--title "PPO it 12"]
+    python -m reward.report RECORDS.jsonl --out DIR [--top_k 8] [--title "PPO it 12"]
 
 writes ``DIR/index.html`` (every image embedded as a data URI, no external CSS,
 JS or fonts: it opens from disk in any browser) and ``DIR/summary.json`` (the
@@ -20,7 +20,6 @@ the plots in :mod:`reward.report_plots`.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -32,12 +31,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from configs.cli import fail, parse
+from configs.tools import ReportConfig
 from reward.records import RecordsError, SampleRecord, load_records
 from reward.report_checks import TERMS, HackCheck, correlations, find_hacks, is_valid, summarise
 from reward.report_plots import escape as _e
 from reward.report_plots import fmt_num as _num
 from reward.report_plots import plots_section
 
+PROG = "reward.report"
 MAX_FLAGS_SHOWN = 50
 """Flagged samples listed per detector on the page (all of them go to summary.json)."""
 MAX_SKIPPED_SHOWN = 20
@@ -333,7 +335,7 @@ def build_report(
     no readable record, or a negative ``top_k``.
     """
     if top_k < 0:
-        raise ReportError(f"--top-k must be >= 0, got {top_k}")
+        raise ReportError(f"top_k must be >= 0, got {top_k}")
     records_path = Path(records_path)
     loaded = load_records(records_path)
     records = loaded.records
@@ -379,22 +381,13 @@ def build_report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m reward.report", description="Build the reward-inspection HTML report from records."
-    )
-    parser.add_argument("records", help="per-sample records, JSON lines (reward.records.SampleRecord)")
-    parser.add_argument("--out", required=True, help="folder for index.html and summary.json")
-    parser.add_argument("--top-k", type=int, default=8, help="best and worst valid samples shown (default 8)")
-    parser.add_argument("--title", default=None, help="page title (default: from the records file name)")
-    args = parser.parse_args(argv)
+    config = parse(PROG, "Build the reward-inspection HTML report from records.", ReportConfig, argv)
     try:
-        page = build_report(args.records, args.out, top_k=args.top_k, title=args.title)
+        page = build_report(config.records, config.out, top_k=config.top_k, title=config.title)
     except RecordsError as e:
-        print(f"reward.report: error: {e}", file=sys.stderr)
-        return 2
+        fail(PROG, e)
     except OSError as e:
-        print(f"reward.report: error: {e.strerror or e}: {e.filename or args.out}", file=sys.stderr)
-        return 2
+        fail(PROG, f"{e.strerror or e}: {e.filename or config.out}")
     print(page)
     return 0
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from configs.cli import fmt
 from reward.records import SampleRecord
 from reward.report_checks import TERMS, is_valid
 
@@ -25,7 +26,7 @@ def escape(text) -> str:
 
 def fmt_num(value, digits: int = 3) -> str:
     """A number for the page; ``–`` for a missing one."""
-    return "–" if value is None else f"{value:.{digits}f}"
+    return fmt(value, f".{digits}f", missing="–")
 
 
 def figure_img(fig: Figure, alt: str) -> str:

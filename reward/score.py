@@ -221,7 +221,7 @@ def prepare_target(
 
 
 def score(
-    pred, target: PreparedTarget, weights: RewardWeights | None = None, threads: int = 0, views_out=None
+    pred, target: PreparedTarget, weights: RewardWeights | None = None, threads: int = 0
 ) -> RewardBreakdown:
     """Score one prediction against a prepared target; never raises on a bad prediction.
 
@@ -234,36 +234,43 @@ def score(
         Term weights, penalty and chamfer scale (sampling settings come from ``target``).
     threads : int
         Embree threads (0: all cores; Ray workers pass 1).
-    views_out : list or None
-        When given, the prediction's ``(V, H, W)`` views (rendered for SSIM) are appended to it
-        for a valid mesh, so a caller that also saves them does not render twice.
 
     Returns
     -------
     RewardBreakdown
     """
+    return score_with_views(pred, target, weights, threads)[0]
+
+
+def score_with_views(
+    pred, target: PreparedTarget, weights: RewardWeights | None = None, threads: int = 0
+) -> tuple[RewardBreakdown, np.ndarray | None]:
+    """:func:`score`, and the prediction's ``(V, H, W) float32`` views in the target's frame
+    (those SSIM compared, so a caller that also saves them does not render twice); the views
+    are None when the prediction is not a usable mesh."""
     start = time.perf_counter()
     weights = weights or RewardWeights()
     status = str(getattr(pred, "status", "crashed"))
     seconds = _finite(getattr(pred, "seconds", 0.0))
     if status != "ok":
         infrastructure = bool(getattr(pred, "infrastructure", False))  # renderer.pool.InfrastructureFault
-        return _invalid(weights, status, seconds, start, _tail(getattr(pred, "stderr", "")), infrastructure)
+        detail = _tail(getattr(pred, "stderr", ""))
+        return _invalid(weights, status, seconds, start, detail, infrastructure), None
     raw_faces = getattr(pred, "faces", None)
     vertices = _in_frame(getattr(pred, "vertices", None), target.frame)
     mesh = _Mesh(*clean_mesh(vertices, raw_faces))
     if len(mesh.faces) == 0:
         status = "empty" if raw_faces is None or np.size(raw_faces) == 0 else "degenerate"
-        return _invalid(weights, status, seconds, start)
-    return _valid(mesh, target, weights, status, seconds, start, threads, views_out)
+        return _invalid(weights, status, seconds, start), None
+    return _score_mesh(mesh, target, weights, status, seconds, start, threads)
 
 
-def _valid(mesh, target, weights, status, seconds, start, threads, views_out=None) -> RewardBreakdown:
-    """Score a usable mesh (already in the target frame)."""
+def _score_mesh(
+    mesh, target, weights, status, seconds, start, threads
+) -> tuple[RewardBreakdown, np.ndarray]:
+    """Score a usable mesh (already in the target frame); the breakdown and the rendered views."""
     scene = make_scene(mesh.vertices, mesh.faces)  # one scene: views, distances, occupancy
     views = render_scene(scene, target.cameras, target.size, threads)
-    if views_out is not None:
-        views_out.append(views.images)
     ssim_term = masked_ssim(1.0 - views.images, 1.0 - target.images, views.masks | target.masks)
     points = sample_surface(mesh.vertices, mesh.faces, len(target.points), target.seed)
     distance = surface_chamfer(points, scene, target.points, target.scene(), threads)
@@ -280,7 +287,7 @@ def _valid(mesh, target, weights, status, seconds, start, threads, views_out=Non
     if not target.occupancy.any():  # target thinner than a cell: IoU says nothing
         mix["iou"] = 0.0
     total = sum(mix[k] * terms[k] for k in terms) / sum(mix.values())
-    return RewardBreakdown(
+    breakdown = RewardBreakdown(
         total=float(np.clip(total, 0.0, 1.0)),
         **terms,
         status=status,
@@ -288,6 +295,7 @@ def _valid(mesh, target, weights, status, seconds, start, threads, views_out=Non
         chamfer_distance=_finite(distance, default=None),
         score_seconds=time.perf_counter() - start,
     )
+    return breakdown, views.images
 
 
 def _tail(text, lines: int = 6) -> str:
@@ -340,7 +348,9 @@ def _finite(value, default=0.0):
 class Scorer:
     """Picklable reward callable: ``prepare`` each target once, then ``scorer(pred, prepared)``.
 
-    A small class rather than a closure so Ray actors can carry it.
+    A small class rather than a closure so Ray actors can carry it; it keeps no state between
+    calls. :meth:`score_with_views` also hands back the views it rendered (the render pool saves
+    them), and :meth:`target_views` the target's.
 
     Parameters
     ----------
@@ -363,37 +373,37 @@ class Scorer:
         self.size = size
         self.cameras = tuple(cameras)
         self.threads = threads
-        self._last_views: tuple | None = None  # (pred, prepared, images) of the last valid call
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_last_views": None}
 
     def prepare(self, vertices: np.ndarray, faces: np.ndarray) -> PreparedTarget:
         """:func:`prepare_target` with this scorer's settings."""
         return prepare_target(vertices, faces, self.weights, self.cameras, self.size, self.threads)
 
     def __call__(self, pred, prepared: PreparedTarget) -> RewardBreakdown:
-        """:func:`score` of ``pred`` against ``prepared`` with this scorer's weights.
+        """:func:`score` of ``pred`` against ``prepared`` with this scorer's weights."""
+        return score(pred, prepared, self.weights, self.threads)
 
-        Keeps the views it rendered, so :meth:`pred_views` of the same call's arguments right
-        after is free (the render workers save the views of the programs they score)."""
-        views: list = []
-        breakdown = score(pred, prepared, self.weights, self.threads, views_out=views)
-        self._last_views = (pred, prepared, views[0]) if views else None
-        return breakdown
+    def score_with_views(self, pred, prepared: PreparedTarget) -> tuple[RewardBreakdown, np.ndarray]:
+        """``(breakdown, views)``: :meth:`__call__`'s breakdown and the prediction's ``(V, H, W)``
+        views in the target's frame, from the render SSIM used (blank when invalid): what
+        :meth:`pred_views` would render, without rendering twice."""
+        breakdown, views = score_with_views(pred, prepared, self.weights, self.threads)
+        return breakdown, _blank(prepared) if views is None else views
 
     def target_views(self, prepared: PreparedTarget) -> np.ndarray:
         """The target's ``(V, H, W)`` views, as the reward sees them."""
         return prepared.images
 
     def pred_views(self, pred, prepared: PreparedTarget) -> np.ndarray:
-        """The prediction's ``(V, H, W)`` views in the target's frame (blank when invalid)."""
-        last = self._last_views
-        if last is not None and last[0] is pred and last[1] is prepared:
-            return last[2]
+        """The prediction's ``(V, H, W)`` views in the target's frame (blank when invalid),
+        rendered afresh; :meth:`score_with_views` returns the same with the breakdown."""
         ok = str(getattr(pred, "status", "")) == "ok"
         mesh = _Mesh(*clean_mesh(_in_frame(pred.vertices, prepared.frame), pred.faces)) if ok else None
         if mesh is None or len(mesh.faces) == 0:
-            return np.ones((len(prepared.cameras), prepared.size, prepared.size), np.float32)
+            return _blank(prepared)
         identity = Frame((0.0, 0.0, 0.0), 1.0)
         return render(mesh, identity, prepared.cameras, prepared.size, self.threads).images
+
+
+def _blank(prepared: PreparedTarget) -> np.ndarray:
+    """``(V, H, W) float32`` white views: what an invalid prediction shows."""
+    return np.ones((len(prepared.cameras), prepared.size, prepared.size), np.float32)

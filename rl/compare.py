@@ -39,9 +39,11 @@ import sys
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from configs.cli import UsageError, fail, fmt, parse
+from configs.tools import CompareConfig
 from reward.records import SampleRecord
-from rl.cli import Parser, UsageError, fail, write_json
 from rl.eval import figures_of
+from rl.files import write_json
 
 PROG = "rl.compare"
 RESAMPLES = 10_000
@@ -269,10 +271,6 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -
     }
 
 
-def _num(value, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 def table_markdown(comparison: dict) -> str:
     """The comparison as a Markdown table (figures, then the paired intervals)."""
     a_name, b_name = comparison["names"]
@@ -286,8 +284,8 @@ def table_markdown(comparison: dict) -> str:
     ]
     for row in comparison["figures"]:
         spec = row["format"]
-        difference = _num(row["difference"], "+" + spec)
-        lines.append(f"| {row['figure']} | {_num(row['a'], spec)} | {_num(row['b'], spec)} | {difference} |")
+        difference = fmt(row["difference"], "+" + spec)
+        lines.append(f"| {row['figure']} | {fmt(row['a'], spec)} | {fmt(row['b'], spec)} | {difference} |")
     lines += [
         "",
         f"| paired ({comparison['resamples']} bootstrap resamples) | {a_name} | {b_name} | "
@@ -318,24 +316,15 @@ def write(comparison: dict, out: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(
-        prog=PROG, description="Compare two rl.eval results of one split, with paired bootstrap CIs."
-    )
-    parser.add_argument("a", help="rl.eval output folder of the baseline (e.g. the SFT checkpoint's)")
-    parser.add_argument("b", help="rl.eval output folder compared with it (e.g. the PPO checkpoint's)")
-    parser.add_argument("--names", default="A,B", help="column names of a and b, comma-separated")
-    parser.add_argument("--out", default=None, help="folder for comparison.json and comparison.md")
-    args = parser.parse_args(argv)
-    names = tuple(name.strip() for name in args.names.split(","))
+    description = "Compare two rl.eval results of one split, with paired bootstrap CIs."
+    config = parse(PROG, description, CompareConfig, argv)
     try:
-        if len(names) != 2 or not all(names):
-            raise UsageError(f"--names needs two comma-separated names, got {args.names!r}")
-        comparison = compare(args.a, args.b, names)
+        comparison = compare(config.a, config.b, tuple(name.strip() for name in config.names))
     except UsageError as error:
         fail(PROG, error)
     print(table_markdown(comparison))
-    if args.out:
-        print(f"{PROG}: written to {', '.join(write(comparison, args.out))}")
+    if config.out:
+        print(f"{PROG}: written to {', '.join(write(comparison, config.out))}")
     return 0
 
 

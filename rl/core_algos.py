@@ -7,18 +7,23 @@ per-token outputs are 0 there, and padding is replaced before any arithmetic so 
 finite. Names follow CleanRL (``advantages``, ``returns``, ``pg_loss``, ``clipfrac``, ``approx_kl``)
 and veRL (``token_level_rewards``, ``loss_agg_mode``).
 
-The only stateful pieces are the two KL controllers at the end.
+The advantage estimators are one table, :data:`ESTIMATORS`, that ``configs.ppo`` validates against
+and ``rl.ppo_loop`` branches on. The only stateful pieces are the two KL controllers at the end.
 """
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 KL_KINDS = ("k1", "abs", "mse", "k3")
+KL_LOSS_KINDS = ("k3", "mse")
+"""The KL kinds fit for the loss: as a loss, k1's gradient is 0 in expectation, abs's is biased."""
 
 
-def _valid(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _zero_outside(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``x`` with every entry outside ``mask`` replaced by 0 (NaN-safe, zero gradient there)."""
     return torch.where(mask.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
@@ -31,7 +36,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     valid entry has mean 0.
     """
     weights = mask.to(x.dtype)
-    weighted = _valid(x, mask) * weights
+    weighted = _zero_outside(x, mask) * weights
     total, count = (weighted.sum(), weights.sum()) if dim is None else (weighted.sum(dim), weights.sum(dim))
     return total / count.clamp_min(1e-8)
 
@@ -44,7 +49,7 @@ def masked_var(
     ``unbiased`` applies Bessel's correction n / (n - 1); with fewer than two valid entries the
     unbiased variance is taken as 0 (there is no spread to measure).
     """
-    x = _valid(x, mask)
+    x = _zero_outside(x, mask)
     mean = masked_mean(x, mask, dim)
     if dim is not None:
         mean = mean.unsqueeze(dim)
@@ -67,7 +72,7 @@ def masked_whiten(
     whitened = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         whitened = whitened + mean
-    return _valid(whitened, mask)
+    return _zero_outside(whitened, mask)
 
 
 @torch.no_grad()
@@ -95,7 +100,7 @@ def compute_gae_advantage_return(
         :func:`masked_whiten` on them (veRL does that inside; CleanRL per minibatch).
     """
     mask = response_mask.bool()
-    rewards, values = _valid(token_level_rewards, mask), _valid(values, mask)
+    rewards, values = _zero_outside(token_level_rewards, mask), _zero_outside(values, mask)
     advantages = torch.zeros_like(values)
     next_value = values.new_zeros(values.shape[0])
     last_gae_lam = values.new_zeros(values.shape[0])
@@ -104,8 +109,8 @@ def compute_gae_advantage_return(
         gae = delta + gamma * lam * last_gae_lam
         next_value = torch.where(mask[:, t], values[:, t], next_value)
         last_gae_lam = torch.where(mask[:, t], gae, last_gae_lam)
-        advantages[:, t] = _valid(gae, mask[:, t])
-    returns = _valid(advantages + values, mask)
+        advantages[:, t] = _zero_outside(gae, mask[:, t])
+    returns = _zero_outside(advantages + values, mask)
     return advantages, returns
 
 
@@ -137,7 +142,7 @@ def terminal_rewards(
     rewards = torch.zeros(mask.shape, dtype=dtype, device=scores.device)
     rewards[rows, last[rows]] = scores[rows].to(dtype)
     if kl is not None:
-        rewards = rewards - kl_coef * _valid(kl.to(dtype), mask)
+        rewards = rewards - kl_coef * _zero_outside(kl.to(dtype), mask)
     return rewards
 
 
@@ -179,7 +184,7 @@ def compute_grpo_outcome_advantage(
     scores = scores.to(torch.float32) if not scores.is_floating_point() else scores
     counted = torch.ones_like(scores, dtype=torch.bool) if sample_mask is None else sample_mask.bool()
     counted = counted.to(scores.device)
-    weight, scores = counted.to(scores.dtype), _valid(scores, counted)
+    weight, scores = counted.to(scores.dtype), _zero_outside(scores, counted)
     n_groups = int(group.max()) + 1 if group.numel() else 0
     count = torch.zeros(n_groups, dtype=scores.dtype, device=scores.device).index_add_(0, group, weight)
     total = torch.zeros_like(count).index_add_(0, group, scores)
@@ -192,7 +197,75 @@ def compute_grpo_outcome_advantage(
         sq = torch.zeros_like(count).index_add_(0, group, centred**2)
         std = (sq / (count - 1).clamp_min(1.0)).sqrt()
         centred = centred / (std[group] + eps)
-    return _valid(centred.unsqueeze(-1).expand(response_mask.shape), response_mask)
+    return _zero_outside(centred.unsqueeze(-1).expand(response_mask.shape), response_mask)
+
+
+class AdvantageSettings(Protocol):
+    """What an estimator's ``compute`` reads (:class:`configs.ppo.PPOConfig` has it)."""
+
+    gamma: float
+    lam: float
+    whiten_advantages: bool
+    grpo_norm_by_std: bool
+
+
+Tensor = torch.Tensor
+
+
+@torch.no_grad()
+def gae_advantages(scores: Tensor, mask: Tensor, index: Tensor, values: Tensor, kl: Tensor, kl_coef: float,
+                   settings: AdvantageSettings) -> tuple[Tensor, Tensor]:
+    """The ``gae`` estimator: ``(advantages, returns)``, each (bs, response_length), 0 off ``mask``.
+
+    ``scores (bs,)``; ``mask``, ``values``, ``kl`` (bs, response_length); ``index`` unused. The KL
+    penalty goes into :func:`terminal_rewards`; advantages whitened if ``settings.whiten_advantages``.
+    """
+    rewards = terminal_rewards(scores, mask, kl, kl_coef)
+    advantages, returns = compute_gae_advantage_return(rewards, values, mask, settings.gamma, settings.lam)
+    if settings.whiten_advantages:
+        advantages = masked_whiten(advantages, mask)
+    return advantages, returns
+
+
+@torch.no_grad()
+def grpo_advantages(scores: Tensor, mask: Tensor, index: Tensor, values: Tensor, kl: Tensor, kl_coef: float,
+                    settings: AdvantageSettings) -> tuple[Tensor, Tensor]:
+    """The ``grpo`` estimator: ``(advantages, zeros)``, the group baseline of the scores alone.
+
+    As :func:`gae_advantages`, ``index (bs,)`` the groups; no critic, and the KL is in the loss. A
+    program with no token in ``mask`` is left out of its group's statistics.
+    """
+    counted = mask.bool().any(dim=-1)
+    advantages = compute_grpo_outcome_advantage(scores, index, mask, norm_by_std=settings.grpo_norm_by_std,
+                                                sample_mask=counted)
+    return advantages, torch.zeros_like(advantages)
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One advantage estimator and what it implies for the rest of the PPO update."""
+
+    name: str
+    """Its key in :data:`ESTIMATORS` (the ``estimator`` setting)."""
+    uses_critic: bool
+    """Trains the value head: a value loss on ``returns``, and an explained variance to log."""
+    kl_in_loss: bool
+    """The KL is a term of the loss (veRL's ``use_kl_loss``); otherwise ``compute`` puts it in the reward."""
+    default_kl_kind: str
+    """The :func:`kl_penalty` kind when none is set (one of :data:`KL_LOSS_KINDS` if ``kl_in_loss``)."""
+    min_group: int
+    """Fewest programs per target image it works with (a group baseline needs two)."""
+    compute: Callable[..., tuple[Tensor, Tensor]]
+    """:func:`gae_advantages`' signature: ``-> (advantages, returns)``."""
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    "gae": Estimator("gae", uses_critic=True, kl_in_loss=False, default_kl_kind="k1", min_group=1,
+                     compute=gae_advantages),
+    "grpo": Estimator("grpo", uses_critic=False, kl_in_loss=True, default_kl_kind="k3", min_group=2,
+                      compute=grpo_advantages),
+}
+"""Value head and GAE (PPO-RLHF: Ziegler et al., TRL, veRL's default), or GRPO's group baseline."""
 
 
 def agg_loss(
@@ -219,7 +292,7 @@ def agg_loss(
     if loss_agg_mode == "seq-mean-token-mean":
         seq_losses = masked_mean(loss_mat, mask, dim=-1)
     else:
-        seq_losses = _valid(loss_mat, mask).sum(dim=-1)
+        seq_losses = _zero_outside(loss_mat, mask).sum(dim=-1)
     loss = masked_mean(seq_losses, mask.any(dim=-1))
     if loss_agg_mode == "seq-mean-token-sum-norm":
         loss = loss / (max_response_length or mask.shape[-1])
@@ -253,9 +326,9 @@ def compute_policy_loss(
         The log ratio is clamped to [-20, 20] for stability (veRL).
     """
     mask = response_mask.bool()
-    log_ratio = _valid(log_prob - old_log_prob, mask).clamp(-20.0, 20.0)
+    log_ratio = _zero_outside(log_prob - old_log_prob, mask).clamp(-20.0, 20.0)
     ratio = torch.exp(log_ratio)
-    advantages = _valid(advantages, mask)
+    advantages = _zero_outside(advantages, mask)
     pg_losses1 = -advantages * ratio
     pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
     pg_loss = agg_loss(torch.maximum(pg_losses1, pg_losses2), mask, loss_agg_mode, max_response_length)
@@ -287,7 +360,7 @@ def compute_value_loss(
         the clipped error is the larger one.
     """
     mask = response_mask.bool()
-    vpreds, values, returns = _valid(vpreds, mask), _valid(values, mask), _valid(returns, mask)
+    vpreds, values, returns = (_zero_outside(x, mask) for x in (vpreds, values, returns))
     vf_losses1 = (vpreds - returns) ** 2
     if cliprange_value is None:
         return 0.5 * agg_loss(vf_losses1, mask, loss_agg_mode), vpreds.new_zeros(())

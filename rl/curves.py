@@ -21,7 +21,8 @@ import sys
 import numpy as np
 from matplotlib.figure import Figure
 
-from rl.cli import Parser, UsageError, fail
+from configs.cli import UsageError, fail, parse
+from configs.tools import CurvesConfig
 
 PROG = "rl.curves"
 PANELS = (
@@ -109,19 +110,12 @@ def plot(lines: list[dict], out: str, smooth: int = 5, title: str | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description="Plot the reward curves of a PPO run (metrics.jsonl) as a PNG.")
-    parser.add_argument("run", help="PPO run folder (runs/<name>) or its metrics.jsonl")
-    parser.add_argument(
-        "--out", default=None, help="PNG path (default: reward_curves.png beside metrics.jsonl)"
-    )
-    parser.add_argument("--smooth", type=int, default=5, help="trailing-mean window in iterations (>= 1)")
-    args = parser.parse_args(argv)
+    config = parse(PROG, "Plot the reward curves of a PPO run (metrics.jsonl) as a PNG.", CurvesConfig, argv)
     try:
-        if args.smooth < 1:
-            raise UsageError(f"--smooth must be >= 1, got {args.smooth}")
-        lines = read_metrics(args.run)
-        folder = args.run if os.path.isdir(args.run) else os.path.dirname(args.run)
-        out = plot(lines, args.out or os.path.join(folder, "reward_curves.png"), args.smooth, title=args.run)
+        lines = read_metrics(config.run)
+        folder = config.run if os.path.isdir(config.run) else os.path.dirname(config.run)
+        out = config.out or os.path.join(folder, "reward_curves.png")
+        out = plot(lines, out, config.smooth, title=config.run)
     except UsageError as error:
         fail(PROG, error)
     figures = throughput(lines)

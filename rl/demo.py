@@ -31,10 +31,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from configs.cli import Parser, UsageError, fail
 from configs.demo import DemoConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.reward import RUN_CONFIG
-from rl.cli import Parser, UsageError, fail, write_json
+from rl.files import write_json
 
 PROG = "rl.demo"
 SUMMARY = "demo_summary.json"
@@ -97,7 +98,7 @@ def stages(config: DemoConfig) -> list[Stage]:
     corpus_done = os.path.join(corpus, "build.json")
     sft_done, ppo_done = os.path.join(sft, "sft_summary.json"), os.path.join(ppo, "ppo_summary.json")
     build = command("corpus.build", n=config.corpus_n, out=corpus, seed=seed, workers=workers,
-                    families=config.families or None, **{"holdout-families": config.holdout_families})
+                    families=config.families or None, holdout_families=config.holdout_families)
     train = command("rl.sft", config=config.sft_config, runs_dir=out, name="sft", corpus_dir=corpus,
                     build_corpus="no", max_steps=config.sft_steps, eval_steps=config.sft_steps, seed=seed,
                     threads=config.sft_threads or os.cpu_count() or 1)

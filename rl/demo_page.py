@@ -12,6 +12,7 @@ import glob
 import json
 import os
 
+from configs.cli import fmt
 from reward.report_plots import escape
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1300px;color:#222}
@@ -28,7 +29,7 @@ def _rel(path: str, root: str) -> str:
 
 
 def _num(value, spec: str = ".3f") -> str:
-    return "–" if value is None else format(value, spec)
+    return fmt(value, spec, missing="–")
 
 
 def comparison_table(comparison: dict) -> str:

@@ -21,7 +21,7 @@ pick: it uses the target, as cadrille's best-of-k does). Writes into ``--out`` (
   mode greedy/sample, sample index, family, best_of_k, the protocol's cd and iou), with the
   views of the prediction and of the target as PNGs under ``views/``;
 - ``metrics.json``: for ``greedy`` and ``best_of_k``: the target-frame figures of
-  :func:`rl.scoring.summarise_breakdowns` (invalid ratio, reward, mean and median IoU, SSIM and
+  :func:`reward.protocol_scorer.summarise_breakdowns` (invalid ratio, reward, mean and median IoU, SSIM and
   chamfer distance over valid programs) and ``protocol`` (:func:`reward.metrics.summarise`:
   ``ir``, ``cd_median_x1e3``, ``iou_mean``), plus per-family figures and timings; and what
   :mod:`rl.compare` checks before pairing two evaluations: the corpus (absolute path), split,
@@ -38,25 +38,17 @@ import os
 import sys
 import time
 
+from configs.cli import Parser, UsageError, fail, fmt
 from configs.eval import EvalConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.reward import as_dict
 from configs.reward import resolve as resolve_reward
-from configs.sft import DEFAULT_CORPUS_DIR
 from renderer.errors import RendererUnavailable
-from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads, write_json
+from rl.checkpoint import check_image_size, load_checkpoint, resolve_corpus
+from rl.files import write_json
+from rl.runtime import quiet_libraries, set_threads
 
 PROG = "rl.eval"
-
-
-def resolve_corpus(config: EvalConfig) -> str:
-    """``--corpus_dir``, else the corpus the checkpoint was trained on, else the default corpus."""
-    from rl.sft_setup import has_corpus, read_config
-
-    corpus_dir = config.corpus_dir or read_config(config.checkpoint).get("corpus_dir") or DEFAULT_CORPUS_DIR
-    if not has_corpus(corpus_dir):
-        raise UsageError(f"corpus_dir {corpus_dir!r} holds no corpus (no build.json); pass --corpus_dir")
-    return corpus_dir
 
 
 def load_rows(corpus_dir: str, split: str, limit: int | None):
@@ -132,7 +124,7 @@ def figures_of(records: list, protocol: bool = True) -> dict:
     raised) is no verdict on the policy: it is left out and counted as ``infra_failed``.
     """
     from reward.metrics import summarise
-    from rl.scoring import summarise_breakdowns
+    from reward.protocol_scorer import summarise_breakdowns
 
     failed = sum(bool(r.extra.get("infrastructure")) for r in records)
     records = [r for r in records if not r.extra.get("infrastructure")]
@@ -147,7 +139,7 @@ def figures_of(records: list, protocol: bool = True) -> dict:
 
 def per_family(records: list) -> dict:
     """``{family: {n, invalid_ratio, iou_mean}}`` of the greedy programs."""
-    from rl.scoring import summarise_breakdowns
+    from reward.protocol_scorer import summarise_breakdowns
 
     families: dict[str, list] = {}
     for record in records:
@@ -167,11 +159,10 @@ def run(config: EvalConfig) -> dict:
     from corpus.dataset import load_mesh
     from renderer.pool import RenderPool
     from reward.metrics import PROTOCOL
+    from reward.protocol_scorer import ProtocolScorer
     from reward.records import write_records
     from reward.report import build_report
     from reward.score import Scorer
-    from rl.scoring import ProtocolScorer
-    from rl.sft_setup import check_image_size
 
     started = time.perf_counter()
     set_threads(config.threads)
@@ -180,7 +171,7 @@ def run(config: EvalConfig) -> dict:
     policy = load_checkpoint(config.checkpoint)
     weights, reward_source = resolve_reward(config.reward_from, config.checkpoint)
     print(f"{PROG}: reward settings from {reward_source}", flush=True)
-    corpus_dir = resolve_corpus(config)
+    corpus_dir = resolve_corpus(config.checkpoint, config.corpus_dir)
     dataset = load_rows(corpus_dir, config.split, config.limit)
     check_image_size(dataset, policy.config, corpus_dir)
     out = config.out or os.path.join(config.checkpoint, f"eval_{config.split}")
@@ -229,19 +220,16 @@ def run(config: EvalConfig) -> dict:
 
 
 def _describe(metrics: dict) -> str:
-    def num(value, spec=".3f"):
-        return "n/a" if value is None else format(value, spec)
-
     lines = []
     for mode in ("greedy", "best_of_k"):
         m = metrics.get(mode)
         if m:
             p = m["protocol"] or {"ir": None, "cd_median_x1e3": None, "iou_mean": None}
             lines.append(
-                f"{PROG}: {mode:9s} IR {num(m['invalid_ratio'])}  IoU mean {num(m['iou_mean'])} "
-                f"median {num(m['iou_median'])}  SSIM {num(m['ssim_mean'])}  reward {num(m['reward_mean'])}  "
-                f"| protocol IR {num(p['ir'])} CD x1e3 median {num(p['cd_median_x1e3'])} "
-                f"IoU {num(p['iou_mean'])}"
+                f"{PROG}: {mode:9s} IR {fmt(m['invalid_ratio'])}  IoU mean {fmt(m['iou_mean'])} "
+                f"median {fmt(m['iou_median'])}  SSIM {fmt(m['ssim_mean'])}  reward {fmt(m['reward_mean'])}  "
+                f"| protocol IR {fmt(p['ir'])} CD x1e3 median {fmt(p['cd_median_x1e3'])} "
+                f"IoU {fmt(p['iou_mean'])}"
             )
     lines.append(f"{PROG}: {metrics['n_images']} images in {metrics['timing']['seconds']:.0f} s; "
                  f"metrics and report in {metrics['out']}")

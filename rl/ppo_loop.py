@@ -12,9 +12,11 @@ Log-probs of the update, of the rollout policy (``old``, recomputed after sampli
 does) and of the reference all come from the same full forward pass at the sampling
 temperature, so before the first update the KL to the reference is exactly 0.
 
-The KL to the reference is a penalty in the token rewards for ``gae`` (the critic learns the
-penalised return) and a term of the loss for ``grpo``, whose group baseline sees the task scores
-alone (see ``estimator`` in :mod:`configs.ppo`). A program the render pool failed on (a worker
+The advantage estimator is an entry of :data:`rl.core_algos.ESTIMATORS`; the loop branches on
+its fields, not on its name. The KL to the reference is a penalty in the token rewards when the
+estimator does not put it in the loss (``gae``: the critic learns the penalised return) and a term
+of the loss when it does (``grpo``, whose group baseline sees the task scores alone; see
+``estimator`` in :mod:`configs.ppo`). A program the render pool failed on (a worker
 died or hung, or scoring raised: ``RewardBreakdown.infrastructure``) keeps its breakdown in the
 records but is left out of the update: out of the loss mask, the advantages, the group
 statistics and the reward means; ``reward/infra_failed_frac`` counts it. A program that fails
@@ -27,16 +29,34 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
-from policies.base import token_logprobs
+from configs.ppo import PPOConfig
+from policies.base import Policy, mask_suppressed, token_logprobs
 from reward.records import SampleRecord
 from reward.score import RewardBreakdown
 from rl import core_algos as algos
 
+if TYPE_CHECKING:  # only named in annotations
+    from rl.world import World
+
 TRUNCATED = "truncated"
+
+
+class Rewarder(Protocol):
+    """What :func:`iterate` needs from a reward: the real one is :class:`PoolRewarder`."""
+
+    invalid_penalty: float
+    """The total of a program the length guard stops unrendered."""
+
+    def score(
+        self, codes: list[str], rows: list[dict], views: list[tuple[str, str] | None]
+    ) -> list[RewardBreakdown]:
+        """One breakdown per program; ``views[i]`` = (prediction PNG, target PNG) paths or None."""
+        ...
 
 
 class PoolRewarder:
@@ -66,13 +86,18 @@ class PoolRewarder:
 class Learner:
     """What persists across iterations."""
 
-    policy: object
+    policy: Policy
+    """The policy being trained; its frozen reference is ``policy.reference()``."""
     optimizer: torch.optim.Optimizer
-    kl_ctl: object
-    config: object
-    rewarder: object
-    world: object = None
-    """:class:`rl.ppo_dist.World` when this is one of several data-parallel learners."""
+    """Steps the policy's trainable parameters."""
+    kl_ctl: algos.AdaptiveKLController | algos.FixedKLController
+    """Holds this iteration's KL coefficient (``value``); ``update`` after each iteration."""
+    config: PPOConfig
+    """The run's settings."""
+    rewarder: Rewarder
+    """Scores the sampled programs."""
+    world: World | None = None
+    """:class:`rl.world.World` when this is one of several data-parallel learners."""
 
 
 def truncation_breakdown(penalty: float) -> RewardBreakdown:
@@ -115,11 +140,9 @@ def _scores_pass(policy, prompts, tokens, mask, temperature: float, chunk: int):
 
 
 def _entropy(logits: torch.Tensor, temperature: float, suppressed: list[int]) -> torch.Tensor:
-    logits = logits.float() / temperature
-    if suppressed:
-        index = torch.tensor(suppressed, device=logits.device)
-        logits = logits.index_fill(-1, index, torch.finfo(logits.dtype).min)
-    return algos.entropy_from_logits(logits)
+    """(B, T) entropy of the sampling distribution: ``logits (B, T, V)`` over ``temperature``,
+    suppressed ids removed as in :func:`token_logprobs`."""
+    return algos.entropy_from_logits(mask_suppressed(logits.float() / temperature, suppressed))
 
 
 def score_samples(learner: Learner, rollout, rows: list, k: int, iteration: int, records_dir: str | None):
@@ -158,7 +181,8 @@ class Batch:
     """One iteration's ``N`` programs of at most ``T`` tokens, ready for :func:`update` (CPU tensors)."""
 
     prompts: dict
-    """Prompt inputs of each program's image (:meth:`Policy.prompt_inputs`, ``N`` rows)."""
+    """Prompt inputs of each program's image (:meth:`Policy.prompt_inputs`): tensors with ``N``
+    rows (e.g. ``input_ids (N, P)``, ``pixel_values (N, ...)``), row ``i`` for program ``i``."""
     tokens: torch.Tensor
     """(N, T) long: the sampled tokens, padded after eos."""
     mask: torch.Tensor
@@ -180,29 +204,22 @@ class Batch:
     advantages: torch.Tensor
     """(N, T) float32: 0 off ``loss_mask``."""
     returns: torch.Tensor
-    """(N, T) float32: value-head targets (gae; zeros for grpo)."""
+    """(N, T) float32: value-head targets (an estimator with a critic; zeros otherwise)."""
     explained_var: float
-    """Of the value head before the update (NaN for grpo)."""
+    """Of the value head before the update (NaN without a critic)."""
 
 
-def advantages_of(config, scores, mask, kl, kl_coef, values, index):
+def advantages_of(config: PPOConfig, scores, mask, kl, kl_coef, values, index):
     """(advantages, returns, explained_var) with the configured estimator; shapes (N, T).
 
     ``scores (N,)`` are the task scores; ``mask (N, T)`` the loss mask (a program with no token
-    in it is left out, of the group statistics too). gae: KL penalty in the token rewards, GAE,
-    whitened. grpo: group baseline of the task scores alone; its KL is a term of the loss.
+    in it is left out, of the group statistics too); ``index (N,)`` each program's image. What
+    the estimator does with them is :data:`rl.core_algos.ESTIMATORS`' ``compute``.
     """
-    if config.estimator == "grpo":
-        advantages = algos.compute_grpo_outcome_advantage(
-            scores, index, mask, norm_by_std=config.grpo_norm_by_std, sample_mask=mask.any(dim=-1))
-        return advantages, torch.zeros_like(advantages), float("nan")
-    token_rewards = algos.terminal_rewards(scores, mask, kl, kl_coef)
-    advantages, returns = algos.compute_gae_advantage_return(
-        token_rewards, values, mask, config.gamma, config.lam
-    )
-    if config.whiten_advantages:
-        advantages = algos.masked_whiten(advantages, mask)
-    return advantages, returns, algos.explained_variance(values, returns, mask)
+    estimator = config.advantage_estimator
+    advantages, returns = estimator.compute(scores, mask, index, values, kl, kl_coef, config)
+    explained_var = algos.explained_variance(values, returns, mask) if estimator.uses_critic else float("nan")
+    return advantages, returns, explained_var
 
 
 def build_batch(learner: Learner, rows: list, rollout, breakdowns: list[RewardBreakdown]) -> Batch:
@@ -225,12 +242,14 @@ def build_batch(learner: Learner, rows: list, rollout, breakdowns: list[RewardBr
                  advantages, returns, explained_var)
 
 
-def minibatch_loss(policy, config, batch: Batch, index: torch.Tensor, max_len: int):
+def minibatch_loss(policy: Policy, config: PPOConfig, batch: Batch, index: torch.Tensor, max_len: int):
     """``(loss, parts)``: the PPO loss of programs ``index (n,)`` of ``batch``, and its parts.
 
-    ``loss = pg_loss + vf_coef * v_loss (gae) + kl_coef * kl_loss (grpo) - ent_coef * entropy``,
-    each over ``batch.loss_mask``; ``parts`` maps ``losses/<name>`` to detached scalars.
+    ``loss = pg_loss + vf_coef * v_loss + kl_coef * kl_loss - ent_coef * entropy``, each over
+    ``batch.loss_mask``; ``v_loss`` is 0 unless the estimator ``uses_critic`` (gae), ``kl_loss``
+    0 unless it has ``kl_in_loss`` (grpo). ``parts`` maps ``losses/<name>`` to detached scalars.
     """
+    estimator = config.advantage_estimator
     t, m = _trim(batch.tokens[index], batch.mask[index])
     w = t.shape[1]
     out = policy(_take(batch.prompts, index, batch.tokens.shape[0]), t, m)
@@ -245,10 +264,10 @@ def minibatch_loss(policy, config, batch: Batch, index: torch.Tensor, max_len: i
         cut(batch.old_log_prob), log_prob, cut(batch.advantages), loss_mask,
         config.clip_ratio, config.loss_agg_mode, max_len)
     v_loss = kl_loss = torch.zeros((), device=device)
-    if config.estimator == "gae":
+    if estimator.uses_critic:
         v_loss, _ = algos.compute_value_loss(out.values, cut(batch.values), cut(batch.returns), loss_mask,
                                              config.cliprange_value or None, config.loss_agg_mode)
-    if config.kl_in_loss:  # veRL's use_kl_loss: the current policy's KL, with its gradient
+    if estimator.kl_in_loss:  # veRL's use_kl_loss: the current policy's KL, with its gradient
         kl_mat = algos.kl_penalty(log_prob, cut(batch.ref_log_prob), config.kl_estimator)
         kl_loss = algos.agg_loss(kl_mat, loss_mask, config.loss_agg_mode, max_len)
     entropy = algos.masked_mean(_entropy(out.logits, config.temperature, policy.suppressed_ids), loss_mask)

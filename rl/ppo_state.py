@@ -35,8 +35,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from rl.cli import UsageError, write_json
-from rl.cli import load_checkpoint as load_policy_folder
+from configs.cli import UsageError
+from rl.checkpoint import load_checkpoint as load_policy_folder
+from rl.files import write_json
 
 CHECKPOINT = "checkpoint-{}"
 POLICY = "policy"
@@ -118,7 +119,7 @@ def read_trainer_state(path: str) -> dict:
     ``torch.load(weights_only=True)`` rebuilds only tensors, numbers, strings and containers, so a
     crafted file cannot execute anything; a file it refuses (an older pickle-based checkpoint or
     a tampered one), or one of another :data:`TRAINER_FORMAT`, is a one-line
-    :class:`rl.cli.UsageError`.
+    :class:`configs.cli.UsageError`.
     """
     if not os.path.isfile(path):
         raise UsageError(_refusal(path, "the file is missing"))
@@ -174,14 +175,14 @@ def save_checkpoint(run_dir: str, policy, optimizer, state: TrainState) -> str:
     return final
 
 
-def load_checkpoint(path: str, policy, optimizer) -> TrainState:
+def load_train_state(path: str, policy, optimizer) -> TrainState:
     """Load a :func:`save_checkpoint` folder into ``policy`` and ``optimizer``; restore the RNGs.
 
     The weights are copied into the live ``policy``, whose frozen reference (taken from the SFT
     checkpoint before this call) is left alone. ``trainer_state.pt`` is read first and without
     pickle (:func:`read_trainer_state`): one it refuses stops the resume before anything is
-    loaded; one whose contents do not fit ``optimizer`` is a :class:`rl.cli.UsageError` too, as
-    is a policy folder that does not load (:func:`rl.cli.load_checkpoint`).
+    loaded; one whose contents do not fit ``optimizer`` is a :class:`configs.cli.UsageError` too, as
+    is a policy folder that does not load (:func:`rl.checkpoint.load_checkpoint`).
     """
     trainer_path = os.path.join(path, TRAINER_STATE)
     trainer = read_trainer_state(trainer_path)

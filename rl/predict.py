@@ -45,11 +45,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from configs.cli import Parser, UsageError, fail
 from configs.eval import PredictConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from renderer.errors import RendererUnavailable
 from renderer.stl import write_binary_stl
-from rl.cli import Parser, UsageError, fail, load_checkpoint, quiet_libraries, set_threads, write_json
+from rl.checkpoint import load_checkpoint
+from rl.files import write_json
+from rl.runtime import quiet_libraries, set_threads
 
 PROG = "rl.predict"
 VIEW_SIZE = 128

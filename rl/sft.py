@@ -29,47 +29,21 @@ import os
 import sys
 import time
 
+from configs.cli import Parser, UsageError, fail, fmt
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.sft import SFTConfig
-from rl.cli import Parser, UsageError, fail, quiet_libraries, set_threads, write_json
-from rl.sft_setup import (
-    FINAL,
-    check_image_size,
-    ensure_corpus,
-    initial_policy,
-    load_splits,
-    write_config,
-)
+from rl.checkpoint import check_image_size
+from rl.files import write_json
+from rl.runtime import quiet_libraries, set_threads
+from rl.sft_setup import FINAL, ensure_corpus, initial_policy, load_splits, save_final, write_config
 
 PROG = "rl.sft"
 SUMMARY = "sft_summary.json"
 
 
-def evaluator_for(config: SFTConfig, policy, val, corpus_dir: str):
-    """The generation-evaluation callback on the first ``eval_samples`` val rows (None when off)."""
-    from rl.sft_callbacks import GenerationEval, write_line
-
-    if not config.eval_steps:
-        return None
-    if len(val) == 0:
-        write_line(f"{PROG}: the val split of {corpus_dir} is empty: no generation evaluation")
-        return None
-    rows = [val[i] for i in range(min(config.eval_samples, len(val)))]
-    return GenerationEval(
-        policy, rows, corpus_dir, config.eval_steps, config.eval_max_new_tokens, config.render_workers
-    )
-
-
-def save_final(policy, config: SFTConfig, run_dir: str) -> str:
-    """Save the trained policy to ``run_dir/final`` with the run's ``sft_config.json``."""
-    directory = os.path.join(run_dir, FINAL)
-    policy.save(directory)
-    write_config(config, directory)
-    return directory
-
-
 def train_here(config: SFTConfig, policy, train_dataset, val, run_dir: str, corpus_dir: str) -> dict:
     """Train in this process (no Ray Train); the figures of :func:`rl.sft_trainer.train`."""
+    from rl.sft_callbacks import evaluator_for
     from rl.sft_trainer import build_trainer, train
 
     evaluator = evaluator_for(config, policy, val, corpus_dir)
@@ -96,9 +70,9 @@ def run(config: SFTConfig) -> dict:
     write_config(config, run_dir)
     print(f"{PROG}: {len(train_dataset)} train / {len(val)} val examples from {corpus_dir}; run in {run_dir}")
     if config.gpus or config.ray_workers:
-        from rl import ray_train
+        from rl import sft_dist
 
-        figures = ray_train.run(config, run_dir, corpus_dir)
+        figures = sft_dist.run(config, run_dir, corpus_dir)
     else:
         figures = train_here(config, policy, train_dataset, val, run_dir, corpus_dir)
     summary = {
@@ -116,18 +90,15 @@ def run(config: SFTConfig) -> dict:
 
 
 def _describe(summary: dict) -> str:
-    def num(value, spec):
-        return "n/a" if value is None else format(value, spec)
-
     evaluation = summary.get("eval") or {}
     return (
         f"{PROG}: step {summary['global_step']}/{summary['max_steps']} "
         f"({summary['steps_this_run']} this run) in {summary['wall_seconds']:.0f} s; "
-        f"{num(summary['examples_per_s'], '.2f')} examples/s, "
-        f"{num(summary['tokens_per_s'], '.0f')} tokens/s; "
-        f"train/loss {num(summary['train_loss_last'], '.4f')}; "
-        f"eval/valid_frac {num(evaluation.get('eval/valid_frac'), '.3f')} "
-        f"eval/iou_mean {num(evaluation.get('eval/iou_mean'), '.3f')}\n"
+        f"{fmt(summary['examples_per_s'], '.2f')} examples/s, "
+        f"{fmt(summary['tokens_per_s'], '.0f')} tokens/s; "
+        f"train/loss {fmt(summary['train_loss_last'], '.4f')}; "
+        f"eval/valid_frac {fmt(evaluation.get('eval/valid_frac'), '.3f')} "
+        f"eval/iou_mean {fmt(evaluation.get('eval/iou_mean'), '.3f')}\n"
         f"{PROG}: policy saved to {summary['final']}; summary in "
         f"{os.path.join(summary['run_dir'], SUMMARY)}"
     )

@@ -7,8 +7,9 @@
   ``every`` steps (and at the last step), runs and scores them on a
   :class:`renderer.pool.RenderPool`, and logs one line and a ``log_history`` entry:
   ``eval/valid_frac``, ``eval/reward_mean``, ``eval/iou_mean``, ``eval/ssim_mean`` (IoU and SSIM
-  over the valid programs, see :func:`rl.scoring.summarise_breakdowns`) and ``eval/loss``
-  (teacher-forced loss on the same rows). Only the world's process zero evaluates.
+  over the valid programs, see :func:`reward.protocol_scorer.summarise_breakdowns`) and ``eval/loss``
+  (teacher-forced loss on the same rows). Only the world's process zero evaluates;
+  :func:`evaluator_for` builds it from the run's settings.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from rl.scoring import ProtocolScorer, summarise_breakdowns
+from configs.sft import SFTConfig
+from reward.protocol_scorer import ProtocolScorer, summarise_breakdowns
 
 _NAMES = {
     "loss": "train/loss",
@@ -146,3 +148,16 @@ class GenerationEval(TrainerCallback):
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+
+
+def evaluator_for(config: SFTConfig, policy, val, corpus_dir: str) -> GenerationEval | None:
+    """The generation-evaluation callback on the first ``eval_samples`` val rows (None when off)."""
+    if not config.eval_steps:
+        return None
+    if len(val) == 0:
+        write_line(f"rl.sft: the val split of {corpus_dir} is empty: no generation evaluation")
+        return None
+    rows = [val[i] for i in range(min(config.eval_samples, len(val)))]
+    return GenerationEval(
+        policy, rows, corpus_dir, config.eval_steps, config.eval_max_new_tokens, config.render_workers
+    )

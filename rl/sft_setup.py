@@ -8,28 +8,22 @@ The run folder (``runs_dir/name``) is what makes a killed run resumable::
     runs/sft/final/          the trained policy (Policy.save), plus sft_config.json
     runs/sft/sft_summary.json
 
-Every problem with the input is a :class:`rl.cli.UsageError` naming it.
+Every problem with the input is a :class:`configs.cli.UsageError` naming it; what other
+commands read back from these folders is :mod:`rl.checkpoint`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
+from configs.cli import UsageError
 from configs.policy import PolicyConfig
 from configs.sft import DEFAULT_CORPUS_DIR, SFTConfig
-from rl.cli import UsageError, write_json
+from rl.checkpoint import SFT_CONFIG_JSON, has_corpus
+from rl.files import write_json
 
 INITIAL = "initial"
 FINAL = "final"
-CONFIG_JSON = "sft_config.json"
-
-
-def has_corpus(corpus_dir: str) -> bool:
-    """Whether ``corpus_dir`` holds a finished corpus build (``build.json`` with splits)."""
-    from corpus.dataset import read_build_info
-
-    return bool(read_build_info(corpus_dir).get("splits"))
 
 
 def ensure_corpus(config: SFTConfig, progress: bool = True) -> str:
@@ -43,7 +37,6 @@ def ensure_corpus(config: SFTConfig, progress: bool = True) -> str:
             f"corpus_dir {corpus_dir!r} holds no corpus (no build.json); build one with "
             f"'python -m corpus.build --n {config.corpus_n} --out {corpus_dir}' or pass --build_corpus yes"
         )
-    from corpus._cli import UsageError as CorpusUsageError
     from corpus.build import BuildSettings, build
 
     workers = (os.cpu_count() or 1) if config.corpus_workers is None else config.corpus_workers
@@ -51,7 +44,7 @@ def ensure_corpus(config: SFTConfig, progress: bool = True) -> str:
     try:
         settings = BuildSettings(n=config.corpus_n, out=corpus_dir, seed=config.corpus_seed, workers=workers)
         info = build(settings, progress=progress)
-    except CorpusUsageError as error:
+    except UsageError as error:
         raise UsageError(f"cannot build the corpus: {error}") from None
     if not info.get("splits"):
         raise UsageError(f"the corpus build into {corpus_dir!r} did not finish")
@@ -73,19 +66,6 @@ def load_splits(corpus_dir: str):
     if len(train) == 0:
         raise UsageError(f"the train split of {corpus_dir!r} is empty")
     return train, val
-
-
-def check_image_size(dataset, policy: PolicyConfig, corpus_dir: str) -> None:
-    """A tiny policy's vision tower is built for ``policy.image_size``: the corpus images must match."""
-    if policy.kind != "tiny":
-        return  # a pretrained processor resizes whatever it gets
-    width, height = dataset[0]["image"].size
-    if (width, height) != (policy.image_size, policy.image_size):
-        raise UsageError(
-            f"policy.image_size is {policy.image_size} but the images of {corpus_dir!r} are "
-            f"{width}x{height} px; set --policy.image_size {width} or build the corpus with --size "
-            f"{policy.image_size}"
-        )
 
 
 def _first_difference(saved: PolicyConfig, wanted: PolicyConfig) -> str | None:
@@ -124,16 +104,14 @@ def initial_policy(config: SFTConfig, run_dir: str, train_codes):
 def write_config(config: SFTConfig, directory: str) -> str:
     """Write the run's settings as ``sft_config.json`` in ``directory`` (read back by rl.eval)."""
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, CONFIG_JSON)
+    path = os.path.join(directory, SFT_CONFIG_JSON)
     write_json(path, config.to_dict())
     return path
 
 
-def read_config(directory: str) -> dict:
-    """The ``sft_config.json`` in ``directory`` or its parent, as a dict ({} when absent)."""
-    for folder in (directory, os.path.dirname(os.path.abspath(directory))):
-        path = os.path.join(folder, CONFIG_JSON)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                return json.load(fh)
-    return {}
+def save_final(policy, config: SFTConfig, run_dir: str) -> str:
+    """Save the trained policy to ``run_dir/final`` with the run's ``sft_config.json``."""
+    directory = os.path.join(run_dir, FINAL)
+    policy.save(directory)
+    write_config(config, directory)
+    return directory

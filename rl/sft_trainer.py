@@ -1,6 +1,6 @@
 """The SFT training run itself: one ``transformers.Trainer`` around ``policy.model``, resumable.
 
-Used by ``rl.sft`` in one process and by each Ray Train worker (:mod:`rl.ray_train`), which
+Used by ``rl.sft`` in one process and by each Ray Train worker (:mod:`rl.sft_dist`), which
 is why it takes the world it runs in as given (``transformers`` reads ``RANK`` /
 ``WORLD_SIZE`` and uses the process group Ray set up)::
 
@@ -43,11 +43,6 @@ def last_checkpoint(run_dir: str) -> str | None:
         if match and os.path.exists(os.path.join(run_dir, name, "trainer_state.json")):
             found.append((int(match.group(1)), os.path.join(run_dir, name)))
     return max(found)[1] if found else None
-
-
-def checkpoint_step(checkpoint: str | None) -> int:
-    """N of ``.../checkpoint-N`` (0 for None)."""
-    return int(_CHECKPOINT.match(os.path.basename(checkpoint)).group(1)) if checkpoint else 0
 
 
 def training_arguments(config: SFTConfig, run_dir: str) -> TrainingArguments:
@@ -193,8 +188,3 @@ def train(trainer: Trainer, run_dir: str) -> dict:
         "eval": _last_eval(state.log_history),
     }
 
-
-def parameter_checksum(model: torch.nn.Module) -> float:
-    """Sum of every parameter (float64): equal on data-parallel replicas that stayed in sync."""
-    with torch.no_grad():
-        return float(sum(p.detach().double().sum().item() for p in model.parameters()))

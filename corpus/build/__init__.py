@@ -4,19 +4,19 @@ Usage::
 
     python -m corpus.build --n 2000 --out runs/corpus2k                 # every core, seed 0
     python -m corpus.build --n 24 --out runs/tiny --workers 0           # in this process, no Ray
-    python -m corpus.build --n 2000 --out runs/c --holdout-families gear,hinge --timeout 60
-    python -m corpus.build --n 1500 --out runs/fast --families plate,washer,profile --holdout-families washer
+    python -m corpus.build --n 2000 --out runs/c --holdout_families gear,hinge --timeout 60
+    python -m corpus.build --n 1500 --out runs/fast --families plate,washer,profile --holdout_families washer
 
 Part ``i`` of a build is family ``order[i % F]`` (the ``F`` families in an order shuffled
 by ``--seed``) with seed ``seed * 1_000_000 + i // F``, so with ``--seed 0`` each family gets
 seeds 0, 1, 2, ... like ``python -m corpus.families``. Its id is ``{family}-{seed:06d}``.
 A program that does not give a 3-D mesh is retried with derived seeds
-(:func:`corpus.families.derive_seed`, up to ``--max-tries``); each failed try is counted as
+(:func:`corpus.families.derive_seed`, up to ``--max_tries``); each failed try is counted as
 a reject of its family, and a part whose tries all fail is left out.
 
 Programs run on :class:`renderer.pool.RenderPool` actors (``--workers``; 0 runs them here),
 which also render the views (:class:`corpus.dataset.ViewProcessor`). Work goes in chunks
-of ``--chunk-size`` parts; each finished chunk is kept under ``OUT/chunks/`` and skipped
+of ``--chunk_size`` parts; each finished chunk is kept under ``OUT/chunks/`` and skipped
 when the same command runs again, so an interrupted build resumes where it stopped and
 ends with the same dataset. A build is deterministic for a seed: the same ids, code and
 image bytes (unless a program's run time crosses ``--timeout`` on a busier machine).
@@ -40,8 +40,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from configs.cli import UsageError, output_dir
 from corpus import dataset, splits
-from corpus._cli import UsageError, output_dir
 from corpus.build_info import build_info, timing
 from corpus.families import FAMILIES, derive_seed, generate
 
@@ -79,18 +79,18 @@ class BuildSettings:
 
     def __post_init__(self):
         if self.n < 1:
-            raise UsageError(f"--n must be a positive integer, got {self.n}")
+            raise UsageError(f"n must be >= 1, got {self.n}")
         if self.size < 8:
-            raise UsageError(f"--size must be at least 8 pixels, got {self.size}")
+            raise UsageError(f"size must be >= 8 pixels, got {self.size}")
         if self.timeout <= 0 or self.max_tries < 1 or self.chunk_size < 1:
-            raise UsageError("--timeout, --max-tries and --chunk-size must be positive")
+            raise UsageError("timeout, max_tries and chunk_size must be positive")
         unknown = sorted(set(self.families) - set(FAMILIES))
         if unknown:
-            raise UsageError(f"unknown families {unknown}; known: {', '.join(sorted(FAMILIES))}")
+            raise UsageError(f"families: unknown {unknown}; known: {', '.join(sorted(FAMILIES))}")
         holdout = self.holdout_families()
         if set(holdout) - set(self.families) or len(set(holdout)) >= len(set(self.families)):
             raise UsageError(
-                f"--holdout-families must name some but not all of: {', '.join(self.families)} "
+                f"holdout_families must name some but not all of: {', '.join(self.families)} "
                 f"(got {', '.join(holdout)})"
             )
 

@@ -3,7 +3,7 @@
 Usage::
 
     python -m corpus.families                          # 10 seeds per family, table on stdout
-    python -m corpus.families --seeds 3 --family gear  # one family
+    python -m corpus.families --seeds 3 --families gear  # one family
     python -m corpus.families --sheet runs/families_sheet.png   # also a contact sheet
     python -m corpus.families --json runs/families.json         # also the figures as JSON
 
@@ -16,14 +16,17 @@ other work shares the machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from configs.cli import fail, parse
+from configs.corpus import FamiliesConfig
 from corpus.families import FAMILIES, generate, is_valid_mesh
+
+PROG = "corpus.families"
 
 
 def measure(families: list[str], seeds: int, jobs: int = 1) -> tuple[list[dict], dict]:
@@ -124,20 +127,17 @@ def save_sheet(examples: dict, path: str, size: int = 128) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="corpus.families", description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per family")
-    parser.add_argument("--family", action="append", choices=sorted(FAMILIES), help="only these (repeatable)")
-    parser.add_argument("--jobs", type=int, default=1, help="OpenSCAD processes at once")
-    parser.add_argument("--sheet", help="write a contact sheet PNG of one part per family here")
-    parser.add_argument("--json", help="write the figures as JSON here")
-    args = parser.parse_args(argv)
-    families = args.family or list(FAMILIES)
-    rows, extra = measure(families, args.seeds, args.jobs)
+    config = parse(PROG, __doc__.splitlines()[0], FamiliesConfig, argv)
+    unknown = sorted(set(config.families) - set(FAMILIES))
+    if unknown:
+        fail(PROG, f"families: unknown {unknown}; known: {', '.join(sorted(FAMILIES))}")
+    families = list(dict.fromkeys(config.families)) or list(FAMILIES)
+    rows, extra = measure(families, config.seeds, config.jobs)
     print(format_table(rows, extra["totals"]))
-    if args.sheet:
-        print(f"contact sheet: {save_sheet(extra['examples'], args.sheet)}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
+    if config.sheet:
+        print(f"contact sheet: {save_sheet(extra['examples'], config.sheet)}")
+    if config.json:
+        with open(config.json, "w", encoding="utf-8") as fh:
             json.dump({"families": rows, "totals": extra["totals"]}, fh, indent=2)
     return 0 if all(r["ok"] == r["n"] for r in rows) else 1
 

@@ -89,3 +89,83 @@ def test_a_bool_option_alone_means_true():
 def test_shipped_reward_yaml_matches_defaults():
     path = Path(__file__).resolve().parents[2] / "configs" / "reward.yaml"
     assert load(RewardWeights, str(path)) == RewardWeights()
+
+
+@dataclass
+class Paths:
+    POSITIONAL = ("a", "b")
+
+    a: str
+    """First folder."""
+    b: int = 2
+    """A count, optional on the command line."""
+    out: str = "o"
+    """Output."""
+    n: int = 1
+    """How many."""
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+
+
+def _parse(cls, *argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, cls)
+    return from_args(cls, parser.parse_args(list(argv)))
+
+
+def test_positional_fields_are_arguments_in_order_with_the_same_coercion():
+    assert _parse(Paths, "x", "5", "--out", "y") == Paths(a="x", b=5, out="y")
+    assert _parse(Paths, "x") == Paths(a="x")
+    with pytest.raises(ConfigError, match="b: expected int, got 'many'"):
+        _parse(Paths, "x", "many")
+
+
+def test_positional_fields_are_no_options_and_a_required_one_must_be_given(capsys):
+    with pytest.raises(SystemExit):
+        _parse(Paths, "x", "--a", "y")
+    with pytest.raises(SystemExit):
+        _parse(Paths)
+    assert "required: A" in capsys.readouterr().err
+
+
+def test_positional_help_and_reference():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Paths)
+    text = parser.format_help()
+    assert "usage:" in text and "A [B]" in text and "First folder. (required)" in text
+    assert "A count, optional on the command line. (default: 2)" in text
+    table = reference_markdown(Paths)
+    assert "| `A` (positional) | required | First folder. |" in table
+    assert "| `B` (positional) | `2` |" in table and "| `out` | `o` | Output. |" in table
+
+
+def test_positional_names_must_be_top_level_fields():
+    @dataclass
+    class Bad:
+        POSITIONAL = ("missing",)
+
+        a: str = ""
+        """A."""
+
+    with pytest.raises(TypeError, match="'missing' is not a top-level setting"):
+        add_arguments(argparse.ArgumentParser(), Bad)
+
+
+@dataclass
+class Needs:
+    n: int
+    """Required count."""
+    rate: float = 0.5
+    """A rate."""
+
+
+def test_a_field_without_default_is_required_and_says_so():
+    with pytest.raises(ConfigError, match="missing required setting 'n'"):
+        load(Needs)
+    assert load(Needs, None, ["n=3"]) == Needs(n=3)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Needs)
+    assert "Required count. (required)" in parser.format_help()
+    assert "| `n` | required | Required count. |" in reference_markdown(Needs)

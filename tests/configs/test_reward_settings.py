@@ -80,8 +80,3 @@ def test_a_folder_that_records_no_run_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=f"no {RUN_CONFIG}"):
         resolve(str(tmp_path), str(tmp_path))
 
-
-def test_the_ppo_command_writes_the_file_that_eval_reads():
-    from rl import ppo
-
-    assert ppo.CONFIG_JSON == RUN_CONFIG

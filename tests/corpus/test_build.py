@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from corpus.build import build, chunk_ranges, plan
 from corpus.dataset import decode_png, load, load_mesh
@@ -132,7 +133,7 @@ def test_cli_builds_a_dataset_that_load_dataset_reads(tmp_path):
 
     out = tmp_path / "cli"
     proc = _cli(
-        "--n", "3", "--out", str(out), "--workers", "0", "--quiet", "--holdout-families", "gear,plate"
+        "--n", "3", "--out", str(out), "--workers", "0", "--quiet", "--holdout_families", "gear,plate"
     )
     assert proc.returncode == 0, proc.stderr
     assert "3/3 parts rendered" in proc.stdout
@@ -152,13 +153,36 @@ def test_cli_bad_n_or_out_is_a_one_line_error(tmp_path):
         ("--n", "many", "--out", str(tmp_path / "a")),
         ("--n", "3", "--out", str(a_file)),
         ("--n", "3", "--out", str(foreign)),
-        ("--n", "3", "--out", str(tmp_path / "b"), "--holdout-families", "nope"),
+        ("--n", "3", "--out", str(tmp_path / "b"), "--holdout_families", "nope"),
     ]
     for args in cases:
         proc = _cli(*args, "--workers", "0")
         assert proc.returncode == 2, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("corpus.build: error:")
     assert a_file.read_text() == "x" and os.listdir(foreign) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("max_tries", "0"), ("chunk_size", "-1"), ("workers", "many"), ("size", "4"), ("timeout", "x")],
+)
+def test_cli_bad_value_is_one_line_naming_the_key(option, value, tmp_path, capsys):
+    from corpus.build_cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--n", "3", "--out", str(tmp_path / "o"), f"--{option}", value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("corpus.build: error:") and err.count("\n") == 1 and option in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_kebab_case_options_are_gone(tmp_path, capsys):
+    from corpus.build_cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--n", "3", "--out", str(tmp_path / "o"), "--max-tries", "2"])
+    assert "unrecognized arguments: --max-tries 2" in capsys.readouterr().err
 
 
 class FlakyPool:

@@ -7,7 +7,7 @@ value at position t is shown to depend on the tokens before t and not on token t
 
 import torch
 
-from policies.base import token_logprobs
+from policies.base import mask_suppressed, token_logprobs
 
 
 def independent_logprobs(logits, tokens, temperature, suppressed):
@@ -60,3 +60,16 @@ def test_sampled_logprobs_are_the_forward_logits_at_the_temperature(tiny_policy,
     torch.testing.assert_close(rollout.logprobs[mask].double(), expected[mask], atol=1e-4, rtol=0)
     full = independent_logprobs(logits, rollout.tokens, 1.0, tiny_policy.suppressed_ids)
     assert (full[mask] - expected[mask]).abs().max() > 1e-2, "temperature 0.6 must change the log-probs"
+
+
+def test_mask_suppressed_gives_suppressed_ids_zero_probability_and_stays_finite():
+    logits = torch.randn(2, 3, 12, generator=torch.Generator().manual_seed(0)) * 4
+    suppressed, kept = [2, 5, 11], [i for i in range(12) if i not in (2, 5, 11)]
+    masked = mask_suppressed(logits, suppressed)
+    assert torch.isfinite(masked).all()
+    probs = masked.softmax(dim=-1)
+    assert torch.all(probs[..., suppressed] == 0)
+    torch.testing.assert_close(probs[..., kept], logits[..., kept].softmax(dim=-1))
+    entropy = -(probs * masked.log_softmax(dim=-1)).sum(dim=-1)  # what a NaN from -inf would spoil
+    assert torch.isfinite(entropy).all()
+    assert mask_suppressed(logits, []) is logits

@@ -59,6 +59,38 @@ def test_views_are_saved_when_asked(tmp_path):
     assert (pred_img < 250).sum() < (tgt_img < 250).sum()  # the small cube covers less
 
 
+def test_saved_views_come_from_the_scoring_call_and_equal_a_fresh_render(tmp_path):
+    from PIL import Image
+
+    from renderer.views import save_view_row
+
+    calls = []
+
+    class Spy(Scorer):
+        def __call__(self, pred, prepared):
+            calls.append("__call__")
+            return super().__call__(pred, prepared)
+
+        def score_with_views(self, pred, prepared):
+            calls.append("score_with_views")
+            return super().score_with_views(pred, prepared)
+
+        def pred_views(self, pred, prepared):
+            calls.append("pred_views")
+            return super().pred_views(pred, prepared)
+
+    target = run(TARGET)
+    pool = RenderPool(Spy(threads=1), workers=0)
+    pool.add_target("t", target.vertices, target.faces)
+    saved = str(tmp_path / "pred.png")
+    (breakdown,) = pool.score([ScoreRequest("cube(4);", "t", views_path=saved)])
+    assert calls == ["score_with_views"] and breakdown.status == "ok"  # scored and rendered once
+    scorer = Scorer(threads=1)
+    fresh = str(tmp_path / "fresh.png")
+    save_view_row(scorer.pred_views(run("cube(4);"), scorer.prepare(target.vertices, target.faces)), fresh)
+    np.testing.assert_array_equal(np.asarray(Image.open(saved)), np.asarray(Image.open(fresh)))
+
+
 def test_requests_without_target_get_no_prepared_target():
     pool = RenderPool(SizeScorer(), workers=0)
     results = pool.score([ScoreRequest("cube(3);"), ScoreRequest("cube(")])

@@ -208,7 +208,7 @@ def run_cli(*args):
 
 
 def test_cli_builds_the_report_and_prints_its_path(built, tmp_path):
-    result = run_cli(built[0], "--out", tmp_path / "cli", "--top-k", "1", "--title", "CLI run")
+    result = run_cli(built[0], "--out", tmp_path / "cli", "--top_k", "1", "--title", "CLI run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "cli" / "index.html")
     assert "<title>CLI run</title>" in (tmp_path / "cli" / "index.html").read_text()
@@ -219,6 +219,12 @@ def test_cli_missing_file_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "records file not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_bad_top_k_exits_2_naming_the_key(tmp_path):
+    result = run_cli(tmp_path / "r.jsonl", "--out", tmp_path / "out", "--top_k", "-1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("reward.report: error:") and "top_k must be >= 0" in result.stderr
 
 
 def test_cli_file_without_records_exits_2(tmp_path):

@@ -1,5 +1,6 @@
 """Properties of reward.score: the composite reward in the target's frame."""
 
+import dataclasses
 import json
 import math
 import pickle
@@ -187,15 +188,35 @@ def test_same_surface_triangulated_differently_gets_full_chamfer_term():
     assert result.chamfer == 1.0 and result.iou > 0.99
 
 
-def test_views_of_the_scored_call_are_reused_and_equal_a_fresh_render():
+def test_score_with_views_returns_the_breakdown_and_the_views_of_a_fresh_render():
     scorer = Scorer(threads=1)
     prepared = scorer.prepare(*box(LO, HI))
     pred = moved((0.1, 0.0, 0.0))
-    scorer(pred, prepared)
-    kept = scorer.pred_views(pred, prepared)
-    assert kept is scorer._last_views[2]  # no second render
-    fresh = Scorer(threads=1).pred_views(pred, prepared)
-    np.testing.assert_array_equal(kept, fresh)
-    other = moved((0.3, 0.0, 0.0))  # another prediction is rendered, not served from the cache
-    assert not np.array_equal(scorer.pred_views(other, prepared), kept)
-    assert pickle.loads(pickle.dumps(scorer))._last_views is None  # the cache never travels
+    breakdown, views = scorer.score_with_views(pred, prepared)
+    assert breakdown == dataclasses.replace(scorer(pred, prepared), score_seconds=breakdown.score_seconds)
+    np.testing.assert_array_equal(views, Scorer(threads=1).pred_views(pred, prepared))
+    other = moved((0.3, 0.0, 0.0))  # each call renders its own prediction
+    assert not np.array_equal(scorer.score_with_views(other, prepared)[1], views)
+
+
+UNUSABLE = [MeshResult(Status.SYNTAX_ERROR), ok(np.zeros((3, 3)), np.array([[0, 1, 2]]))]
+"""A failed run, and an ok run whose only triangle has no area."""
+
+
+@pytest.mark.parametrize("pred", UNUSABLE)
+def test_score_with_views_of_an_unusable_prediction_is_the_penalty_and_blank_views(pred):
+    scorer = Scorer(threads=1)
+    prepared = scorer.prepare(*box(LO, HI))
+    breakdown, views = scorer.score_with_views(pred, prepared)
+    assert breakdown.valid == 0.0 and breakdown.total == WEIGHTS.invalid_penalty
+    assert views.shape == prepared.images.shape and np.all(views == 1.0)
+    np.testing.assert_array_equal(views, scorer.pred_views(pred, prepared))
+
+
+def test_a_scorer_keeps_no_state_between_calls():
+    scorer = Scorer(threads=1)
+    before = pickle.dumps(scorer)
+    prepared = scorer.prepare(*box(LO, HI))
+    scorer.score_with_views(moved(), prepared)
+    scorer(moved((0.2, 0.0, 0.0)), prepared)
+    assert pickle.dumps(scorer) == before

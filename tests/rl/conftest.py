@@ -2,7 +2,8 @@
 
 Both are built once per test session (about 20 s and 35 s on a busy 2-core machine). The
 tiny policy (128 px image, 32 px patches -> 4 image tokens, 2 text layers of width 32,
-vocabulary 400) is given as ``--field value`` overrides, the way a user would.
+vocabulary 400) is given as ``--field value`` overrides, the way a user would. The PPO tests
+build theirs in process with :func:`build_tiny_policy`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,28 @@ TINY = {
     "eval_max_new_tokens": 24,
     "threads": 1,
 }
+
+
+TINY_POLICY = [
+    "image_size=128", "patch_size=32", "scale_factor=2", "vision_hidden=32", "vision_layers=1",
+    "vision_heads=2", "vision_intermediate=64", "text_hidden=32", "text_layers=2", "text_heads=4",
+    "text_kv_heads=2", "text_intermediate=64", "max_position=256", "max_new_tokens=16", "vocab_size=400",
+]
+"""The PPO tests' tiny policy (``configs.policy`` overrides of the ``tiny`` preset)."""
+
+
+def build_tiny_policy(seed: int | None = None):
+    """A fresh :data:`TINY_POLICY` built from config, its tokenizer trained on 60 corpus programs;
+    ``seed`` (if given) seeds torch first, so that the initial weights are reproducible."""
+    import torch
+
+    from configs.policy import load_policy_config
+    from policies import build_policy
+    from policies.tokenizer import corpus_texts
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    return build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60))
 
 
 def pytest_configure(config):

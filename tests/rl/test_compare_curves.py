@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs.cli import UsageError
 from rl import compare, curves
-from rl.cli import UsageError
 from tests.rl.conftest import run_module
 
 SETTINGS = {
@@ -253,3 +253,27 @@ def test_the_95_percent_interval_covers_a_known_mean_difference_95_percent_of_th
     assert 0.92 <= np.mean((low <= 0.2) & (0.2 <= high)) <= 0.98
     low, high = compare.paired_bootstrap(b - a, 2000, confidence=0.90)
     assert not 0.92 <= np.mean((low <= 0.2) & (0.2 <= high)) <= 0.98
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["A_EVAL", "B_EVAL", "--names", "SFT"], "names"),
+        (["A_EVAL", "B_EVAL", "--names", "SFT,"], "names"),
+        (["A_EVAL"], "B"),
+        (["A_EVAL", "B_EVAL", "--top", "1"], "--top"),
+    ],
+)
+def test_bad_compare_options_are_one_line_naming_the_key(argv, named, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        compare.main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("rl.compare: error:") and err.count("\n") == 1
+    assert named in err, err
+
+
+def test_bad_curves_smooth_is_one_line_naming_the_key(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        curves.main([str(tmp_path), "--smooth", "0"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err == "rl.curves: error: CurvesConfig: smooth must be >= 1, got 0\n"

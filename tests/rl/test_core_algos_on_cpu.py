@@ -5,11 +5,15 @@ every comparison also checks that padding never leaks into a result.
 """
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rl.core_algos import (
+    ESTIMATORS,
+    KL_KINDS,
+    KL_LOSS_KINDS,
     AdaptiveKLController,
     FixedKLController,
     agg_loss,
@@ -415,6 +419,56 @@ def test_explained_variance():
     assert explained_variance(returns, returns, mask) == pytest.approx(1.0)
     assert explained_variance(torch.zeros_like(returns), returns, mask) == pytest.approx(0.0)
     assert math.isnan(explained_variance(returns, torch.ones_like(returns), mask))
+
+
+# ---- the estimator table ----
+
+
+def estimator_inputs(seed: int):
+    """(scores (bs,), mask, index (bs,), values, kl) with garbage in the padding; groups of 3."""
+    gen, _, mask = right_padded(seed)
+    scores = torch.randn(mask.shape[0], generator=gen, dtype=torch.float64)
+    index = torch.arange(mask.shape[0]) // 3
+    return scores, mask, index, rand(gen, mask), rand(gen, mask).abs()
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+def test_gae_estimator_is_kl_penalised_terminal_rewards_then_gae_then_whitening(whiten):
+    scores, mask, index, values, kl = estimator_inputs(0)
+    settings = SimpleNamespace(gamma=0.9, lam=0.8, whiten_advantages=whiten, grpo_norm_by_std=True)
+    advantages, returns = ESTIMATORS["gae"].compute(scores, mask, index, values, kl, 0.3, settings)
+    token_level_rewards = terminal_rewards(scores, mask, kl, 0.3)
+    want_adv, want_ret = compute_gae_advantage_return(token_level_rewards, values, mask, 0.9, 0.8)
+    torch.testing.assert_close(returns, want_ret)
+    torch.testing.assert_close(advantages, masked_whiten(want_adv, mask) if whiten else want_adv)
+
+
+@pytest.mark.parametrize("norm_by_std", [True, False])
+def test_grpo_estimator_is_the_group_baseline_of_the_scores_alone(norm_by_std):
+    scores, mask, index, values, kl = estimator_inputs(1)
+    mask[4] = False  # a program with no counted token: out of its group's statistics
+    settings = SimpleNamespace(gamma=0.9, lam=0.8, whiten_advantages=True, grpo_norm_by_std=norm_by_std)
+    advantages, returns = ESTIMATORS["grpo"].compute(scores, mask, index, values, kl, 0.3, settings)
+    counted = mask.any(dim=-1)
+    want = compute_grpo_outcome_advantage(scores, index, mask, norm_by_std=norm_by_std, sample_mask=counted)
+    torch.testing.assert_close(advantages, want)
+    assert torch.all(returns == 0)
+    other, _ = ESTIMATORS["grpo"].compute(scores, mask, index, values * 7, kl * 7, 5.0, settings)
+    assert torch.equal(other, advantages)  # neither the critic nor the KL reaches the advantages
+    # the program with no token is out: its group (rows 3, 4, 5) is rows 3 and 5 alone
+    alone = compute_grpo_outcome_advantage(scores[[3, 5]], [0, 0], mask[[3, 5]], norm_by_std=norm_by_std)
+    torch.testing.assert_close(advantages[[3, 5]], alone)
+    assert torch.all(advantages[4] == 0)
+
+
+def test_the_estimator_table_says_what_each_estimator_implies():
+    gae, grpo = ESTIMATORS["gae"], ESTIMATORS["grpo"]
+    assert (gae.uses_critic, gae.kl_in_loss, gae.min_group) == (True, False, 1)
+    assert (grpo.uses_critic, grpo.kl_in_loss, grpo.min_group) == (False, True, 2)
+    for name, estimator in ESTIMATORS.items():
+        assert estimator.name == name and estimator.default_kl_kind in KL_KINDS
+        assert not estimator.kl_in_loss or estimator.default_kl_kind in KL_LOSS_KINDS
+    assert set(KL_LOSS_KINDS) <= set(KL_KINDS)
 
 
 # ---- KL controllers ----

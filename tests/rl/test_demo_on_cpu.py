@@ -15,9 +15,9 @@ import time
 import pytest
 import yaml
 
+from configs.cli import UsageError
 from configs.demo import DemoConfig
 from rl import demo
-from rl.cli import UsageError
 from tests.rl.conftest import TINY, run_module
 
 PPO_TINY = {

@@ -90,8 +90,8 @@ def test_eval_figures_of_correct_programs(tiny_corpus, tmp_path):
     from configs.eval import EvalConfig
     from corpus.dataset import load_mesh
     from renderer.pool import RenderPool
+    from reward.protocol_scorer import ProtocolScorer
     from rl.eval import evaluate_batch, figures_of, load_rows, mark_best_of_k
-    from rl.scoring import ProtocolScorer
 
     rows = [dict(r) for r in load_rows(tiny_corpus, "test", 2)]
     pool = RenderPool(ProtocolScorer(), workers=0)

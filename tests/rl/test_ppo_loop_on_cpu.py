@@ -13,6 +13,8 @@ The live policy is perturbed after ``freeze_reference`` so that its KL to the re
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -22,9 +24,10 @@ from configs.loader import load
 from configs.ppo import PPOConfig
 from reward.score import RewardBreakdown
 from rl import core_algos as algos
-from rl.ppo import build_learner
-from rl.ppo_loop import build_batch, iterate, minibatch_loss, score_samples, update
-from tests.rl.test_ppo_on_cpu import TINY_POLICY, toy_rows
+from rl.ppo_loop import _entropy, build_batch, iterate, minibatch_loss, score_samples, update
+from rl.ppo_run import build_learner
+from tests.rl.conftest import build_tiny_policy
+from tests.rl.test_ppo_on_cpu import toy_rows
 
 K = 4
 BASE = {"batch_size": 2, "k": K, "minibatch_size": 8, "ppo_epochs": 1, "learning_rate": 1e-2,
@@ -49,12 +52,7 @@ class FixedReward:
 
 @pytest.fixture(scope="module")
 def base_policy():
-    from configs.policy import load_policy_config
-    from policies import build_policy
-    from policies.tokenizer import corpus_texts
-
-    torch.manual_seed(0)
-    return build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60))
+    return build_tiny_policy(seed=0)
 
 
 @pytest.fixture
@@ -196,3 +194,37 @@ def test_iteration_metrics_count_infrastructure_failures_apart(policy):
     assert metrics["reward/total/mean"] == pytest.approx(np.mean([0.5, -1.0, -1.0, 0.25]))
     assert metrics["reward/invalid_frac"] == 0.5
     assert metrics["kl/coef"] == 0.5 and metrics["losses/kl_loss"] > 0
+
+
+@pytest.mark.parametrize("estimator, critic, kl_in_loss", [("gae", True, False), ("grpo", False, True)])
+def test_gae_trains_a_critic_and_grpo_puts_the_kl_in_the_loss_instead(policy, estimator, critic, kl_in_loss):
+    config = config_of(estimator=estimator)
+    spec = algos.ESTIMATORS[estimator]
+    assert (spec.uses_critic, spec.kl_in_loss) == (critic, kl_in_loss)
+    _, batch = sampled_batch(policy, config, FixedReward([0.1 * i for i in range(8)]))
+    with torch.no_grad():
+        _, parts = minibatch_loss(policy, config, batch, torch.arange(8), 16)
+    assert (parts["losses/v_loss"] > 0) == critic and (parts["losses/kl_loss"] > 0) == kl_in_loss
+    assert math.isnan(batch.explained_var) != critic and torch.any(batch.returns != 0) == critic
+
+
+def test_the_loop_follows_the_table_not_the_estimators_name(policy, monkeypatch):
+    """gae re-registered without a critic and with the KL in the loss: the loop must follow."""
+    gae = algos.ESTIMATORS["gae"]
+    changed = dataclasses.replace(gae, uses_critic=False, kl_in_loss=True, default_kl_kind="k3")
+    monkeypatch.setitem(algos.ESTIMATORS, "gae", changed)
+    config = config_of(estimator="gae")
+    assert config.kl_in_loss and config.kl_estimator == "k3"
+    _, batch = sampled_batch(policy, config, FixedReward([0.1 * i for i in range(8)]))
+    with torch.no_grad():
+        _, parts = minibatch_loss(policy, config, batch, torch.arange(8), 16)
+    assert parts["losses/v_loss"] == 0 and parts["losses/kl_loss"] > 0 and math.isnan(batch.explained_var)
+
+
+def test_the_entropy_bonus_leaves_suppressed_ids_out_of_the_distribution():
+    logits = torch.randn(2, 3, 10, generator=torch.Generator().manual_seed(0)) * 3
+    suppressed, kept = [0, 7], [i for i in range(10) if i not in (0, 7)]
+    got = _entropy(logits, 0.7, suppressed)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, algos.entropy_from_logits(logits[..., kept] / 0.7))
+    assert (_entropy(logits, 0.7, []) - got).abs().min() > 0  # the suppressed ids did count before

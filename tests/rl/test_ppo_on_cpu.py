@@ -27,13 +27,8 @@ from configs.loader import load
 from configs.ppo import PPOConfig
 from reward.score import RewardBreakdown
 from rl.ppo_state import read_metrics
-from tests.rl.conftest import FAST_FAMILIES, ROOT, run_module
+from tests.rl.conftest import FAST_FAMILIES, ROOT, build_tiny_policy, run_module
 
-TINY_POLICY = [
-    "image_size=128", "patch_size=32", "scale_factor=2", "vision_hidden=32", "vision_layers=1",
-    "vision_heads=2", "vision_intermediate=64", "text_hidden=32", "text_layers=2", "text_heads=4",
-    "text_kv_heads=2", "text_intermediate=64", "max_position=256", "max_new_tokens=16", "vocab_size=400",
-]
 TOY = {"batch_size": 4, "k": 8, "minibatch_size": 8, "ppo_epochs": 2, "learning_rate": 1e-2,
        "length_guard": False, "tensorboard": False, "records_every": 1000, "save_every": 1000,
        "workers": 0, "kl_coef": 0.01}
@@ -61,12 +56,8 @@ class LengthReward:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
-    from configs.policy import load_policy_config
-    from policies import build_policy
-    from policies.tokenizer import corpus_texts
-
     path = str(tmp_path_factory.mktemp("ppo") / "sft_final")
-    build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60)).save(path)
+    build_tiny_policy().save(path)
     return path
 
 
@@ -285,14 +276,10 @@ CUBES = ("cube([4, 3, 2]);", "cube([6, 2, 1]);")
 @pytest.fixture(scope="module")
 def cube_writer(six_part_corpus, tmp_path_factory) -> str:
     """The tiny policy after 30 SFT steps on the train images, each labelled with a short cube."""
-    from configs.policy import load_policy_config
     from corpus.dataset import load as load_split
-    from policies import build_policy
-    from policies.tokenizer import corpus_texts
 
-    torch.manual_seed(0)
     images = list(load_split(six_part_corpus, "train")["image"])
-    policy = build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60))
+    policy = build_tiny_policy(seed=0)
     batch = policy.collate(images, [CUBES[i % 2] for i in range(len(images))])
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
     policy.train()
@@ -308,7 +295,7 @@ def test_real_reward_scores_valid_programs_above_the_penalty_and_the_policy_lear
 ):
     from policies import load_policy
     from rl.ppo import run
-    from rl.sft_trainer import parameter_checksum
+    from rl.world import parameter_checksum
 
     config = toy_config(cube_writer, tmp_path, "valid", corpus_dir=six_part_corpus, iterations=2,
                         batch_size=2, k=4, estimator="grpo", learning_rate=1e-3, length_guard=True,
@@ -328,7 +315,7 @@ def test_real_reward_scores_valid_programs_above_the_penalty_and_the_policy_lear
 
 def test_ray_train_with_two_cpu_learners_keeps_replicas_in_sync(six_part_corpus, checkpoint, tmp_path):
     from policies import load_policy
-    from rl.sft_trainer import parameter_checksum
+    from rl.world import parameter_checksum
 
     args = ["--checkpoint", checkpoint, "--corpus_dir", six_part_corpus, "--runs_dir", str(tmp_path),
             "--name", "dp", "--ray_workers", "2", "--workers", "0", "--iterations", "2", "--batch_size", "2",

@@ -8,16 +8,13 @@ import os
 from configs.reward import RUN_CONFIG, resolve
 from reward.score import RewardWeights
 from rl.ppo import run
-from tests.rl.test_ppo_on_cpu import TINY_POLICY, LengthReward, toy_config, toy_rows
+from tests.rl.conftest import build_tiny_policy
+from tests.rl.test_ppo_on_cpu import LengthReward, toy_config, toy_rows
 
 
 def test_a_run_records_its_reward_settings_and_eval_of_its_checkpoint_uses_them(tmp_path):
-    from configs.policy import load_policy_config
-    from policies import build_policy
-    from policies.tokenizer import corpus_texts
-
     checkpoint = str(tmp_path / "sft_final")
-    build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60)).save(checkpoint)
+    build_tiny_policy().save(checkpoint)
     config = toy_config(checkpoint, tmp_path, "ppo", iterations=1, **{"reward.iou": 2, "reward.valid": 0.5})
     summary = run(config, LengthReward(), toy_rows())
     trained = RewardWeights(iou=2.0, valid=0.5)

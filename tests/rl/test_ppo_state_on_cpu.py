@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl.cli import UsageError
+from configs.cli import UsageError
 from rl.ppo_state import (
     TRAINER_FORMAT,
     TRAINER_STATE,
@@ -23,7 +23,8 @@ from rl.ppo_state import (
     save_checkpoint,
     set_rng_states,
 )
-from tests.rl.test_ppo_on_cpu import TINY_POLICY, LengthReward, toy_config, toy_rows
+from tests.rl.conftest import build_tiny_policy
+from tests.rl.test_ppo_on_cpu import LengthReward, toy_config, toy_rows
 
 
 class Payload:
@@ -53,12 +54,8 @@ def _draws() -> tuple:
 @pytest.fixture(scope="module")
 def sft_checkpoint(tmp_path_factory) -> str:
     """A tiny from-config policy saved as the "SFT checkpoint"."""
-    from configs.policy import load_policy_config
-    from policies import build_policy
-    from policies.tokenizer import corpus_texts
-
     path = str(tmp_path_factory.mktemp("ppo_state") / "sft_final")
-    build_policy(load_policy_config("tiny", TINY_POLICY), texts=corpus_texts(60)).save(path)
+    build_tiny_policy().save(path)
     return path
 
 

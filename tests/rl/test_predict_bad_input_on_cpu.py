@@ -42,7 +42,7 @@ def test_20000x20000_png_is_refused_in_one_line(tmp_path):
 
 
 def test_picture_over_the_limit_is_refused_from_its_header(tmp_path):
-    from rl.cli import UsageError
+    from configs.cli import UsageError
     from rl.predict import MAX_PIXELS, read_image
 
     image = tmp_path / "wide.png"
@@ -151,7 +151,8 @@ def _pickled_adapter(folder, marker):
          "garbage_weights"],
 )
 def test_broken_checkpoint_is_a_one_line_usage_error(tmp_path, make, expected):
-    from rl.cli import UsageError, load_checkpoint
+    from configs.cli import UsageError
+    from rl.checkpoint import load_checkpoint
 
     checkpoint, marker = tmp_path / "ckpt", tmp_path / "unpickled"
     make(checkpoint, marker)

@@ -10,7 +10,8 @@ chamfer, IoU) while the OpenSCAD mesh is still at hand, so a program runs once f
     scored = pool.score([ScoreRequest(code, row["id"])])[0]   # ScoredSample
     figures = summarise_breakdowns([scored.breakdown])          # valid_frac, iou_mean, ...
 
-Nothing here renders or scores by itself: it composes ``renderer`` and ``reward``.
+Nothing here runs OpenSCAD or scores by itself: it composes :mod:`reward.score` and
+:mod:`reward.metrics` (the pool in :mod:`renderer.pool` runs the programs).
 """
 
 from __future__ import annotations
@@ -61,17 +62,23 @@ class ProtocolScorer:
         return _Target(self.scorer.prepare(vertices, faces), np.asarray(vertices), np.asarray(faces))
 
     def __call__(self, result, prepared: _Target | None) -> ScoredSample:
+        """The reward breakdown and the protocol record of one OpenSCAD ``result``."""
         breakdown = self.scorer(result, prepared.reward if prepared is not None else None)
-        record = {"valid": False, "status": str(result.status), "cd": None, "iou": None}
-        if self.protocol and prepared is not None:
-            record = protocol_metrics(result, prepared.vertices, prepared.faces, threads=self.threads)
-        return ScoredSample(breakdown, record)
+        return ScoredSample(breakdown, self._protocol(result, prepared))
+
+    def score_with_views(self, result, prepared: _Target) -> tuple[ScoredSample, np.ndarray]:
+        """``(scored, views)``: :meth:`__call__` and the prediction's ``(V, H, W)`` views, from the
+        render the reward used (:meth:`reward.score.Scorer.score_with_views`)."""
+        breakdown, views = self.scorer.score_with_views(result, prepared.reward)
+        return ScoredSample(breakdown, self._protocol(result, prepared)), views
 
     def target_views(self, prepared: _Target) -> np.ndarray:
         return self.scorer.target_views(prepared.reward)
 
-    def pred_views(self, result, prepared: _Target) -> np.ndarray:
-        return self.scorer.pred_views(result, prepared.reward)
+    def _protocol(self, result, prepared: _Target | None) -> dict:
+        if not self.protocol or prepared is None:
+            return {"valid": False, "status": str(result.status), "cd": None, "iou": None}
+        return protocol_metrics(result, prepared.vertices, prepared.faces, threads=self.threads)
 
 
 def _stats(values: list[float], name: str) -> dict:
