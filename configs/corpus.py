@@ -49,6 +49,9 @@ class BuildConfig:
     """Programs tried per part: the first plus retries with derived seeds."""
     chunk_size: int = 128
     """Parts per chunk (the unit of resumption)."""
+    ray_address: str | None = None
+    """Join this running Ray cluster (HOST:PORT) for the render actors instead of starting a local
+    one (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and the cluster's token; unused with workers 0)."""
     quiet: bool = False
     """No progress bar."""
 
@@ -87,6 +90,9 @@ class ImportConfig:
     """OpenSCAD wall-clock limit per file, seconds."""
     seed: int = 0
     """Split hashing seed of split auto."""
+    ray_address: str | None = None
+    """Join this running Ray cluster (HOST:PORT) for the render actors instead of starting a local
+    one (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and the cluster's token; unused with workers 0)."""
 
     def __post_init__(self):
         _need(self, bool(self.folder), "folder", "must name a folder")

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SELECT = ("input", "consensus")
+AGAINST = ("image", "mesh")
+OPTIMISERS = ("cma", "powell")
+"""Refinement optimisers (:data:`rl.refine.OPTIMISERS`; configs import nothing from rl)."""
 
 
 def _need(config, ok: bool, name: str, why: str) -> None:
@@ -27,7 +30,8 @@ class EvalConfig:
     corpus_dir: str | None = None
     """Corpus folder; None: the one the checkpoint was trained on (its sft_config.json), else runs/corpus."""
     k: int = 4
-    """Sampled programs per image for best-of-k (picked by reward against the target; 0: greedy only)."""
+    """Sampled programs per image, for best-of-k (the oracle: picked by reward against the target) and
+    the selected program (picked by agreement with the input, see against); 0: greedy only."""
     limit: int | None = None
     """Evaluate only the first N images of the split."""
     out: str | None = None
@@ -42,6 +46,10 @@ class EvalConfig:
     """Images decoded together."""
     render_workers: int | None = None
     """RenderPool actors (0: render in this process; None: one per CPU)."""
+    ray_address: str | None = None
+    """Join this running Ray cluster (HOST:PORT) for the render actors instead of starting a local
+    one (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and the cluster's token; unused with
+    render_workers 0)."""
     protocol: bool = True
     """Also compute the cadrille protocol (unit cube, 8192 points, median CD x1e3, IoU, IR)."""
     reward_from: str | None = None
@@ -50,6 +58,18 @@ class EvalConfig:
     settings the checkpoint's PPO run trained with, else the defaults (configs/reward.py)."""
     views: bool = True
     """Write each program's views and the target's as PNG next to the records (for the report)."""
+    against: str = "image"
+    """What inference checks programs against, for the selected program (k > 0) and --refine: image
+    (the input picture only) or mesh (the target mesh given as input, as rl.predict --mesh). Never
+    the hidden target otherwise; best_of_k stays the oracle pick by reward against the target."""
+    refine: int = 0
+    """Refine the selected program (greedy when k = 0): tune its numeric literals with at most N
+    renders against the input (see against); 0: off. Writes refined records and before/after figures."""
+    refine_seconds: float = 60.0
+    """Wall-clock budget of the refinement of one image, in seconds."""
+    refine_optimiser: str = "cma"
+    """Derivative-free optimiser of the refinement: cma (CMA-ES, chosen by bench/refine.py) or
+    powell (scipy)."""
     seed: int = 0
     """Seed of the sampling."""
     threads: int = 1
@@ -58,6 +78,8 @@ class EvalConfig:
     def __post_init__(self):
         _need(self, bool(self.checkpoint), "checkpoint", "must name a policy folder")
         _need(self, bool(self.split), "split", "must name a split")
+        _check_refine(self)
+        _need(self, self.against in AGAINST, "against", f"must be one of {', '.join(AGAINST)}")
         _need(self, self.k >= 0, "k", "must be >= 0")
         _need(self, self.limit is None or self.limit >= 1, "limit", "must be >= 1")
         _need(self, self.temperature > 0, "temperature", "must be > 0")
@@ -68,6 +90,13 @@ class EvalConfig:
         _need(self, self.threads >= 1, "threads", "must be >= 1")
         _need(self, self.reward_from is None or bool(self.reward_from.strip()), "reward_from",
               "must name a run folder, a file or default")
+
+
+def _check_refine(config) -> None:
+    _need(config, config.refine >= 0, "refine", "must be >= 0 (0: off)")
+    _need(config, config.refine_seconds > 0, "refine_seconds", "must be > 0")
+    _need(config, config.refine_optimiser in OPTIMISERS, "refine_optimiser",
+          f"must be one of {', '.join(OPTIMISERS)}")
 
 
 @dataclass
@@ -81,8 +110,26 @@ class PredictConfig:
     out: str | None = None
     """Output folder; None: runs/predict/<image file stem>."""
     select: str = "input"
-    """How to rank valid programs: input (SSIM of the render to the input image) or consensus
-    (mean reward of the other valid programs measured against it)."""
+    """How to rank valid programs: input (agreement of the render with the input: SSIM and silhouette
+    IoU with the picture, and with --mesh the mesh's views, chamfer and IoU) or consensus (mean
+    reward of the other valid programs measured against it)."""
+    mesh: str | None = None
+    """A mesh of the part (binary STL, or .npz with vertices and faces): selection and --refine then
+    compare with it (its views in its own frame and in its frame, chamfer, IoU), not the picture."""
+    refine: int = 0
+    """Refine the kept program: tune its numeric literals with at most N renders against the input
+    picture (or --mesh); 0: off. Writes the program before (unrefined.scad) and after, with scores."""
+    refine_seconds: float = 60.0
+    """Wall-clock budget of the refinement, in seconds."""
+    refine_optimiser: str = "cma"
+    """Derivative-free optimiser of the refinement: cma (CMA-ES, chosen by bench/refine.py) or
+    powell (scipy)."""
+    render_workers: int | None = None
+    """Render pool actors of the refinement (0: this process; None: one per CPU)."""
+    ray_address: str | None = None
+    """Join this running Ray cluster (HOST:PORT) for the render actors instead of starting a local
+    one (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and the cluster's token; unused with
+    render_workers 0)."""
     temperature: float = 1.0
     """Sampling temperature of the k - 1 sampled programs."""
     top_p: float = 1.0
@@ -98,6 +145,9 @@ class PredictConfig:
         _need(self, bool(self.checkpoint), "checkpoint", "must name a policy folder")
         _need(self, self.k >= 1, "k", "must be >= 1")
         _need(self, self.select in SELECT, "select", f"must be one of {', '.join(SELECT)}")
+        _need(self, self.mesh is None or bool(self.mesh.strip()), "mesh", "must name a mesh file")
+        _check_refine(self)
+        _need(self, self.render_workers is None or self.render_workers >= 0, "render_workers", "must be >= 0")
         _need(self, self.temperature > 0, "temperature", "must be > 0")
         _need(self, 0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         _need(self, self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")

@@ -113,6 +113,13 @@ class PPOConfig:
     """RenderPool actors (0: render in this process; None: one per CPU)."""
     render_timeout: float = 30.0
     """OpenSCAD wall-clock limit per program, seconds."""
+    rollout_chunks: int = 2
+    """Sample the batch's images in this many chunks (at most one per image), each chunk's programs
+    sent to the render pool as soon as they are sampled: OpenSCAD renders chunk i while the policy
+    samples chunk i+1, and the last chunk while the log-prob passes run. Staleness stays 0 (one
+    policy for the whole batch; the update waits for every score). 1: one batched sampling call,
+    renders overlap the log-prob passes only. More chunks hide more rendering, but each chunk is
+    a smaller generate batch (on a GPU, nearly as slow as a full one): see bench/ppo_overlap.py."""
 
     seed: int = 0
     """Seed of data order, sampling and minibatch order."""
@@ -129,7 +136,8 @@ class PPOConfig:
     ray_workers: int = 0
     """Data-parallel learners on this many CPU processes through Ray Train, gloo (0: none)."""
     ray_address: str | None = None
-    """Join this Ray cluster instead of starting a local one (also $RAY_ADDRESS)."""
+    """Join this running Ray cluster (HOST:PORT) instead of starting a local one, for the render
+    actors and any Ray Train learners (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and its token)."""
 
     def __post_init__(self):
         def need(ok: bool, name: str, why: str):
@@ -143,7 +151,7 @@ class PPOConfig:
         modes = ", ".join(LOSS_AGG_MODES)
         need(self.loss_agg_mode in LOSS_AGG_MODES, "loss_agg_mode", f"must be one of {modes}")
         for name in ("iterations", "batch_size", "k", "ppo_epochs", "minibatch_size", "save_every",
-                     "records_every", "threads"):
+                     "records_every", "threads", "rollout_chunks"):
             need(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("seed", "gpus", "ray_workers", "weight_decay", "max_grad_norm", "cliprange_value",
                      "vf_coef", "ent_coef", "kl_coef"):

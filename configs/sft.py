@@ -99,7 +99,8 @@ class SFTConfig:
     ray_workers: int = 0
     """Train data-parallel on this many CPU processes through Ray Train, gloo backend (0: none)."""
     ray_address: str | None = None
-    """Join this Ray cluster instead of starting a local one (also $RAY_ADDRESS)."""
+    """Join this running Ray cluster (HOST:PORT) instead of starting a local one, for the evaluation's
+    render actors and any Ray Train workers (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and its token)."""
 
     def __post_init__(self):
         def need(ok: bool, name: str, why: str):

@@ -5,6 +5,7 @@ Usage (``corpus/import.py`` forwards here; ``import`` is a Python keyword)::
     python -m corpus.import my_parts/ --out runs/my_parts                 # every file -> split "test"
     python -m corpus.import my_parts/ --out runs/my_parts --split auto    # 90/5/5, no leakage
     python -m corpus.import my_parts/ --out runs/my_parts --workers 0 --timeout 60
+    python -m corpus.import my_parts/ --out /shared/my_parts --workers 16 --ray_address HEAD:6379
 
 Every regular file ``name.scad`` in the folder (not its subfolders) becomes one row with
 ``family = "imported"``, ``seed = 0`` and ``params = "{}"``. Its views and mesh come
@@ -177,13 +178,17 @@ def _unique(stem: str, used: set) -> str:
     return candidate
 
 
-def render_programs(programs: list[Program], workers: int, size: int, timeout: float) -> list:
-    """One :class:`corpus.dataset.RenderRecord` per program, in order (RenderPool, ``workers`` actors)."""
+def render_programs(
+    programs: list[Program], workers: int, size: int, timeout: float, ray_address: str | None = None
+) -> list:
+    """One :class:`corpus.dataset.RenderRecord` per program, in order (RenderPool, ``workers`` actors,
+    on the Ray cluster at ``ray_address`` if given)."""
     from renderer.openscad import RenderLimits
     from renderer.pool import RenderPool, ScoreRequest
 
     limits = RenderLimits(timeout_s=timeout)
-    with RenderPool(dataset.ViewProcessor(size, threads=1), workers=workers, limits=limits) as pool:
+    processor = dataset.ViewProcessor(size, threads=1)
+    with RenderPool(processor, workers=workers, limits=limits, ray_address=ray_address) as pool:
         return pool.score([ScoreRequest(p.code) for p in programs])
 
 
@@ -228,11 +233,12 @@ def import_folder(
     size: int = 128,
     timeout: float = 30.0,
     seed: int = 0,
+    ray_address: str | None = None,
 ) -> tuple[dict, list[Failure]]:
     """Import ``folder`` into ``out``; return ``(build.json dict, failures)``. Raises UsageError."""
     started = time.perf_counter()
     programs, skipped = check_folders(folder, out)
-    records = render_programs(programs, workers, size, timeout)
+    records = render_programs(programs, workers, size, timeout, ray_address)
     rows, failures = import_rows(out, programs, records)
     if not rows:
         raise UsageError(f"none of the {len(programs)} .scad files in {folder!r} rendered")
@@ -299,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             config.size,
             config.timeout,
             config.seed,
+            config.ray_address,
         )
     except (UsageError, RendererUnavailable) as error:
         fail(PROG, str(error))

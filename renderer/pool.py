@@ -11,8 +11,13 @@ A request that saves views also needs ``score_with_views(mesh_result, prepared)
   into Ray's object store, and each actor prepares a target (frame, views,
   samples) the first time it needs it and keeps it.
 - :meth:`RenderPool.score` returns one result per request, in input order.
-  An actor never holds more than one program, so a batch larger than the pool
-  starts no more work than there are workers (back-pressure).
+  :meth:`RenderPool.submit` does the same without waiting: it queues the
+  requests and returns a :class:`RenderJob` whose ``result()`` waits for them,
+  so the caller can go on (a PPO learner samples its next programs while these
+  render). Requests of every submitted job share the actors, first come first
+  served, on one background thread of the pool. An actor never holds more than
+  one program, so a batch larger than the pool starts no more work than there
+  are workers (back-pressure).
 - Faults: an actor that dies, or that runs past ``item_timeout_s``, is
   killed and replaced and its program runs again; a program that takes down
   ``max_attempts`` actors is scored as a ``crashed`` run. Every request is
@@ -23,7 +28,8 @@ A request that saves views also needs ``score_with_views(mesh_result, prepared)
   parallel map of "OpenSCAD, then this processor" (``corpus.build`` uses it
   to turn programs into meshes and views on every core).
 - ``workers=0`` runs the same code in this process, without Ray (unit tests,
-  ``--workers 0``).
+  ``--workers 0``); there ``submit`` scores before it returns (no overlap, and
+  nothing runs on another thread).
 
 Ray is started bound to this machine with token authentication on
 (:mod:`renderer.cluster`, which also says how to join an existing cluster).
@@ -34,6 +40,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -66,6 +73,48 @@ class ScoreRequest:
     """If set, the prediction's views (target frame) are saved here as one PNG row."""
     target_views_path: str | None = None
     """If set and missing, the target's views are saved here as one PNG row."""
+
+
+class RenderJob:
+    """The answer to one :meth:`RenderPool.submit`: one result per request, in input order,
+    filled in by the pool's dispatch thread as the actors finish them."""
+
+    def __init__(self, size: int):
+        self.results: list = [None] * size
+        self.left = size
+        self.error: BaseException | None = None
+        self.finished_at: float | None = None
+        """``time.perf_counter()`` when the last result arrived (None until then)."""
+        self._event = threading.Event()
+        if size == 0:
+            self._finish()
+
+    def _set(self, index: int, value) -> None:
+        self.results[index] = value
+        self.left -= 1
+        if self.left == 0:
+            self._finish()
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.done():
+            self.error = error
+            self._finish()
+
+    def _finish(self) -> None:
+        self.finished_at = time.perf_counter()
+        self._event.set()
+
+    def done(self) -> bool:
+        """Every request answered (or the dispatch failed)."""
+        return self._event.is_set()
+
+    def result(self, timeout: float | None = None) -> list:
+        """Wait for every result; raise if the pool's dispatch failed or was closed first."""
+        if not self._event.wait(timeout):
+            raise TimeoutError(f"{self.left} of {len(self.results)} programs still rendering")
+        if self.error is not None:
+            raise RuntimeError(f"the render pool failed before answering: {self.error!r}") from self.error
+        return self.results
 
 
 class RenderWorker:
@@ -172,6 +221,9 @@ class RenderPool:
         self.targets: dict[str, object] = {}
         self.ray_start_s = 0.0
         self.replaced_actors = 0
+        self._dispatch: _Dispatch | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         sandbox_prefix(self.limits)  # no OpenSCAD or no sandbox: one clear error now, not in every worker
         if self.workers > 0:
             from renderer.cluster import ensure_ray
@@ -200,12 +252,34 @@ class RenderPool:
 
     def score(self, batch: list[ScoreRequest]) -> list:
         """Score every request; one result per request, in input order."""
+        return self.submit(batch).result()
+
+    def submit(self, batch: list[ScoreRequest]) -> RenderJob:
+        """Queue every request and return at once; ``result()`` of the job waits for them.
+
+        The requests join those of earlier jobs still in flight (one dispatch thread, started
+        when work arrives and ended when none is left). With ``workers=0`` they are scored here,
+        before this returns.
+        """
         missing = {r.target_id for r in batch if r.target_id is not None} - set(self.targets)
         if missing:
             raise KeyError(f"unknown target ids (call add_target first): {sorted(missing)[:5]}")
         if self.workers == 0:
-            return [self.local.score(r, [self.targets.get(r.target_id)]) for r in batch]
-        return _Dispatch(self, batch).run()
+            job = RenderJob(len(batch))
+            for i, request in enumerate(batch):
+                job._set(i, self.local.score(request, [self.targets.get(request.target_id)]))
+            return job
+        if not batch:
+            return RenderJob(0)
+        with self._lock:
+            if self._dispatch is not None:
+                job = self._dispatch.add(batch)  # None once that dispatch has run out of work
+                if job is not None:
+                    return job
+            self._dispatch = _Dispatch(self, batch)
+            self._thread = threading.Thread(target=self._dispatch.run, name="render-dispatch", daemon=True)
+            self._thread.start()
+            return self._dispatch.jobs[0]
 
     def actor_pids(self) -> list[int]:
         """Process ids of the live actors (for fault tests)."""
@@ -214,7 +288,12 @@ class RenderPool:
         return ray.get([a.pid.remote() for a in self.actors])
 
     def close(self) -> None:
-        """Stop the actors (the Ray cluster itself stays up for this process)."""
+        """Stop the actors (the Ray cluster itself stays up for this process); a job still in
+        flight raises from ``result()``."""
+        if self._dispatch is not None:
+            self._dispatch.stop()
+            self._thread.join(timeout=10)
+            self._dispatch = self._thread = None
         if self.workers > 0:
             import ray
 
@@ -230,27 +309,89 @@ class RenderPool:
 
 
 class _Dispatch:
-    """One batch through the actors: at most one program per actor, faults retried."""
+    """Submitted requests through the actors: at most one program per actor, faults retried.
+
+    :meth:`run` is the body of the pool's dispatch thread: it returns once nothing is pending or
+    running. :meth:`add` (any thread) appends a job's requests while it runs; the state below is
+    guarded by ``lock``, and only ``ray.wait`` runs outside it.
+    """
+
+    POLL_S = 0.05
+    """Longest wait before a result of a request added during a ``ray.wait`` is collected."""
 
     def __init__(self, pool: RenderPool, batch: list[ScoreRequest]):
         self.pool = pool
-        self.batch = batch
-        self.results: list = [None] * len(batch)
-        self.pending = collections.deque(range(len(batch)))
-        self.attempts = [0] * len(batch)
+        self.lock = threading.Lock()
+        self.batch: list[ScoreRequest] = []
+        self.results: list = []
+        self.owner: list[tuple[RenderJob, int]] = []  # item index -> (its job, its place there)
+        self.jobs: list[RenderJob] = []
+        self.pending: collections.deque = collections.deque()
+        self.attempts: list[int] = []
         self.idle = list(range(len(pool.actors)))
         self.running: dict = {}  # ref -> (item index, actor slot, start time)
+        self.finished = False
+        self._queue(batch)
+
+    def _queue(self, batch: list[ScoreRequest]) -> RenderJob:
+        job = RenderJob(len(batch))
+        start = len(self.batch)
+        self.batch += batch
+        self.results += [None] * len(batch)
+        self.attempts += [0] * len(batch)
+        self.owner += [(job, i) for i in range(len(batch))]
+        self.pending.extend(range(start, start + len(batch)))
+        self.jobs.append(job)
+        return job
+
+    def add(self, batch: list[ScoreRequest]) -> RenderJob | None:
+        """Queue ``batch`` as one job and start what idle actors can take now; None once
+        :meth:`run` has ended (the pool then starts a new dispatch)."""
+        with self.lock:
+            if self.finished:
+                return None
+            job = self._queue(batch)
+            self._submit()
+            return job
 
     def run(self) -> list:
+        """Dispatch until every request is answered (or :meth:`stop`); the results, in order."""
         import ray
 
-        while self.pending or self.running:
-            self._submit()
-            done, _ = ray.wait(list(self.running), num_returns=1, timeout=1.0)
-            for ref in done:
-                self._collect(ref)
-            self._reap_hung()
-        return self.results
+        try:
+            while True:
+                with self.lock:
+                    if not self.finished:
+                        self._submit()
+                    if self.finished or not (self.pending or self.running):
+                        self.finished = True
+                        return self.results
+                    refs = list(self.running)
+                done, _ = ray.wait(refs, num_returns=1, timeout=self.POLL_S)
+                if done:  # and every other one that is ready by now
+                    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+                with self.lock:
+                    if self.finished:
+                        continue
+                    for ref in done:
+                        self._collect(ref)
+                    self._reap_hung()
+        except Exception as error:  # a bug here must reach the caller waiting on result(), not hang it
+            logger.exception("the render pool's dispatch failed")
+            self.stop(error)
+            return self.results
+
+    def stop(self, error: BaseException | None = None) -> None:
+        """End :meth:`run` at its next step; jobs not answered yet raise ``error`` from ``result()``."""
+        with self.lock:
+            self.finished = True
+            for job in self.jobs:
+                job._fail(error or RuntimeError("the render pool was closed"))
+
+    def _answer(self, index: int, value) -> None:
+        self.results[index] = value
+        job, place = self.owner[index]
+        job._set(place, value)
 
     def _submit(self) -> None:
         while self.pending and self.idle:
@@ -265,11 +406,12 @@ class _Dispatch:
 
         index, slot, _ = self.running.pop(ref)
         try:
-            self.results[index] = ray.get(ref)
+            value = ray.get(ref)
         except ray.exceptions.RayActorError as error:
             self._fault(index, slot, f"render worker died: {type(error).__name__}")
             return
         self.idle.append(slot)
+        self._answer(index, value)
 
     def _reap_hung(self) -> None:
         now = time.monotonic()
@@ -289,6 +431,6 @@ class _Dispatch:
         self.attempts[index] += 1
         if self.attempts[index] >= self.pool.max_attempts:
             crashed = InfrastructureFault(Status.CRASHED, stderr=reason)
-            self.results[index] = self.pool.scorer(crashed, None)
+            self._answer(index, self.pool.scorer(crashed, None))
         else:
             self.pending.appendleft(index)

@@ -14,9 +14,8 @@ counts only go wrong for cells whose ray passes through the defect (a cube
 with one side missing still gets IoU 0.65 against the closed cube); because
 it needs no mesh repair and takes a few milliseconds (only cells inside the
 mesh's bounding box are queried); and because the target's grid is computed
-once and reused for every prediction. The price is a
-resolution error of about one cell at each surface, which is large for small
-parts (a cube of 13 cells per side can come out as 14).
+once and reused for every prediction. The price is a resolution error of about
+one cell at each surface, large for small parts (13 cells can come out as 14).
 """
 
 from __future__ import annotations
@@ -91,8 +90,10 @@ def clean_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
     faces = faces[triangle_areas(vertices, faces) > MIN_FACE_AREA]
     if len(faces) == 0:
         return empty
-    used, inverse = np.unique(faces, return_inverse=True)
-    return vertices[used], inverse.reshape(-1, 3).astype(np.int64)
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces] = True
+    renumber = np.cumsum(used, dtype=np.int64) - 1  # what np.unique's inverse gives, without a sort
+    return vertices[used], renumber[faces]
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int = 8192, seed: int = 0) -> np.ndarray:
@@ -227,12 +228,13 @@ def occupancy(
 ) -> np.ndarray:
     """Which cells of the cube ``bounds^3`` have their centre inside the mesh or its surface in them.
 
-    Centres: only cells inside the mesh's bounding box are queried (the rest cannot be
-    inside), via open3d ``RaycastingScene.compute_occupancy``. Surface: the cells that
-    :func:`surface_cells` marks (surface points, 4 per cell area, and the vertices), so a part
-    thinner than a cell (a 2 mm plate in a 48-cell grid) is not an empty grid (two empty grids
-    would score IoU 1 against each other). Parts of the mesh outside the cube are not counted,
-    and cost (almost) nothing: both steps are bounded by the grid, not by the mesh's size.
+    Centres: only cells inside the mesh's bounding box and not already marked as surface are
+    queried (the rest cannot be inside, or are occupied anyway), via open3d
+    ``RaycastingScene.compute_occupancy``. Surface: the cells that :func:`surface_cells` marks
+    (surface points, 4 per cell area, and the vertices), so a part thinner than a cell (a 2 mm
+    plate in a 48-cell grid) is not an empty grid (two empty grids would score IoU 1 against
+    each other). Parts of the mesh outside the cube are not counted, and cost (almost)
+    nothing: both steps are bounded by the grid, not by the mesh's size.
 
     Parameters
     ----------
@@ -254,20 +256,21 @@ def occupancy(
     """
     import open3d as o3d
 
-    grid = np.zeros((resolution,) * 3, dtype=bool)
     if len(faces) == 0:
-        return grid
+        return np.zeros((resolution,) * 3, dtype=bool)
     vertices = np.asarray(vertices, dtype=np.float64)
+    grid = surface_cells(vertices, faces, resolution, bounds)
     axis = grid_axis(resolution, *bounds)
     lo = np.searchsorted(axis, vertices.min(axis=0), side="left")
     hi = np.searchsorted(axis, vertices.max(axis=0), side="right")
     if np.all(hi > lo):  # some cell centres lie in the bounding box
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        points = np.stack(np.meshgrid(*(axis[s] for s in box), indexing="ij"), axis=-1)
-        scene = scene if scene is not None else make_scene(vertices, faces)
-        inside = scene.compute_occupancy(o3d.core.Tensor(points.astype(np.float32)), nthreads=threads)
-        grid[box] = inside.numpy() > 0.5
-    grid |= surface_cells(vertices, faces, resolution, bounds)
+        unknown = ~grid[box]  # surface cells are occupied whatever their centre: not asked
+        points = np.stack(np.meshgrid(*(axis[s] for s in box), indexing="ij"), axis=-1)[unknown]
+        if len(points):
+            scene = scene if scene is not None else make_scene(vertices, faces)
+            inside = scene.compute_occupancy(o3d.core.Tensor(points.astype(np.float32)), nthreads=threads)
+            grid[box][unknown] = inside.numpy() > 0.5  # grid[box] is a view: this sets the grid
     return grid
 
 
@@ -304,15 +307,23 @@ def r2_points(corners: np.ndarray, counts: np.ndarray, start: int, stop: int) ->
     (M, 3, 3)``, ``counts[i]`` on triangle ``i``, in triangle order (any split into ranges gives
     the same points as one call)."""
     ends = np.cumsum(counts)
-    flat = np.arange(start, stop)
-    owner = np.searchsorted(ends, flat, side="right")
-    j = flat - (ends - counts)[owner]  # index within its triangle
+    begins = ends - counts
+    first = int(np.searchsorted(ends, start, side="right"))  # the triangles points start..stop lie on
+    last = int(np.searchsorted(ends, stop - 1, side="right")) + 1 if stop > start else first
+    taken = np.minimum(ends[first:last], stop) - np.maximum(begins[first:last], start)
+    j = np.arange(start, stop) - np.repeat(begins[first:last], taken)  # index within its triangle
     plastic = 1.32471795724474602596  # the plastic number: the R2 sequence steps by 1/p and 1/p^2
-    u, v = (0.5 + j / plastic) % 1.0, (0.5 + j / plastic**2) % 1.0
+    u, v = np.modf(0.5 + j / plastic)[0], np.modf(0.5 + j / plastic**2)[0]  # the exact x % 1.0 (x > 0)
     fold = u + v > 1.0
     u, v = np.where(fold, 1.0 - u, u)[:, None], np.where(fold, 1.0 - v, v)[:, None]
-    a, b, c = corners[owner, 0], corners[owner, 1], corners[owner, 2]
-    return a + u * (b - a) + v * (c - a)
+    a = corners[first:last, 0]
+    points = np.repeat(corners[first:last, 1] - a, taken, axis=0)  # a + u (b - a) + v (c - a), in place
+    points *= u
+    points += np.repeat(a, taken, axis=0)
+    across = np.repeat(corners[first:last, 2] - a, taken, axis=0)
+    across *= v
+    points += across
+    return points
 
 
 def clip_triangles(corners: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -417,9 +428,11 @@ def surface_plan(vertices: np.ndarray, faces: np.ndarray, resolution: int, bound
 
 def _mark(grid: np.ndarray, points: np.ndarray, bounds) -> None:
     """Set the cells of ``grid`` (over ``bounds^3``) that ``points (P, 3)`` fall in."""
-    cell = (bounds[1] - bounds[0]) / grid.shape[0]
-    index = np.floor((points - bounds[0]) / cell).astype(np.int64)
-    index = index[np.all((index >= 0) & (index < grid.shape[0]), axis=1)]
+    index = points - bounds[0]  # floor((points - lo) / cell), in place
+    np.floor(np.divide(index, (bounds[1] - bounds[0]) / grid.shape[0], out=index), out=index)
+    index = index.astype(np.int64)
+    inside = index.view(np.uint64) < grid.shape[0]  # a negative index wraps to a huge one
+    index = index[inside[:, 0] & inside[:, 1] & inside[:, 2]]
     grid[index[:, 0], index[:, 1], index[:, 2]] = True
 
 

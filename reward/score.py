@@ -52,7 +52,7 @@ from reward.geometry import (
     sample_surface,
     surface_chamfer,
 )
-from reward.ssim import masked_ssim
+from reward.ssim import masked_ssim, target_moments
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,17 @@ class PreparedTarget:
             object.__setattr__(self, "_scene", scene)
         return scene
 
+    def ssim_moments(self) -> np.ndarray:
+        """:func:`reward.ssim.target_moments` of the inverted views, computed on first use in this
+        process (never pickled)."""
+        moments = self.__dict__.get("_ssim_moments")
+        if moments is None:
+            moments = target_moments(1.0 - self.images)
+            object.__setattr__(self, "_ssim_moments", moments)
+        return moments
+
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_scene"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_scene", "_ssim_moments")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -270,8 +279,10 @@ def _score_mesh(
 ) -> tuple[RewardBreakdown, np.ndarray]:
     """Score a usable mesh (already in the target frame); the breakdown and the rendered views."""
     scene = make_scene(mesh.vertices, mesh.faces)  # one scene: views, distances, occupancy
-    views = render_scene(scene, target.cameras, target.size, threads)
-    ssim_term = masked_ssim(1.0 - views.images, 1.0 - target.images, views.masks | target.masks)
+    views = render_scene(scene, target.cameras, target.size, threads, mesh.vertices)
+    ssim_term = masked_ssim(
+        1.0 - views.images, 1.0 - target.images, views.masks | target.masks, target.ssim_moments()
+    )
     points = sample_surface(mesh.vertices, mesh.faces, len(target.points), target.seed)
     distance = surface_chamfer(points, scene, target.points, target.scene(), threads)
     resolution = target.occupancy.shape[0]

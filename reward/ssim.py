@@ -6,19 +6,25 @@ covariance, ``K1 = 0.01``, ``K2 = 0.03``, and images in [0, 1]
 with exactly those settings, per view, averaged over views: the reference.
 
 :func:`ssim_maps` computes the same per-pixel map for every view at once (one
-``scipy.ndimage.gaussian_filter`` call over the stacked local moments), and
+Gaussian filtering of the stacked local moments, as matrix products), and
 :func:`masked_ssim` averages it over a region of interest. The reward uses the
 masked form because on our renders most pixels are white background: on the
 flange example (a part covering 18% of the pixels) the whole-image mean gives
 a blank render 0.83, more than the same part moved by a sixth of its diagonal
 gets (0.73). Averaging only where either silhouette lies removes that bonus
 for drawing nothing.
+
+The target's two local moments do not depend on the prediction:
+:func:`target_moments` filters them once per target, and both functions take
+them instead of filtering them again (the same values; 3 filtered images per
+view instead of 5).
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 SIGMA = 1.5
@@ -67,7 +73,51 @@ def ssim(pred_images: np.ndarray, target_images: np.ndarray) -> float:
     return float(np.mean(per_view))
 
 
-def ssim_maps(pred_images: np.ndarray, target_images: np.ndarray) -> np.ndarray:
+def _blur(stack: np.ndarray) -> np.ndarray:
+    """The Gaussian window's local mean of each image of ``stack (K, H, W) float32``.
+
+    ``scipy.ndimage.gaussian_filter(stack, (0, SIGMA, SIGMA), mode="reflect", truncate=TRUNCATE)``
+    to float32 rounding (1e-7), as two matrix products with :func:`_window_matrix`: twice as fast.
+    """
+    return np.matmul(np.matmul(_window_matrix(stack.shape[1]), stack), _window_matrix(stack.shape[2]).T)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_matrix(n: int) -> np.ndarray:
+    """``(n, n) float32``: ``matrix @ column`` filters a column of ``n >= RADIUS`` pixels with the
+    Gaussian window, reflected at the ends (``d c b a | a b c d | d c b a``, scipy's "reflect")."""
+    offsets = np.arange(-RADIUS, RADIUS + 1)
+    weights = np.exp(-0.5 * (offsets / SIGMA) ** 2)
+    taps = (np.arange(n)[:, None] + offsets).ravel()
+    taps = np.where(taps < 0, -taps - 1, np.where(taps >= n, 2 * n - taps - 1, taps))
+    matrix = np.zeros((n, n))
+    np.add.at(matrix, (np.repeat(np.arange(n), len(offsets)), taps), np.tile(weights / weights.sum(), n))
+    matrix = matrix.astype(np.float32)
+    matrix.flags.writeable = False
+    return matrix
+
+
+def target_moments(target_images: np.ndarray) -> np.ndarray:
+    """The local mean and local mean of squares of each target view, whole views.
+
+    Parameters
+    ----------
+    target_images : (V, H, W) float
+        Grayscale views in [0, 1].
+
+    Returns
+    -------
+    (2, V, H, W) float32
+        What :func:`ssim_maps` would filter for the target; cropping it equals filtering the crop
+        wherever the window stays inside the crop (all that :func:`masked_ssim` averages).
+    """
+    y = np.asarray(target_images, dtype=np.float32)
+    return np.stack(np.split(_blur(np.concatenate([y, y * y])), 2))
+
+
+def ssim_maps(
+    pred_images: np.ndarray, target_images: np.ndarray, moments: np.ndarray | None = None
+) -> np.ndarray:
     """Per-pixel SSIM of each view, vectorised over views.
 
     Equal (to float32 rounding) to scikit-image's ``structural_similarity(...,
@@ -77,6 +127,8 @@ def ssim_maps(pred_images: np.ndarray, target_images: np.ndarray) -> np.ndarray:
     ----------
     pred_images, target_images : (V, H, W) float
         Grayscale views in [0, 1].
+    moments : (2, V, H, W) float32, optional
+        :func:`target_moments` of ``target_images``, if already computed.
 
     Returns
     -------
@@ -87,13 +139,11 @@ def ssim_maps(pred_images: np.ndarray, target_images: np.ndarray) -> np.ndarray:
     y = np.asarray(target_images, dtype=np.float32)
     _check_views(x, y)
 
-    moments = ndimage.gaussian_filter(  # one call for all five local moments
-        np.concatenate([x, y, x * x, y * y, x * y]),
-        sigma=(0.0, SIGMA, SIGMA),
-        truncate=TRUNCATE,
-        mode="reflect",
-    )
-    mu_x, mu_y, xx, yy, xy = np.split(moments, 5)
+    if moments is None:  # one call for all five local moments
+        mu_x, mu_y, xx, yy, xy = np.split(_blur(np.concatenate([x, y, x * x, y * y, x * y])), 5)
+    else:
+        mu_x, xx, xy = np.split(_blur(np.concatenate([x, x * x, x * y])), 3)
+        mu_y, yy = moments
     var_x = xx - mu_x * mu_x
     var_y = yy - mu_y * mu_y
     cov_xy = xy - mu_x * mu_y
@@ -103,7 +153,12 @@ def ssim_maps(pred_images: np.ndarray, target_images: np.ndarray) -> np.ndarray:
     return numerator / denominator
 
 
-def masked_ssim(pred_images: np.ndarray, target_images: np.ndarray, masks: np.ndarray) -> float:
+def masked_ssim(
+    pred_images: np.ndarray,
+    target_images: np.ndarray,
+    masks: np.ndarray,
+    moments: np.ndarray | None = None,
+) -> float:
     """Mean SSIM over a region of interest in each view, averaged over views.
 
     Only the bounding box of the masks (plus the window radius) is filtered,
@@ -117,6 +172,8 @@ def masked_ssim(pred_images: np.ndarray, target_images: np.ndarray, masks: np.nd
         Pixels to average over (the reward passes the union of both
         silhouettes). The :data:`RADIUS`-pixel border is always left out, as in
         :func:`ssim`.
+    moments : (2, V, H, W) float32, optional
+        :func:`target_moments` of ``target_images`` (whole views), if already computed.
 
     Returns
     -------
@@ -139,7 +196,8 @@ def masked_ssim(pred_images: np.ndarray, target_images: np.ndarray, masks: np.nd
         slice(rows[0] - RADIUS, rows[-1] + RADIUS + 1),
         slice(cols[0] - RADIUS, cols[-1] + RADIUS + 1),
     )
-    maps = ssim_maps(pred_images[box], target_images[box])
+    cropped = None if moments is None else moments[(slice(None), *box)]
+    maps = ssim_maps(pred_images[box], target_images[box], cropped)
     weights = roi[box]
     counts = weights.sum(axis=(1, 2))
     sums = np.where(weights, maps, 0.0).sum(axis=(1, 2), dtype=np.float64)

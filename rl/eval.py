@@ -7,23 +7,37 @@ Commands::
     python -m rl.eval --checkpoint runs/sft/final --split test_ood --k 0    # greedy only
     python -m rl.eval --checkpoint runs/ppo/final --split test              # the run's reward settings
     python -m rl.eval --checkpoint runs/sft/final --split test --reward_from runs/ppo   # the same ones
+    python -m rl.eval --checkpoint runs/ppo/final --split test --k 0 --refine 200       # greedy, refined
+    python -m rl.eval --checkpoint runs/ppo/final --split test --k 0 --refine 200 --against mesh
     python -m rl.eval --help
 
 For every image of the split the policy decodes one greedy program and ``k`` sampled ones;
 each is run by OpenSCAD and scored on a :class:`renderer.pool.RenderPool` against the
 image's target mesh with one set of reward settings (:func:`configs.reward.resolve`:
 ``--reward_from``, else those the checkpoint's PPO run trained with, else the defaults; the
-command prints which). Best-of-k keeps the sampled program with the highest reward (an oracle
-pick: it uses the target, as cadrille's best-of-k does). Writes into ``--out`` (default
+command prints which). Best-of-k keeps the sampled program with the highest reward (an **oracle**
+pick: it uses the target, as cadrille's best-of-k does). The **selected** program is what
+inference without the target keeps (``rl.predict``): among the greedy and the ``k`` sampled
+programs, the one whose render agrees best with the input (:func:`rl.refine.pick`;
+``--against image``: the input picture, ``mesh``: the target mesh given as an input, as
+``rl.predict --mesh``). ``--refine N`` then tunes the selected program's numeric literals
+against the same input (:func:`rl.refine.refine`, at most N renders and ``--refine_seconds`` per
+image) and scores the refined program like the others. Writes into ``--out`` (default
 ``<checkpoint>/eval_<split>``):
 
 - ``records.jsonl``: one :class:`reward.records.SampleRecord` per program (``extra`` holds
-  mode greedy/sample, sample index, family, best_of_k, the protocol's cd and iou), with the
-  views of the prediction and of the target as PNGs under ``views/``;
-- ``metrics.json``: for ``greedy`` and ``best_of_k``: the target-frame figures of
+  mode greedy/sample/refined, sample index, family, best_of_k, selected, agreement, the
+  protocol's cd and iou; a refined record also the refinement: agreement before and after,
+  renders, seconds, literals changed), with the views of the prediction and of the target as
+  PNGs under ``views/``;
+- ``metrics.json``: for ``greedy``, ``selected`` (k > 0), ``best_of_k`` (the oracle) and
+  ``refined`` (``--refine``): the target-frame figures of
   :func:`reward.protocol_scorer.summarise_breakdowns` (invalid ratio, reward, mean and median IoU, SSIM and
   chamfer distance over valid programs) and ``protocol`` (:func:`reward.metrics.summarise`:
-  ``ir``, ``cd_median_x1e3``, ``iou_mean``), plus per-family figures and timings; and what
+  ``ir``, ``cd_median_x1e3``, ``iou_mean``), plus per-family figures and timings; with
+  ``--refine``, ``refine``: the selected (before) and refined (after) figures on the same targets,
+  paired mean differences per target, seconds and renders per image (paired bootstrap intervals:
+  ``bench/refine.py``, which reads these records); and what
   :mod:`rl.compare` checks before pairing two evaluations: the corpus (absolute path), split,
   ``limit`` and ``n_images``, decoding (``k``, ``temperature``, ``top_p``, ``max_new_tokens``), the reward
   settings (``reward``, with ``reward_source``) and ``protocol_settings``;
@@ -46,9 +60,17 @@ from configs.reward import resolve as resolve_reward
 from renderer.errors import RendererUnavailable
 from rl.checkpoint import check_image_size, load_checkpoint, resolve_corpus
 from rl.files import write_json
+from rl.refine import RefineSettings, pick, refine
 from rl.runtime import quiet_libraries, set_threads
 
 PROG = "rl.eval"
+PICKS = {
+    "greedy": "the greedy program",
+    "selected": "among greedy + k sampled, best agreement with the input (rl.refine.pick), not the target",
+    "best_of_k": "ORACLE: the sampled program with the highest reward against the hidden target",
+    "refined": "the selected program (greedy when k = 0) after rl.refine.refine against the input",
+}
+"""What each figure of ``metrics.json`` is computed on."""
 
 
 def load_rows(corpus_dir: str, split: str, limit: int | None):
@@ -73,7 +95,7 @@ def _record(row, mode: str, index: int, text: str, scored, config: EvalConfig):
         views = {"target_views": f"views/{row['id']}_target.png",
                  "pred_views": f"views/{record_id.replace('/', '_')}.png"}
     protocol = scored.protocol
-    extra = {"mode": mode, "sample": index, "family": row["family"], "best_of_k": False,
+    extra = {"mode": mode, "sample": index, "family": row["family"], "best_of_k": False, "selected": False,
              "protocol_valid": bool(protocol.get("valid")), "protocol_cd": protocol.get("cd"),
              "protocol_iou": protocol.get("iou"), "protocol_status": protocol.get("status"),
              "infrastructure": bool(getattr(scored.breakdown, "infrastructure", False))}
@@ -102,6 +124,137 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str)
     scored = pool.score(requests)
     return [_record(rows[i], mode, s, text, result, config)
             for (i, mode, s, text), result in zip(programs, scored, strict=True)]
+
+
+def select_and_refine(dataset, corpus_dir: str, records: list, config: EvalConfig, out: str) -> list:
+    """Mark each target's selected program among ``records`` (``extra["selected"]``; each program's
+    ``extra["agreement"]``), on a render pool of :class:`reward.agreement.AgreementScorer` against
+    the input (``config.against``); with ``config.refine``, refine it there. Returns
+    ``(row, selected record, RefineResult)`` of each refined target."""
+    from tqdm.auto import tqdm
+
+    from corpus.dataset import load_mesh
+    from renderer.pool import RenderPool
+    from reward.agreement import AgreementScorer, picture_of
+
+    settings = RefineSettings(renders=max(config.refine, 1), seconds=config.refine_seconds,
+                              optimiser=config.refine_optimiser, seed=config.seed)
+    by_target: dict[str, list] = {}
+    for record in records:
+        by_target.setdefault(record.target_id, []).append(record)  # greedy first, as decoded
+    refined = []
+    desc = f"{PROG} refine" if config.refine else f"{PROG} select"
+    agreement = RenderPool(AgreementScorer(), workers=config.render_workers, ray_address=config.ray_address)
+    with agreement as pool, \
+            tqdm(total=len(dataset), desc=desc, unit="image", dynamic_ncols=True) as bar:
+        for i in range(len(dataset)):
+            row = dataset[i]
+            if config.against == "image":
+                pool.add_target(row["id"], picture_of(row["image"]), None)
+            else:  # the mesh given as the input, as rl.predict --mesh
+                pool.add_target(row["id"], None, load_mesh(corpus_dir, row))
+            group = by_target[row["id"]]
+            index, agreements = pick(pool, row["id"], [r.code for r in group])
+            for record, agreement in zip(group, agreements, strict=True):
+                record.extra["agreement"] = agreement.total
+            group[index].extra["selected"] = True
+            if config.refine:
+                result = refine(group[index].code, pool, row["id"], settings, start=agreements[index],
+                                progress=False)
+                refined.append((row, group[index], result))
+            bar.update(1)
+    return refined
+
+
+def score_refined(pool, corpus_dir: str, refined: list, config: EvalConfig, out: str) -> list:
+    """The records of the refined programs of :func:`select_and_refine`, scored on ``pool`` as
+    the decoded ones (``extra``: the refinement's agreement before and after, renders, seconds)."""
+    from corpus.dataset import load_mesh
+    from renderer.pool import ScoreRequest
+
+    requests = []
+    for row, _, result in refined:
+        pool.add_target(row["id"], *load_mesh(corpus_dir, row))
+        paths = {}
+        if config.views:
+            paths = {"views_path": os.path.join(out, "views", f"{row['id']}_refined.png"),
+                     "target_views_path": os.path.join(out, "views", f"{row['id']}_target.png")}
+        requests.append(ScoreRequest(result.code, row["id"], **paths))
+    records = []
+    for (row, before, result), scored in zip(refined, pool.score(requests), strict=True):
+        record = _record(row, "refined", 0, result.code, scored, config)
+        record.extra.update({
+            "refined_from": before.id, "agreement": result.best.total,
+            "agreement_before": result.start.total, "refine_renders": result.renders,
+            "refine_seconds": result.seconds, "refine_stopped": result.stopped,
+            "literals": result.literals, "literals_changed": len(result.changed)})
+        records.append(record)
+    return records
+
+
+def _protocol_iou(record) -> float:
+    return (record.extra["protocol_iou"] or 0.0) if record.extra["protocol_valid"] else 0.0
+
+
+def _protocol_cd(record) -> float | None:
+    return record.extra["protocol_cd"] * 1e3 if record.extra["protocol_valid"] else None
+
+
+PAIRED_REFINE = {  # label: the value of a record, None where it has none (both sides must have one)
+    "agreement": lambda r: r.extra.get("agreement"),
+    "protocol IoU (invalid = 0)": _protocol_iou,
+    "protocol CD x1e3": _protocol_cd,
+    "SSIM": lambda r: r.ssim if r.valid > 0 else None,
+    "IoU, target frame": lambda r: r.iou if r.valid > 0 else None,
+}
+"""The figures :func:`refine_summary` pairs per target (``bench/refine.py`` adds their intervals)."""
+
+
+def refine_pairs(records: list) -> tuple[list, list]:
+    """``(before, after)``: the selected and the refined record of each refined target, in target
+    order (a target the render pool failed on either side is left out)."""
+    def usable(record) -> bool:
+        return not record.extra.get("infrastructure")
+
+    after = {r.target_id: r for r in records if r.extra["mode"] == "refined" and usable(r)}
+    before = {r.target_id: r for r in records if r.extra["selected"] and r.target_id in after and usable(r)}
+    targets = sorted(before)
+    return [before[t] for t in targets], [after[t] for t in targets]
+
+
+def refine_summary(records: list, protocol: bool = True) -> dict:
+    """Before (the selected programs) and after (their refined programs), on the same targets:
+    figures, paired mean differences per target, and the refinement's seconds and renders."""
+    import numpy as np
+
+    before, after = refine_pairs(records)
+    if not before:
+        return {"n": 0, "before": None, "after": None, "paired": {}}
+    paired = {}
+    for label, value in PAIRED_REFINE.items():
+        if label.startswith("protocol") and not protocol:
+            continue
+        pairs = [(value(b), value(a)) for b, a in zip(before, after, strict=True)]
+        pairs = np.array([p for p in pairs if None not in p], dtype=float).reshape(-1, 2)
+        if len(pairs):
+            paired[label] = {"n": len(pairs), "before": float(pairs[:, 0].mean()),
+                             "after": float(pairs[:, 1].mean()),
+                             "difference": float(np.mean(pairs[:, 1] - pairs[:, 0]))}
+    seconds = np.array([r.extra["refine_seconds"] for r in after])
+    renders = np.array([r.extra["refine_renders"] for r in after])
+    stopped: dict[str, int] = {}
+    for record in after:
+        stopped[record.extra["refine_stopped"]] = stopped.get(record.extra["refine_stopped"], 0) + 1
+    return {
+        "n": len(before),
+        "before": figures_of(before, protocol),
+        "after": figures_of(after, protocol),
+        "paired": paired,
+        "seconds_per_image": {"mean": float(seconds.mean()), "max": float(seconds.max())},
+        "renders_per_image": {"mean": float(renders.mean()), "max": int(renders.max())},
+        "stopped": dict(sorted(stopped.items())),
+        "changed_programs": sum(a.code != b.code for b, a in zip(before, after, strict=True)),
+    }
 
 
 def mark_best_of_k(records: list) -> list:
@@ -177,19 +330,23 @@ def run(config: EvalConfig) -> dict:
     out = config.out or os.path.join(config.checkpoint, f"eval_{config.split}")
     os.makedirs(out, exist_ok=True)
     scorer = ProtocolScorer(Scorer(weights, threads=1), protocol=config.protocol)
-    pool = RenderPool(scorer, workers=config.render_workers)
     records = []
-    try:
-        with tqdm(total=len(dataset), desc=PROG, unit="image", dynamic_ncols=True) as bar:
-            for start in range(0, len(dataset), config.batch_size):
-                rows = [dataset[i] for i in range(start, min(start + config.batch_size, len(dataset)))]
-                for row in rows:
-                    pool.add_target(row["id"], *load_mesh(corpus_dir, row))
-                records += evaluate_batch(policy, pool, rows, config, out)
-                bar.update(len(rows))
-    finally:
-        pool.close()
+    with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool, \
+            tqdm(total=len(dataset), desc=PROG, unit="image", dynamic_ncols=True) as bar:
+        for start in range(0, len(dataset), config.batch_size):
+            rows = [dataset[i] for i in range(start, min(start + config.batch_size, len(dataset)))]
+            for row in rows:
+                pool.add_target(row["id"], *load_mesh(corpus_dir, row))
+            records += evaluate_batch(policy, pool, rows, config, out)
+            bar.update(len(rows))
+    inference = config.k > 0 or config.refine > 0  # a selected program, and maybe its refinement
+    if inference:  # one pool at a time: each pool's actors take every CPU
+        refined = select_and_refine(dataset, corpus_dir, records, config, out)
+        if refined:
+            with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool:
+                records += score_refined(pool, corpus_dir, refined, config, out)
     greedy = [r for r in records if r.extra["mode"] == "greedy"]
+    selected = [r for r in records if r.extra["selected"]]
     best = mark_best_of_k(records)
     records_path = write_records(os.path.join(out, "records.jsonl"), records)
     seconds = time.perf_counter() - started
@@ -206,11 +363,20 @@ def run(config: EvalConfig) -> dict:
         "reward": as_dict(weights),
         "reward_source": reward_source,
         "protocol_settings": dict(PROTOCOL) if config.protocol else None,
+        "against": config.against if inference else None,
+        "picks": PICKS,
         "greedy": figures_of(greedy, config.protocol),
+        "selected": figures_of(selected, config.protocol) if config.k and selected else None,
         "best_of_k": figures_of(best, config.protocol) if best else None,
+        "refined": None,
+        "refine": None,
         "per_family_greedy": per_family(greedy),
         "timing": {"seconds": seconds, "programs": len(records), "programs_per_s": len(records) / seconds},
     }
+    if config.refine:
+        metrics["refine"] = {"renders": config.refine, "seconds": config.refine_seconds,
+                             "optimiser": config.refine_optimiser, **refine_summary(records, config.protocol)}
+        metrics["refined"] = metrics["refine"]["after"]
     write_json(os.path.join(out, "metrics.json"), metrics)
     title = f"rl.eval {config.checkpoint} on {config.split}"
     metrics["report"] = build_report(records_path, out, title=title, reward=metrics["reward"],
@@ -221,16 +387,27 @@ def run(config: EvalConfig) -> dict:
 
 def _describe(metrics: dict) -> str:
     lines = []
-    for mode in ("greedy", "best_of_k"):
+    labels = {"greedy": "greedy", "selected": "selected", "best_of_k": "best_of_k (oracle)",
+              "refined": "refined"}
+    for mode, label in labels.items():
         m = metrics.get(mode)
         if m:
             p = m["protocol"] or {"ir": None, "cd_median_x1e3": None, "iou_mean": None}
             lines.append(
-                f"{PROG}: {mode:9s} IR {fmt(m['invalid_ratio'])}  IoU mean {fmt(m['iou_mean'])} "
+                f"{PROG}: {label:18s} IR {fmt(m['invalid_ratio'])}  IoU mean {fmt(m['iou_mean'])} "
                 f"median {fmt(m['iou_median'])}  SSIM {fmt(m['ssim_mean'])}  reward {fmt(m['reward_mean'])}  "
                 f"| protocol IR {fmt(p['ir'])} CD x1e3 median {fmt(p['cd_median_x1e3'])} "
                 f"IoU {fmt(p['iou_mean'])}"
             )
+    if metrics.get("refine"):
+        r = metrics["refine"]
+        paired = "  ".join(f"{label} {p['before']:.3f} -> {p['after']:.3f} ({p['difference']:+.3f})"
+                           for label, p in r["paired"].items())
+        lines.append(f"{PROG}: refine (--against {metrics['against']}), {r['n']} paired targets: {paired}")
+        if r["n"]:
+            lines.append(f"{PROG}: refine {r['seconds_per_image']['mean']:.1f} s and "
+                         f"{r['renders_per_image']['mean']:.0f} renders per image; "
+                         f"{r['changed_programs']} programs changed")
     lines.append(f"{PROG}: {metrics['n_images']} images in {metrics['timing']['seconds']:.0f} s; "
                  f"metrics and report in {metrics['out']}")
     return "\n".join(lines)

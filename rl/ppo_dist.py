@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import os
 
-from configs.cli import UsageError
 from configs.ppo import PPOConfig
+from renderer.cluster import check_gpus, ensure_ray
 from rl.files import write_json
 from rl.ppo_run import SUMMARY, train
 from rl.ray_harness import fit, rank_output, report_back
@@ -45,20 +45,8 @@ def worker_loop(loop_config: dict) -> None:
     report_back(run_dir, world.rank, {"param_checksum": summary["param_checksum"], "summary": summary})
 
 
-def check_gpus(wanted: int) -> None:
-    """A :class:`configs.cli.UsageError` when the Ray cluster has fewer than ``wanted`` GPUs
-    (Ray would wait)."""
-    import ray
-
-    have = int(ray.cluster_resources().get("GPU", 0))
-    if wanted > have:
-        raise UsageError(f"--gpus {wanted}: the Ray cluster has {have} GPU(s); use --gpus {have} "
-                         "or --ray_workers N for CPU learners")
-
-
 def run_distributed(config: PPOConfig) -> dict:
     """Train with ``config.world_size`` Ray Train learners; rank 0's summary plus every rank's checksum."""
-    from renderer.cluster import ensure_ray
     from rl.checkpoint import resolve_corpus
 
     world_size = config.world_size

@@ -8,6 +8,15 @@ toy reward so the policy math is checked without OpenSCAD)::
     learner = Learner(policy, optimizer, kl_ctl, config, PoolRewarder(pool, corpus_dir))
     metrics, records = iterate(learner, rows, iteration=1, records_dir=None)
 
+Rendering overlaps learning, and PPO stays exactly on-policy (:mod:`rl.ppo_rollout`): the
+batch's images are sampled in ``rollout_chunks`` chunks and each chunk goes to the render pool as
+soon as it is sampled, so OpenSCAD renders chunk i while the policy samples chunk i+1, and renders
+the last chunk while the rollout and reference log-probs and values are computed. No parameter
+changes in between, and the advantages and the update wait for every score: staleness 0.
+``timing_s/render`` is what rendering still costs the learner, its wait on the pool
+(``timing_s/learner_idle_frac`` of the iteration; ``timing_s/{generate,render,update}`` add up
+to the iteration); ``timing_s/render_span`` is how long the pool worked on the batch, overlapped.
+
 Log-probs of the update, of the rollout policy (``old``, recomputed after sampling, as veRL
 does) and of the reference all come from the same full forward pass at the sampling
 temperature, so before the first update the KL to the reference is exactly 0.
@@ -25,7 +34,6 @@ by itself (syntax, timeout, too large, forbidden, an OpenSCAD crash) keeps the p
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -36,18 +44,22 @@ import torch
 
 from configs.ppo import PPOConfig
 from policies.base import Policy, mask_suppressed, token_logprobs
-from reward.records import SampleRecord
 from reward.score import RewardBreakdown
 from rl import core_algos as algos
+from rl.ppo_rollout import Scoring, sample_and_submit
 
 if TYPE_CHECKING:  # only named in annotations
     from rl.world import World
 
-TRUNCATED = "truncated"
-
 
 class Rewarder(Protocol):
-    """What :func:`iterate` needs from a reward: the real one is :class:`PoolRewarder`."""
+    """What :func:`iterate` needs from a reward: the real one is :class:`PoolRewarder`.
+
+    A rewarder may also offer ``submit(codes, rows, views)``, which returns at once a job whose
+    ``result()`` waits for the breakdowns (and whose ``finished_at`` is when they were all in):
+    then rendering overlaps sampling. With ``score`` alone, the batch is scored in one call once
+    it is all sampled, on the learner's clock.
+    """
 
     invalid_penalty: float
     """The total of a program the length guard stops unrendered."""
@@ -71,6 +83,10 @@ class PoolRewarder:
         self, codes: list[str], rows: list, views: list[tuple[str, str] | None]
     ) -> list[RewardBreakdown]:
         """One breakdown per program; ``views[i]`` = (prediction PNG, target PNG) paths or None."""
+        return self.submit(codes, rows, views).result()
+
+    def submit(self, codes: list[str], rows: list, views: list[tuple[str, str] | None]):
+        """:meth:`score` without waiting: a :class:`renderer.pool.RenderJob` of the breakdowns."""
         from corpus.dataset import load_mesh
         from renderer.pool import ScoreRequest
 
@@ -79,7 +95,7 @@ class PoolRewarder:
                 self.pool.add_target(row["id"], *load_mesh(self.corpus_dir, row))
         requests = [ScoreRequest(code, row["id"], *(paths or (None, None)))
                     for code, row, paths in zip(codes, rows, views, strict=True)]
-        return self.pool.score(requests)
+        return self.pool.submit(requests)
 
 
 @dataclass
@@ -98,12 +114,6 @@ class Learner:
     """Scores the sampled programs."""
     world: World | None = None
     """:class:`rl.world.World` when this is one of several data-parallel learners."""
-
-
-def truncation_breakdown(penalty: float) -> RewardBreakdown:
-    """The length guard's verdict on a program that hit max_new_tokens without eos."""
-    return RewardBreakdown(total=penalty, ssim=0.0, chamfer=0.0, iou=0.0, valid=0.0, status=TRUNCATED,
-                           seconds=0.0, detail="hit max_new_tokens without eos (length guard)")
 
 
 def duplicate_fraction(texts: list[str], target_ids: list[str]) -> float:
@@ -146,34 +156,14 @@ def _entropy(logits: torch.Tensor, temperature: float, suppressed: list[int]) ->
 
 
 def score_samples(learner: Learner, rollout, rows: list, k: int, iteration: int, records_dir: str | None):
-    """Breakdowns of every program (length guard applied) and, with ``records_dir``, their records."""
+    """Breakdowns of every program (length guard applied), truncation flags and, with
+    ``records_dir``, their records: one :class:`rl.ppo_rollout.Scoring` of the whole rollout."""
     config = learner.config
-    eos = torch.tensor(learner.policy.eos_ids)
-    truncated = (~torch.isin(rollout.tokens.cpu(), eos).any(dim=1)).tolist()
-    targets = [rows[i // k] for i in range(len(rollout.texts))]
-    views = [None] * len(targets)
-    if records_dir:
-        folder = os.path.join(records_dir, "views")
-        views = [(os.path.join(folder, f"{row['id']}_s{i}.png"),
-                  os.path.join(folder, f"{row['id']}_target.png")) for i, row in enumerate(targets)]
-    guarded = [config.length_guard and cut for cut in truncated]
-    todo = [i for i, g in enumerate(guarded) if not g]
-    scored = learner.rewarder.score([rollout.texts[i] for i in todo], [targets[i] for i in todo],
-                                    [views[i] for i in todo]) if todo else []
-    breakdowns = [truncation_breakdown(learner.rewarder.invalid_penalty)] * len(targets)
-    for i, breakdown in zip(todo, scored, strict=True):
-        breakdowns[i] = breakdown
-    records = []
-    if records_dir:
-        for i, (row, breakdown) in enumerate(zip(targets, breakdowns, strict=True)):
-            paths = {"target_views": f"views/{row['id']}_target.png",
-                     "pred_views": None if guarded[i] else f"views/{row['id']}_s{i}.png"}
-            extra = {"iteration": iteration, "batch_index": i // k, "sample": i % k,
-                     "truncated": truncated[i], "tokens": int(rollout.mask[i].sum()),
-                     "infrastructure": breakdown.infrastructure}
-            records.append(SampleRecord.from_breakdown(f"it{iteration}/{row['id']}/s{i}", row["id"],
-                                                       rollout.texts[i], breakdown, **paths, extra=extra))
-    return breakdowns, truncated, records
+    scoring = Scoring(learner.rewarder, learner.policy.eos_ids, config.length_guard, rows, k, records_dir)
+    scoring.submit(rollout)
+    breakdowns = scoring.collect()
+    records = scoring.records(rollout, breakdowns, iteration) if records_dir else []
+    return breakdowns, scoring.truncated, records
 
 
 @dataclass
@@ -224,6 +214,12 @@ def advantages_of(config: PPOConfig, scores, mask, kl, kl_coef, values, index):
 
 def build_batch(learner: Learner, rows: list, rollout, breakdowns: list[RewardBreakdown]) -> Batch:
     """Old, reference and value passes over ``rollout``, the KL, and the advantages of the scores."""
+    return finish_batch(learner, rows, rollout_passes(learner, rows, rollout), breakdowns)
+
+
+def rollout_passes(learner: Learner, rows: list, rollout) -> tuple:
+    """What the batch needs before any score: ``(prompts, tokens, mask, old_log_prob,
+    ref_log_prob, values)`` of ``rollout``'s ``N = len(rows) * k`` programs, (N, T) on the CPU."""
     policy, config = learner.policy, learner.config
     tokens, mask = rollout.tokens.cpu(), rollout.mask.cpu()
     prompts = policy.prompt_inputs([row["image"] for row in rows for _ in range(config.k)])
@@ -231,6 +227,13 @@ def build_batch(learner: Learner, rows: list, rollout, breakdowns: list[RewardBr
     old_log_prob, values = _scores_pass(policy, prompts, tokens, mask, config.temperature, chunk)
     with policy.reference():
         ref_log_prob, _ = _scores_pass(policy, prompts, tokens, mask, config.temperature, chunk)
+    return prompts, tokens, mask, old_log_prob, ref_log_prob, values
+
+
+def finish_batch(learner: Learner, rows: list, passes: tuple, breakdowns: list[RewardBreakdown]) -> Batch:
+    """The :class:`Batch` of :func:`rollout_passes`' output: the KL, and the advantages of the scores."""
+    config = learner.config
+    prompts, tokens, mask, old_log_prob, ref_log_prob, values = passes
     kl = algos.kl_penalty(old_log_prob, ref_log_prob, config.kl_estimator).masked_fill(~mask, 0.0)
     counted = torch.tensor([not b.infrastructure for b in breakdowns], dtype=torch.bool)
     loss_mask = mask & counted.unsqueeze(-1)
@@ -312,12 +315,12 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
     max_len = config.max_new_tokens or policy.config.max_new_tokens
     started = time.perf_counter()
     policy.eval()
-    rollout = policy.sample([row["image"] for row in rows], n=k, max_new_tokens=max_len,
-                            temperature=config.temperature, top_p=config.top_p)
-    generated = time.perf_counter()
-    breakdowns, truncated, records = score_samples(learner, rollout, rows, k, iteration, records_dir)
-    rendered = time.perf_counter()
-    batch = build_batch(learner, rows, rollout, breakdowns)
+    scoring = Scoring(learner.rewarder, policy.eos_ids, config.length_guard, rows, k, records_dir)
+    rollout, generate_s = sample_and_submit(policy, config, rows, scoring)
+    passes = rollout_passes(learner, rows, rollout)  # needs no score: the last chunk renders meanwhile
+    breakdowns = scoring.collect()
+    records = scoring.records(rollout, breakdowns, iteration) if records_dir else []
+    batch = finish_batch(learner, rows, passes, breakdowns)
     losses = update(learner, batch, max_len)
     kl_per_program = batch.kl.sum(dim=-1)
     kl_mean = float(kl_per_program.mean())
@@ -334,7 +337,7 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
         "reward/iou/mean": _mean([b.iou for b in scored]),
         "reward/invalid_frac": _mean([b.valid <= 0 for b in scored]),
         "reward/infra_failed_frac": _mean([b.infrastructure for b in breakdowns]),
-        "reward/truncated_frac": _mean(truncated),
+        "reward/truncated_frac": _mean(scoring.truncated),
         "reward/duplicate_frac": duplicate_fraction(rollout.texts, [r["id"] for r in rows for _ in range(k)]),
         **losses,
         "losses/explained_var": batch.explained_var,
@@ -343,8 +346,10 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
         "kl/coef": batch.kl_coef,
         "charts/response_tokens": float(batch.mask.sum(dim=1).float().mean()),
         "charts/samples_per_s": len(breakdowns) / (done - started),
-        "timing_s/generate": generated - started,
-        "timing_s/render": rendered - generated,
-        "timing_s/update": done - rendered,
+        "timing_s/generate": generate_s,
+        "timing_s/render": scoring.wait_s,
+        "timing_s/update": done - started - generate_s - scoring.wait_s,
+        "timing_s/render_span": scoring.span_s(),
+        "timing_s/learner_idle_frac": scoring.wait_s / (done - started),  # a share: with its timings
     }
     return metrics, records

@@ -160,7 +160,7 @@ def _pool_rewarder(config: PPOConfig, corpus_dir: str | None):
     from rl.ppo_loop import PoolRewarder
 
     pool = RenderPool(Scorer(config.reward, threads=1), workers=config.workers,
-                      limits=RenderLimits(timeout_s=config.render_timeout))
+                      limits=RenderLimits(timeout_s=config.render_timeout), ray_address=config.ray_address)
     return pool, PoolRewarder(pool, corpus_dir, config.reward.invalid_penalty)
 
 

@@ -5,6 +5,8 @@ Commands::
     python -m rl.predict part.png                                  # runs/sft/final, k=4
     python -m rl.predict photo.jpg --checkpoint runs/ppo/final --k 8 --out pred/
     python -m rl.predict part.png --select consensus
+    python -m rl.predict part.png --checkpoint runs/ppo/final --refine 200       # then tune its numbers
+    python -m rl.predict part.png --mesh part.stl --refine 200                   # against a mesh of it
     python -m rl.predict --help
 
 The image may be any size, RGB, grayscale or with alpha (composited on white); it is padded
@@ -14,23 +16,33 @@ greedy one, then ``k - 1`` sampled); each runs in OpenSCAD. The kept program is:
 1. a **valid** one (a usable 3-D mesh) before any invalid one;
 2. among valid ones, by ``--select``:
 
-   - ``input`` (default): SSIM between the program's iso view, rendered in its own frame with
-     the corpus camera (exactly how corpus images are made), and the input image in grayscale
-     at the same size. It rewards programs whose render looks like the picture; it assumes the
-     picture is a render-like iso view (as corpus and reward images are).
+   - ``input`` (default): the program's agreement with the input (:mod:`reward.agreement`): SSIM
+     and silhouette IoU between its iso view, rendered in its own frame with the corpus camera
+     (exactly how corpus images are made), and the input image in grayscale at the same size. It
+     assumes the picture is a render-like iso view (as corpus and reward images are). With
+     ``--mesh``, the mesh replaces the picture: its four views in its own frame and the program
+     in the mesh's frame (views, chamfer, IoU).
    - ``consensus``: self-consistency. Each valid program is taken as the target and the others
      are scored against it with the reward (:class:`reward.score.Scorer`, IoU + SSIM + chamfer in
      its frame); the program the others agree with most wins. Needs no assumption about the
      picture, but needs several valid programs to mean anything.
 3. with no valid program, the greedy attempt is written anyway and reported as invalid.
 
-Writes into ``--out`` (default ``runs/predict/<image stem>``): ``prediction.scad``,
+``--refine N`` then tunes the kept program's numeric literals against the same agreement, with
+at most N renders and ``--refine_seconds`` (:func:`rl.refine.refine`; never worse than the kept
+program on the agreement, only literals changed).
+
+Writes into ``--out`` (default ``runs/predict/<image stem>``): ``prediction.scad`` (the refined
+program with ``--refine``), ``unrefined.scad`` (with ``--refine``: the kept program before it),
 ``prediction.stl`` (binary; only for a valid program), ``prediction.png`` (the input, then the
-program's iso / front / right / top views) and ``candidates.json`` (every program, its status
-and score). The image and checkpoint are checked first; a bad one is one line on stderr
+program's iso / front / right / top views) and ``candidates.json`` (every program, its status,
+agreement and score; with ``--refine`` the refinement: both programs, their agreements, the
+literals changed, renders and seconds). The image, mesh and checkpoint are checked first; a bad
+one is one line on stderr
 (``rl.predict: error: ...``) and exit 2, never a traceback: a missing file, a folder or FIFO, a
 picture over 8192x8192 pixels (refused from its header, before decoding), a non-image or a
-truncated one; a checkpoint whose ``policy.json`` is not JSON or names an unknown kind, whose base
+truncated one; a mesh that is not a binary STL or .npz, is over 256 MiB or has no usable face; a
+checkpoint whose ``policy.json`` is not JSON or names an unknown kind, whose base
 model is missing, or whose weights are pickled (``.bin``: never unpickled, safetensors only). A
 16-bit grayscale picture is scaled to 8-bit (65535 -> 255), not clipped.
 """
@@ -49,9 +61,11 @@ from configs.cli import Parser, UsageError, fail
 from configs.eval import PredictConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from renderer.errors import RendererUnavailable
-from renderer.stl import write_binary_stl
+from renderer.stl import read_binary_stl, write_binary_stl
+from reward.agreement import AgreementScorer, picture_of
 from rl.checkpoint import load_checkpoint
 from rl.files import write_json
+from rl.refine import RefineSettings, describe, refine
 from rl.runtime import quiet_libraries, set_threads
 
 PROG = "rl.predict"
@@ -59,6 +73,8 @@ VIEW_SIZE = 128
 MAX_PIXELS = 8192 * 8192
 """Largest picture accepted (width x height, 64 Mpx); a bigger one is refused before it is decoded."""
 _LIMIT = f"{MAX_PIXELS} (8192x8192)"
+MAX_MESH_BYTES = 256 * 2**20
+"""Largest ``--mesh`` file read (256 MiB, about 5 million STL triangles)."""
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 """PIL modes of 16-bit grayscale pictures, scaled to 8-bit by :func:`to_8bit`."""
 
@@ -130,6 +146,33 @@ def read_image(path: str):
     return square
 
 
+def read_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(vertices (N, 3), faces (M, 3))`` of a binary STL or an ``.npz`` (``vertices``, ``faces``);
+    :class:`UsageError` (one line) if it is missing, not a regular file, over :data:`MAX_MESH_BYTES`
+    or not such a mesh. Whether a face is usable is checked when it is prepared."""
+    if not os.path.isfile(path):
+        what = "is not a regular file" if os.path.exists(path) else "does not exist"
+        raise UsageError(f"mesh {path!r} {what}")
+    if os.path.getsize(path) > MAX_MESH_BYTES:
+        raise UsageError(f"mesh {path!r} is over {MAX_MESH_BYTES // 2**20} MiB")
+    try:
+        if path.lower().endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                vertices = np.asarray(data["vertices"], np.float64)
+                faces = np.asarray(data["faces"], np.int64)
+        elif path.lower().endswith(".stl"):
+            vertices, faces = read_binary_stl(path)
+        else:
+            raise ValueError("not .stl or .npz")
+        if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+            raise ValueError(f"shapes {vertices.shape} and {faces.shape}, not (N, 3) and (M, 3)")
+        if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+            raise ValueError("a face names a vertex that does not exist")
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise UsageError(f"{path!r} is not a binary STL or .npz mesh ({_one_line(error)})") from None
+    return vertices, faces
+
+
 def own_views(result):
     """``(V, H, W)`` views of a valid result in its own frame (as corpus images), else None."""
     from corpus.dataset import target_views
@@ -138,14 +181,6 @@ def own_views(result):
         return None
     images, _ = target_views(result.vertices, result.faces, VIEW_SIZE)
     return images
-
-
-def input_similarity(iso_view: np.ndarray, picture: np.ndarray) -> float:
-    """Masked SSIM (inverted, as in the reward) of a render's iso view and the picture, both (H, W)."""
-    from reward.ssim import masked_ssim
-
-    mask = (iso_view < 1.0) | (picture < 0.98)
-    return float(masked_ssim(1.0 - iso_view[None], 1.0 - picture[None], mask[None]))
 
 
 def consensus_scores(results: list) -> list[float]:
@@ -161,8 +196,9 @@ def consensus_scores(results: list) -> list[float]:
     ]
 
 
-def choose(results: list, views: list, picture: np.ndarray, select: str) -> tuple[int, list]:
-    """Index of the kept program and every candidate's score (None for invalid ones)."""
+def choose(results: list, views: list, agreements: list, select: str) -> tuple[int, list]:
+    """Index of the kept program and every candidate's score (None for invalid ones): the
+    agreement's total (``input``) or the consensus score."""
     valid = [i for i, v in enumerate(views) if v is not None]
     scores: list = [None] * len(results)
     if not valid:
@@ -172,22 +208,27 @@ def choose(results: list, views: list, picture: np.ndarray, select: str) -> tupl
             scores[i] = score
     else:
         for i in valid:
-            scores[i] = input_similarity(views[i][0], picture)
+            scores[i] = agreements[i].total
     return max(valid, key=lambda i: (scores[i], -i)), scores
 
 
 def predict(image_path: str, config: PredictConfig) -> dict:
-    """Sample, render, choose and write the prediction; returns what ``candidates.json`` holds."""
+    """Sample, render, choose (and refine), write the prediction; returns what ``candidates.json`` holds."""
     import torch
-    from PIL import Image
 
     from renderer.openscad import run as run_openscad
-    from renderer.views import save_view_row
 
     set_threads(config.threads)
     quiet_libraries()
     torch.manual_seed(config.seed)
     image = read_image(image_path)
+    mesh = read_mesh(config.mesh) if config.mesh else None
+    picture = picture_of(image, VIEW_SIZE)
+    scorer = AgreementScorer(VIEW_SIZE)
+    try:
+        target = scorer.prepare(picture, mesh)
+    except ValueError as error:  # a mesh without a usable face
+        raise UsageError(f"mesh {config.mesh!r}: {error}") from None
     policy = load_checkpoint(config.checkpoint)
     stem = os.path.splitext(os.path.basename(image_path))[0]
     out = config.out or os.path.join("runs", "predict", stem)
@@ -199,32 +240,58 @@ def predict(image_path: str, config: PredictConfig) -> dict:
     with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
         results = list(threads.map(run_openscad, codes))
     views = [own_views(r) for r in results]
-    picture = np.asarray(image.convert("L").resize((VIEW_SIZE, VIEW_SIZE), Image.Resampling.BILINEAR),
-                         dtype=np.float32) / 255.0
-    best, scores = choose(results, views, picture, config.select)
-    chosen = results[best]
-    with open(os.path.join(out, "prediction.scad"), "w", encoding="utf-8") as fh:
-        fh.write(codes[best])
-    valid = views[best] is not None
-    if valid:
-        write_binary_stl(os.path.join(out, "prediction.stl"), chosen.vertices, chosen.faces)
-    elif os.path.exists(os.path.join(out, "prediction.stl")):
-        os.remove(os.path.join(out, "prediction.stl"))  # never leave an older run's mesh beside this code
-    blank = np.ones((4, VIEW_SIZE, VIEW_SIZE), np.float32)
-    save_view_row(np.concatenate([picture[None], views[best] if valid else blank]),
-                  os.path.join(out, "prediction.png"))
+    agreements = [scorer(r, target) for r in results]
+    best, scores = choose(results, views, agreements, config.select)
+    code, result, kept_views, refined = codes[best], results[best], views[best], None
+    if config.refine and kept_views is not None:
+        refined = _refine(code, agreements[best], scorer, picture, mesh, config)
+        if refined.code != code:
+            code, result = refined.code, run_openscad(refined.code)
+            kept_views = own_views(result)
+        with open(os.path.join(out, "unrefined.scad"), "w", encoding="utf-8") as fh:
+            fh.write(refined.start_code)
+    elif os.path.exists(os.path.join(out, "unrefined.scad")):
+        os.remove(os.path.join(out, "unrefined.scad"))  # an older run's, not this prediction's
+    _write_prediction(out, code, result, picture, kept_views)
     summary = {
-        "image": image_path, "checkpoint": config.checkpoint, "select": config.select, "chosen": best,
-        "valid": valid, "status": str(chosen.status), "out": out,
+        "image": image_path, "checkpoint": config.checkpoint, "select": config.select, "mesh": config.mesh,
+        "chosen": best, "valid": kept_views is not None, "status": str(result.status), "out": out,
         "candidates": [
             {"index": i, "mode": "greedy" if i == 0 else "sample", "status": str(r.status),
-             "valid": views[i] is not None, "score": scores[i], "openscad_seconds": r.seconds,
-             "stderr": r.stderr.strip().splitlines()[-1:] if not r.ok else [], "code": code}
-            for i, (r, code) in enumerate(zip(results, codes, strict=True))
+             "valid": views[i] is not None, "score": scores[i], "agreement": agreements[i].to_dict(),
+             "openscad_seconds": r.seconds,
+             "stderr": r.stderr.strip().splitlines()[-1:] if not r.ok else [], "code": text}
+            for i, (r, text) in enumerate(zip(results, codes, strict=True))
         ],
+        "refine": refined.to_dict() if refined else None,
     }
     write_json(os.path.join(out, "candidates.json"), summary)
     return summary
+
+
+def _refine(code: str, start, scorer: AgreementScorer, picture: np.ndarray, mesh, config: PredictConfig):
+    """:func:`rl.refine.refine` of the kept program on a render pool of ``config.render_workers``."""
+    from renderer.pool import RenderPool
+
+    settings = RefineSettings(renders=config.refine, seconds=config.refine_seconds,
+                              optimiser=config.refine_optimiser, seed=config.seed)
+    with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool:
+        pool.add_target("input", picture, mesh)
+        return refine(code, pool, "input", settings, start=start)
+
+
+def _write_prediction(out: str, code: str, result, picture: np.ndarray, views) -> None:
+    """``prediction.scad``, ``.stl`` (a valid program only) and ``.png`` (the picture, then the views)."""
+    from renderer.views import save_view_row
+
+    with open(os.path.join(out, "prediction.scad"), "w", encoding="utf-8") as fh:
+        fh.write(code)
+    if views is not None:
+        write_binary_stl(os.path.join(out, "prediction.stl"), result.vertices, result.faces)
+    elif os.path.exists(os.path.join(out, "prediction.stl")):
+        os.remove(os.path.join(out, "prediction.stl"))  # never leave an older run's mesh beside this code
+    shown = views if views is not None else np.ones((4, VIEW_SIZE, VIEW_SIZE), np.float32)
+    save_view_row(np.concatenate([picture[None], shown]), os.path.join(out, "prediction.png"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: kept program {summary['chosen']} of {len(summary['candidates'])} "
               f"({valid} valid, --select {summary['select']}); "
               f"wrote prediction.scad, .stl and .png to {summary['out']}")
+        if summary["refine"]:
+            print(f"{PROG}: {describe(summary['refine'])}; the kept program before it: unrefined.scad")
     else:
         print(f"{PROG}: no valid program among {len(summary['candidates'])}: wrote the greedy attempt "
               f"(INVALID, status {summary['status']}) to {summary['out']}/prediction.scad")

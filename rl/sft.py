@@ -62,6 +62,10 @@ def run(config: SFTConfig) -> dict:
     started = time.perf_counter()
     set_threads(config.threads)
     quiet_libraries()
+    if config.gpus or config.ray_workers:
+        from rl.sft_dist import start_cluster
+
+        start_cluster(config)  # too few GPUs fails here, before the corpus and the run folder
     corpus_dir = ensure_corpus(config)
     train_dataset, val = load_splits(corpus_dir)
     check_image_size(train_dataset, config.policy, corpus_dir)

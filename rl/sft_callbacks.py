@@ -76,10 +76,13 @@ class GenerationEval(TrainerCallback):
         Token budget of each program.
     render_workers : int
         RenderPool actors (0: render in this process).
+    ray_address : str or None
+        The Ray cluster the actors join (None: $RAY_ADDRESS or a local one).
     """
 
     def __init__(
-        self, policy, rows, corpus_dir: str, every: int, max_new_tokens: int, render_workers: int = 0
+        self, policy, rows, corpus_dir: str, every: int, max_new_tokens: int, render_workers: int = 0,
+        ray_address: str | None = None,
     ):
         self.policy = policy
         self.rows = rows
@@ -87,6 +90,7 @@ class GenerationEval(TrainerCallback):
         self.every = every
         self.max_new_tokens = max_new_tokens
         self.render_workers = render_workers
+        self.ray_address = ray_address
         self.pool = None
         self.last: dict = {}
 
@@ -106,7 +110,8 @@ class GenerationEval(TrainerCallback):
             from corpus.dataset import load_mesh
             from renderer.pool import RenderPool
 
-            self.pool = RenderPool(ProtocolScorer(protocol=False), workers=self.render_workers)
+            self.pool = RenderPool(ProtocolScorer(protocol=False), workers=self.render_workers,
+                                   ray_address=self.ray_address)
             for row in self.rows:
                 self.pool.add_target(row["id"], *load_mesh(self.corpus_dir, row))
         return self.pool
@@ -159,5 +164,6 @@ def evaluator_for(config: SFTConfig, policy, val, corpus_dir: str) -> Generation
         return None
     rows = [val[i] for i in range(min(config.eval_samples, len(val)))]
     return GenerationEval(
-        policy, rows, corpus_dir, config.eval_steps, config.eval_max_new_tokens, config.render_workers
+        policy, rows, corpus_dir, config.eval_steps, config.eval_max_new_tokens, config.render_workers,
+        config.ray_address,
     )

@@ -6,6 +6,7 @@ Usage::
     python -m corpus.build --n 24 --out runs/tiny --workers 0           # in this process, no Ray
     python -m corpus.build --n 2000 --out runs/c --holdout_families gear,hinge --timeout 60
     python -m corpus.build --n 1500 --out runs/fast --families plate,washer,profile --holdout_families washer
+    python -m corpus.build --n 10000 --out /shared/c10k --ray_address HEAD:6379   # on a running cluster
 
 Part ``i`` of a build is family ``order[i % F]`` (the ``F`` families in an order shuffled
 by ``--seed``) with seed ``seed * 1_000_000 + i // F``, so with ``--seed 0`` each family gets
@@ -76,6 +77,8 @@ class BuildSettings:
     """Train, val and test shares."""
     families: tuple[str, ...] = field(default_factory=lambda: tuple(sorted(FAMILIES)))
     """Families to draw from."""
+    ray_address: str | None = None
+    """A running Ray cluster to render on (None: $RAY_ADDRESS or a local one); not in the fingerprint."""
 
     def __post_init__(self):
         if self.n < 1:
@@ -168,7 +171,8 @@ def make_pool(settings: BuildSettings):
 
     limits = RenderLimits(timeout_s=settings.timeout)
     return RenderPool(
-        dataset.ViewProcessor(settings.size, threads=1), workers=settings.workers, limits=limits
+        dataset.ViewProcessor(settings.size, threads=1), workers=settings.workers, limits=limits,
+        ray_address=settings.ray_address,
     )
 
 

@@ -1,4 +1,4 @@
-"""RenderPool on a real local Ray cluster and in-process: order, faults, back-pressure."""
+"""RenderPool on a real local Ray cluster and in-process: order, faults, back-pressure, submit."""
 
 import os
 import time
@@ -18,7 +18,8 @@ TARGET = "difference() { cube(10, center = true); cylinder(r = 3, h = 20, center
 
 class SizeScorer:
     """A fake scorer for fault tests: returns the part's size; a size of 13 kills the
-    worker process and a size of 17 hangs it (stands in for a crash in native code)."""
+    worker process and a size of 17 hangs it (stands in for a crash in native code); a size of
+    19 takes 5 s (a slow render)."""
 
     def prepare(self, vertices, faces):
         return None
@@ -29,11 +30,17 @@ class SizeScorer:
             os._exit(1)
         if size == 17.0:
             time.sleep(3600)
+        if size == 19.0:
+            time.sleep(5)
         return (str(result.status), size, os.getpid())
 
 
 def _requests(sizes):
     return [ScoreRequest(f"cube({s});", "t") for s in sizes]
+
+
+def _requests_without_target(sizes):
+    return [ScoreRequest(f"cube({s});") for s in sizes]
 
 
 def test_in_process_pool_scores_in_order_with_the_real_reward():
@@ -207,3 +214,40 @@ def test_back_pressure_never_runs_more_programs_than_workers(ray_pool, monkeypat
     monkeypatch.setattr(pool_module._Dispatch, "_submit", spy)
     ray_pool.score(_requests([1 + (i % 4) for i in range(30)]))
     assert max(peak) == 2
+
+
+def test_submit_returns_at_once_and_a_later_job_shares_the_actors_with_one_in_flight(ray_pool):
+    slow = ray_pool.submit(_requests([19]))  # 5 s on one actor
+    assert not slow.done()
+    quick = ray_pool.submit(_requests([1, 2, 3]))  # the other actor takes these meanwhile
+    assert [r[1] for r in quick.result(timeout=60)] == [1.0, 2.0, 3.0]
+    assert not slow.done() and slow.finished_at is None
+    assert [r[1] for r in slow.result(timeout=60)] == [19.0]
+    assert quick.finished_at < slow.finished_at
+
+
+def test_the_in_process_pool_scores_on_submit():
+    job = RenderPool(SizeScorer(), workers=0).submit(_requests_without_target([2, 3]))
+    assert job.done() and [r[1] for r in job.result()] == [2.0, 3.0]
+
+
+def test_a_failing_dispatch_reaches_the_waiting_caller_and_the_pool_recovers(ray_pool, monkeypatch):
+    from renderer import pool as pool_module
+
+    def broken(self, ref):
+        raise ValueError("a bug in the dispatch")
+
+    monkeypatch.setattr(pool_module._Dispatch, "_collect", broken)
+    with pytest.raises(RuntimeError, match="a bug in the dispatch"):
+        ray_pool.score(_requests([2, 3]))
+    monkeypatch.undo()
+    assert [r[1] for r in ray_pool.score(_requests([4, 5]))] == [4.0, 5.0]
+
+
+def test_closing_the_pool_fails_a_job_in_flight_instead_of_hanging_it():
+    pool = RenderPool(SizeScorer(), workers=1)
+    pool.add_target("t", np.zeros((3, 3)), np.array([[0, 1, 2]]))
+    job = pool.submit(_requests([19]))
+    pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        job.result(timeout=30)

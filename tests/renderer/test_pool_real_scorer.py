@@ -4,6 +4,7 @@ Its own module (and pool) so that the fake-scorer pool of ``test_pool.py`` has
 released its CPUs: two actors of one CPU each fill this 2-core machine.
 """
 
+import os
 import pathlib
 import tempfile
 import time
@@ -47,11 +48,12 @@ def test_hung_openscad_on_a_given_up_actor_leaves_no_process_and_no_folder(score
     """The pool gives up on an actor stuck in a long OpenSCAD run and kills it: OpenSCAD dies
     with it (the sandbox dies with its parent) and no run folder is left."""
     temp = pathlib.Path(tempfile.gettempdir())
-    processes, folders = set(live_openscad_runs()), set(run_folders_in(temp))
+    mine = os.getpid()  # this process started the local Ray cluster: its actors descend from it
+    processes, folders = set(live_openscad_runs(mine)), set(run_folders_in(temp))
     results = scorer_pool.score([ScoreRequest(HANG, "t"), ScoreRequest("cube(4);", "t")])
     assert results[0].status == "crashed" and results[1].status == "ok"
     deadline = time.monotonic() + 10
-    while set(live_openscad_runs()) - processes and time.monotonic() < deadline:
+    while set(live_openscad_runs(mine)) - processes and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert set(live_openscad_runs()) - processes == set()
+    assert set(live_openscad_runs(mine)) - processes == set()
     assert set(run_folders_in(temp)) - folders == set()

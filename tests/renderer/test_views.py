@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 from renderer.openscad import run
-from renderer.views import BACKGROUND, CANONICAL_CAMERAS, Frame, contact_sheet, render, save_views
+from renderer.views import (
+    BACKGROUND,
+    CANONICAL_CAMERAS,
+    Frame,
+    contact_sheet,
+    make_scene,
+    render,
+    render_scene,
+    save_views,
+    view_windows,
+)
 from tests.conftest import needs_openscad
 
 
@@ -123,3 +133,30 @@ def test_contact_sheet_tiles_rows():
     views = render(ASYMMETRIC, Frame.of(ASYMMETRIC.vertices), size=32)
     sheet = contact_sheet([views.images, views.images], labels=["a", "b"])
     assert sheet.dtype == np.uint8 and sheet.shape[1] == 4 + 4 * (32 + 4)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Frame.of(ASYMMETRIC.vertices),
+        Frame((2.0, 1.0, 3.0), 3.0),  # the part crosses the edge of every view
+        Frame((40.0, 40.0, 40.0), 1.0),  # the part lies outside every view
+    ],
+)
+def test_casting_only_the_rays_near_the_part_gives_the_same_views(frame):
+    vertices = frame.apply(ASYMMETRIC.vertices)
+    scene = make_scene(vertices, ASYMMETRIC.faces)
+    windowed = render_scene(scene, CANONICAL_CAMERAS, 64, vertices=vertices)
+    every_ray = render_scene(scene, CANONICAL_CAMERAS, 64)
+    assert windowed.images.tobytes() == every_ray.images.tobytes()
+    assert windowed.masks.tobytes() == every_ray.masks.tobytes()
+
+
+def test_view_windows_hold_every_pixel_the_part_covers():
+    vertices = Frame.of(ASYMMETRIC.vertices).apply(ASYMMETRIC.vertices)
+    masks = render_scene(make_scene(vertices, ASYMMETRIC.faces), CANONICAL_CAMERAS, 64).masks
+    for mask, (rows, columns) in zip(masks, view_windows(vertices, CANONICAL_CAMERAS, 64), strict=True):
+        outside = mask.copy()
+        outside[rows, columns] = False
+        assert mask[rows, columns].any() and not outside.any()
+        assert mask[rows, columns].size < mask.size  # the window leaves some rays out

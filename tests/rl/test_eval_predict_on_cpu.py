@@ -167,3 +167,110 @@ def test_predict_bad_image_is_one_line_and_exit_2(tmp_path, capsys, content, exp
         main([str(path)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and expected in err
+
+
+def perturbed(code: str) -> str:
+    """``code`` with its tunable literals by turns 1.5 and 0.7 times their value (another shape, not
+    only another size): a program refinement can mend."""
+    from renderer.literals import find_literals, substitute, tunable
+
+    literals = tunable(find_literals(code))
+    return substitute(code, literals, [(1.5, 0.7)[i % 2] * lit.value for i, lit in enumerate(literals)])
+
+
+def fake_policy(texts_of):
+    """A policy whose greedy program is ``texts_of(True)`` and whose sampled ones ``texts_of(False)``."""
+    return SimpleNamespace(
+        sample=lambda images, n=1, **kw: SimpleNamespace(
+            texts=[texts_of(bool(kw.get("greedy")))] * n * len(images)),
+        config=SimpleNamespace(kind="fake", max_new_tokens=16))
+
+
+def test_predict_refine_writes_the_program_before_and_after_with_their_scores(tiny_corpus, tmp_path,
+                                                                              monkeypatch):
+    import rl.predict
+    from corpus.dataset import load
+    from renderer.literals import find_literals
+
+    row = load(tiny_corpus, "test")[0]
+    start = perturbed(row["code"])
+    monkeypatch.setattr(rl.predict, "load_checkpoint", lambda path: fake_policy(lambda greedy: start))
+    row["image"].save(tmp_path / "part.png")
+    out = tmp_path / "pred"
+    rl.predict.main([str(tmp_path / "part.png"), "--k", "1", "--refine", "12", "--render_workers", "0",
+                     "--out", str(out)])
+    summary = json.loads((out / "candidates.json").read_text())
+    refined = summary["refine"]
+    assert (out / "unrefined.scad").read_text() == start == refined["start_code"]
+    assert (out / "prediction.scad").read_text() == refined["code"]
+    assert refined["renders"] <= 12 and refined["best"]["total"] > refined["start"]["total"]
+    assert refined["start"]["total"] == summary["candidates"][0]["agreement"]["total"]
+    assert refined["changed"] and len(find_literals(refined["code"])) == len(find_literals(start))
+    rl.predict.main([str(tmp_path / "part.png"), "--k", "1", "--render_workers", "0", "--out", str(out)])
+    assert not (out / "unrefined.scad").exists()  # a run without --refine leaves no stale 'before'
+
+
+def test_predict_with_a_mesh_keeps_the_program_of_the_right_size(tiny_corpus, tmp_path, monkeypatch):
+    """A picture cannot tell a part from the same part twice as large; its mesh can."""
+    import rl.predict
+    from corpus.dataset import load, load_mesh
+    from renderer.stl import write_binary_stl
+
+    row = load(tiny_corpus, "test")[0]
+    twice = f"scale(2) {{\n{row['code']}\n}}\n"
+    monkeypatch.setattr(rl.predict, "load_checkpoint",
+                        lambda path: fake_policy(lambda greedy: twice if greedy else row["code"]))
+    row["image"].save(tmp_path / "part.png")
+    write_binary_stl(str(tmp_path / "part.stl"), *load_mesh(tiny_corpus, row))
+    rl.predict.main([str(tmp_path / "part.png"), "--k", "2", "--mesh", str(tmp_path / "part.stl"),
+                     "--out", str(tmp_path / "pred")])
+    summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
+    greedy, truth = (c["agreement"] for c in summary["candidates"])
+    assert summary["chosen"] == 1 and truth["iou"] > 0.9 > greedy["iou"]
+    assert abs(greedy["ssim"] - truth["ssim"]) < 0.05  # the same shape in its own frame
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "does not exist"), (b"solid ascii\n", "not a binary STL"), (b"x" * 84, "not a binary STL")])
+def test_predict_bad_mesh_is_one_line_and_exit_2(tmp_path, capsys, content, expected):
+    from rl.predict import main
+
+    Image.new("RGB", (64, 64), (255, 255, 255)).save(tmp_path / "part.png")
+    mesh = tmp_path / "part.stl"
+    if content is not None:
+        mesh.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "part.png"), "--mesh", str(mesh)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and expected in err
+
+
+def test_eval_selects_without_the_target_and_refines_with_paired_figures(tiny_corpus, tmp_path, monkeypatch,
+                                                                          capsys):
+    import rl.eval
+    from corpus.dataset import load
+
+    codes = {r["image"].tobytes(): r["code"] for r in load(tiny_corpus, "test")}
+    policy = SimpleNamespace(
+        sample=lambda images, n=1, **kw: SimpleNamespace(texts=[
+            perturbed(codes[image.tobytes()]) if kw.get("greedy") else "cube([1, 2;"
+            for image in images for _ in range(n)]),
+        config=SimpleNamespace(kind="fake", max_new_tokens=16))
+    monkeypatch.setattr(rl.eval, "load_checkpoint", lambda path: policy)
+    out = tmp_path / "eval"
+    rl.eval.main(["--checkpoint", "unused", "--corpus_dir", tiny_corpus, "--split", "test", "--k", "1",
+                  "--limit", "2", "--refine", "10", "--render_workers", "0", "--reward_from", "default",
+                  "--protocol", "false", "--out", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert [r["extra"]["mode"] for r in records].count("refined") == 2
+    selected = [r for r in records if r["extra"]["selected"]]
+    assert len(selected) == 2 and all(r["extra"]["mode"] == "greedy" for r in selected)  # samples fail
+    assert "ORACLE" in metrics["picks"]["best_of_k"] and metrics["against"] == "image"
+    refine = metrics["refine"]
+    assert refine["n"] == 2 and refine["renders_per_image"]["max"] <= 10
+    assert refine["paired"]["agreement"]["after"] >= refine["paired"]["agreement"]["before"]
+    assert metrics["refined"] == refine["after"] and metrics["selected"]["n"] == 2
+    assert all((out / r["pred_views"]).exists() for r in records if r["extra"]["mode"] == "refined")
+    printed = capsys.readouterr().out
+    assert "best_of_k (oracle)" in printed and "refine (--against image), 2 paired targets" in printed

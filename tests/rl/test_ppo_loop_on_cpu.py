@@ -5,7 +5,8 @@ the rollout policy against the reference [``kl_penalty(ref, old)``]; GAE returns
 iteration's KL coefficient [coefficient 0 in the advantages]; GAE advantages are whitened
 [whitening dropped]; the ratio uses the rollout log-probs [``old = log_prob.detach()``]; a tied
 GRPO group gets exactly 0 and only the KL term moves the policy [KL in the reward, or its
-coefficient 0]; programs the render pool failed on are out of the update.
+coefficient 0]; programs the render pool failed on are out of the update; rendering overlaps
+sampling without moving a score to another program or changing the batch.
 
 The live policy is perturbed after ``freeze_reference`` so that its KL to the reference is not 0.
 """
@@ -15,6 +16,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import threading
+import time
+import types
 
 import numpy as np
 import pytest
@@ -24,8 +28,11 @@ from configs.loader import load
 from configs.ppo import PPOConfig
 from reward.score import RewardBreakdown
 from rl import core_algos as algos
+from rl import ppo_loop
 from rl.ppo_loop import _entropy, build_batch, iterate, minibatch_loss, score_samples, update
+from rl.ppo_rollout import Scoring, chunk_bounds, sample_and_submit
 from rl.ppo_run import build_learner
+from tests.conftest import needs_openscad
 from tests.rl.conftest import build_tiny_policy
 from tests.rl.test_ppo_on_cpu import toy_rows
 
@@ -228,3 +235,128 @@ def test_the_entropy_bonus_leaves_suppressed_ids_out_of_the_distribution():
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, algos.entropy_from_logits(logits[..., kept] / 0.7))
     assert (_entropy(logits, 0.7, []) - got).abs().min() > 0  # the suppressed ids did count before
+
+
+def toy_score(code: str, row_id: str) -> float:
+    """A deterministic reward of a program and its target (a score on the wrong program shows)."""
+    return (len(code) % 7) / 7 + (0.5 if row_id == "t1" else 0.0)
+
+
+class RecordingReward:
+    """``toy_score`` with ``submit``: each job is scored on a thread of its own after a short delay
+    (a render pool in miniature); ``events`` logs when jobs are submitted and waited for."""
+
+    invalid_penalty = -1.0
+
+    def __init__(self, events: list):
+        self.events = events
+
+    def score(self, codes, rows, views):
+        return self.submit(codes, rows, views).result()
+
+    def submit(self, codes, rows, views):
+        self.events.append(("submit", len(codes)))
+        job = types.SimpleNamespace(finished_at=None, breakdowns=None)
+
+        def work():
+            time.sleep(0.05)
+            job.breakdowns = [RewardBreakdown(total=toy_score(c, r["id"]), ssim=0.0, chamfer=0.0, iou=0.0,
+                                              valid=1.0, status="ok", seconds=0.0)
+                              for c, r in zip(codes, rows, strict=True)]
+            job.finished_at = time.perf_counter()
+
+        thread = threading.Thread(target=work)
+        thread.start()
+
+        def result():
+            self.events.append(("result", len(codes)))
+            thread.join()
+            return job.breakdowns
+
+        job.result = result
+        return job
+
+
+def test_iterate_sends_each_chunk_to_the_rewarder_before_sampling_the_next(policy, monkeypatch, tmp_path):
+    events = []
+    sample, passes = policy.sample, ppo_loop.rollout_passes
+    monkeypatch.setattr(policy, "sample", lambda images, **kw: events.append(("sample", len(images)))
+                        or sample(images, **kw))
+    monkeypatch.setattr(ppo_loop, "rollout_passes", lambda *a: events.append(("passes",)) or passes(*a))
+    learner = build_learner(config_of(estimator="grpo", rollout_chunks=2), policy, RecordingReward(events))
+    metrics, records = iterate(learner, toy_rows()[:2], iteration=1, records_dir=str(tmp_path))
+    # chunk 1 is with the rewarder while chunk 2 is sampled; scores are awaited after the log-prob passes
+    assert events == [("sample", 1), ("submit", K), ("sample", 1), ("submit", K), ("passes",),
+                      ("result", K), ("result", K)]
+    assert [r.target_id for r in records] == ["t0"] * K + ["t1"] * K
+    assert [r.total for r in records] == [toy_score(r.code, r.target_id) for r in records]
+    assert len({r.id for r in records}) == 2 * K
+
+
+def test_the_metrics_line_has_the_learners_wait_on_renders(policy):
+    learner = build_learner(config_of(estimator="grpo", rollout_chunks=2), policy, RecordingReward([]))
+    metrics, _ = iterate(learner, toy_rows()[:2], iteration=1)
+    iteration_s = 2 * K / metrics["charts/samples_per_s"]
+    phases = metrics["timing_s/generate"] + metrics["timing_s/render"] + metrics["timing_s/update"]
+    assert phases == pytest.approx(iteration_s, rel=1e-6)  # the three phases split the iteration
+    assert metrics["timing_s/learner_idle_frac"] == pytest.approx(metrics["timing_s/render"] / iteration_s)
+    assert 0 < metrics["timing_s/render_span"] < iteration_s  # the pool worked, and began mid-iteration
+
+
+def test_a_rollout_sampled_in_chunks_is_the_chunks_samples_in_order_with_matching_log_probs(policy):
+    config = config_of(estimator="grpo", rollout_chunks=2, batch_size=3)
+    rows = toy_rows()[:3]
+    learner = build_learner(config, policy, FixedReward([0.1 * i for i in range(3 * K)]))
+    torch.manual_seed(5)
+    scoring = Scoring(learner.rewarder, policy.eos_ids, False, rows, K)
+    rollout, _ = sample_and_submit(policy, config, rows, scoring)
+    torch.manual_seed(5)
+    texts = [text for start, stop in chunk_bounds(3, 2) for text in
+             policy.sample([r["image"] for r in rows[start:stop]], n=K, temperature=config.temperature).texts]
+    assert rollout.texts == texts
+    batch = build_batch(learner, rows, rollout, scoring.collect())
+    assert torch.equal(batch.mask, rollout.mask) and batch.tokens.shape[0] == 3 * K
+    old = independent_logprobs(policy, batch, config.temperature)
+    torch.testing.assert_close(batch.old_log_prob.double(), old, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("images, chunks", [(4, 2), (5, 2), (3, 8), (16, 3), (1, 1)])
+def test_chunks_cover_every_image_once_in_order_and_evenly(images, chunks):
+    bounds = chunk_bounds(images, chunks)
+    assert [i for start, stop in bounds for i in range(start, stop)] == list(range(images))
+    sizes = [stop - start for start, stop in bounds]
+    assert len(bounds) == min(images, chunks) and max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+@needs_openscad
+def test_chunks_scored_on_a_ray_pool_get_the_scores_of_one_sequential_call():
+    from renderer.openscad import run
+    from renderer.pool import RenderPool
+    from reward.score import Scorer
+    from rl.ppo_loop import PoolRewarder
+
+    eos, rows = 2, [{"id": "a"}, {"id": "b"}]
+    targets = {"a": run("cube(10, center = true);"), "b": run("cylinder(r = 4, h = 9, $fn = 24);")}
+    codes = ["cube(10, center = true);", "cube(4);", "cylinder(r = 4, h = 9, $fn = 24);", "cube(", "cube(6);"]
+    ends = [[5, eos], [5, eos], [5, eos], [5, eos], [5, 6]]  # the last program never reached eos
+    rollout = types.SimpleNamespace(tokens=torch.tensor(ends), texts=codes)
+    chunks = [types.SimpleNamespace(tokens=torch.tensor(ends[:2]), texts=codes[:2]),
+              types.SimpleNamespace(tokens=torch.tensor(ends[2:]), texts=codes[2:])]
+
+    def scoring_on(pool):
+        for row_id, mesh in targets.items():
+            pool.add_target(row_id, mesh.vertices, mesh.faces)
+        return Scoring(PoolRewarder(pool, None, -1.0), [eos], True, rows, 2)
+
+    sequential = scoring_on(RenderPool(Scorer(threads=1), workers=0))
+    sequential.submit(rollout)
+    want = sequential.collect()
+    with RenderPool(Scorer(threads=1), workers=2) as pool:
+        overlapped = scoring_on(pool)
+        for chunk in chunks:
+            overlapped.submit(chunk)
+        got = overlapped.collect()
+    assert [(b.total, b.status) for b in got] == [(b.total, b.status) for b in want]
+    assert [b.status for b in got] == ["ok", "ok", "ok", "syntax_error", "truncated"]
+    assert got[0].total > 0.99 and got[1].total < got[0].total and got[2].total > 0.99  # each on its target
+    assert overlapped.truncated == sequential.truncated == [False, False, False, False, True]

@@ -313,6 +313,17 @@ def test_real_reward_scores_valid_programs_above_the_penalty_and_the_policy_lear
     assert summary["param_checksum"] != parameter_checksum(load_policy(cube_writer).model)
 
 
+def test_more_gpus_than_the_cluster_has_is_one_line_and_exit_2(six_part_corpus, checkpoint, tmp_path):
+    wanted = torch.cuda.device_count() + 1  # 1 here: Ray would wait for it forever
+    args = ["--checkpoint", checkpoint, "--corpus_dir", six_part_corpus, "--runs_dir", str(tmp_path),
+            "--gpus", str(wanted), "--batch_size", str(2 * wanted), "--k", "2"]
+    completed = run_module("rl.ppo", *args, timeout=120)
+    assert completed.returncode == 2
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"rl.ppo: error: --gpus {wanted}: the Ray cluster has {wanted - 1} GPU(s)")
+
+
 def test_ray_train_with_two_cpu_learners_keeps_replicas_in_sync(six_part_corpus, checkpoint, tmp_path):
     from policies import load_policy
     from rl.world import parameter_checksum

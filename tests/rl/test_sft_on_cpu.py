@@ -98,6 +98,16 @@ def test_ray_train_with_two_cpu_workers_keeps_replicas_in_sync(tiny_corpus, tmp_
     assert "train/loss=" in completed.stdout  # rank 0's metrics lines reach the driver
 
 
+def test_more_gpus_than_the_cluster_has_is_one_line_and_exit_2(tiny_corpus, tmp_path):
+    wanted = torch.cuda.device_count() + 1  # 1 here: Ray would wait for it forever
+    completed = run_module("rl.sft", *sft_args(tiny_corpus, str(tmp_path), "gpus", gpus=wanted), timeout=120)
+    assert completed.returncode == 2
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"rl.sft: error: --gpus {wanted}: the Ray cluster has {wanted - 1} GPU(s)")
+    assert not (tmp_path / "gpus").exists()  # refused before the run folder was started
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [
