@@ -26,11 +26,15 @@
 # Sizes (environment): SFT_STEPS (300), SFT_BATCH (64), PPO_ITERS (15), PPO_BATCH (16), PPO_K (8),
 # PPO_MINIBATCH (32), PPO_WORKERS (CPUs - 2), BUDGET_S (390: the whole run; SFT may take 60 % of
 # it, PPO is stopped when it runs out, and metrics.jsonl then holds the iterations done; exit
-# status 11 or 10 says SFT or PPO was stopped so, never 124, which callers read as their own timeout).
+# status 11, 10 or 12 says SFT, PPO or the overlap bench was stopped so, never 124, which callers
+# read as their own timeout). OVERLAP_ITERS (0: skipped) > 0 then runs bench/ppo_overlap.py --gpu
+# from the SFT checkpoint at the PPO sizes, OVERLAP_CHUNKS ("1 2 4") rollout_chunks beside the
+# blocking variant, writing ppo_overlap_gpu.json (OVERLAP_FLAGS, "--gpu": "" in a CPU rehearsal).
 # SFT_FLAGS ("--gpus 1 --bf16") and PPO_FLAGS ("--gpus 1") choose the learners; a CPU rehearsal
 # of this script passes "--ray_workers 1" to both (the same Ray Train path, on gloo).
 # Results go to $OUT (default runs/gpu_ppo_out): run.log, versions.txt, nvidia_smi.csv (memory
-# every 2 s), sft_summary.json, ppo_summary.json, metrics.jsonl, ppo_config.json.
+# every 2 s), sft_summary.json, ppo_summary.json, metrics.jsonl, ppo_config.json (and
+# ppo_overlap_gpu.json).
 set -uo pipefail
 
 started=$(date +%s)
@@ -53,6 +57,9 @@ PPO_WORKERS=${PPO_WORKERS:-$(( CPUS > 3 ? CPUS - 2 : 1 ))}
 SFT_FLAGS=${SFT_FLAGS:---gpus 1 --bf16}
 PPO_FLAGS=${PPO_FLAGS:---gpus 1}
 BUDGET_S=${BUDGET_S:-390}
+OVERLAP_ITERS=${OVERLAP_ITERS:-0}
+OVERLAP_CHUNKS=${OVERLAP_CHUNKS:-1 2 4}
+OVERLAP_FLAGS=${OVERLAP_FLAGS---gpu}
 OPENSCAD_DIR=${OPENSCAD_DIR:-/tmp/openscad}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$SITE"
@@ -181,4 +188,17 @@ timeout -k 20 "$left" $PY -m rl.ppo --config configs/ppo_demo.yaml --runs_dir "$
 code=$?
 stamp "PPO exit $code"
 case $code in 124|137) stamp "PPO stopped: BUDGET_S ran out (metrics.jsonl holds the iterations done)"; exit 10;; esac
+[ $code -eq 0 ] || exit $code
+
+# --- the learner's idle share, rendering blocking vs overlapped (bench/ppo_overlap.py) ------
+[ "$OVERLAP_ITERS" -gt 0 ] || exit 0
+left=$(( BUDGET_S - ($(date +%s) - started) ))
+[ "$left" -ge 30 ] || { stamp "overlap bench not started: ${left}s of BUDGET_S left"; exit 12; }
+stamp "overlap bench: $OVERLAP_ITERS iterations per variant, chunks $OVERLAP_CHUNKS; ${left}s left"
+timeout -k 20 "$left" $PY bench/ppo_overlap.py $OVERLAP_FLAGS --checkpoint "$RUNS/$SFT_NAME/final" --corpus_dir "$CORPUS" \
+  --workers "$PPO_WORKERS" --batch_size "$PPO_BATCH" --minibatch_size "$PPO_MINIBATCH" \
+  --iterations "$OVERLAP_ITERS" --chunks $OVERLAP_CHUNKS --out "$OUT/ppo_overlap_gpu.json"
+code=$?
+stamp "overlap bench exit $code"
+case $code in 124|137) stamp "overlap bench stopped: BUDGET_S ran out"; exit 12;; esac
 exit $code

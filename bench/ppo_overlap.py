@@ -9,7 +9,9 @@ iteration, their order rotated so that no variant always runs first):
 - ``before``: one sampling call for the batch, then every program scored in one blocking call,
   as the loop did before ``rollout_chunks``: the learner waits for every render;
 - ``chunks1``: one sampling call; the renders overlap the rollout/reference log-prob passes;
-- ``chunksN``: the batch sampled in N chunks, each rendered while the next is sampled.
+- ``chunksN``: the batch sampled in N chunks, each rendered while the next is sampled;
+- ``streamN``: as ``chunksN``, each program sent to the pool the moment it ends in eos, while the
+  rest of its chunk is sampled (``stream_renders``; N from ``--stream_chunks``).
 
 Each variant starts from the checkpoint with its own optimizer. The learner's idle share is
 ``timing_s/render`` (the learner's wait on the pool) over the iteration time, summed over the
@@ -130,6 +132,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--config", default="configs/ppo_demo.yaml", help="the PPO settings")
     parser.add_argument("--iterations", type=int, default=8, help="timed iterations per variant")
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4], help="rollout_chunks to run")
+    parser.add_argument("--stream_chunks", type=int, nargs="*", default=[1],
+                        help="rollout_chunks to run with stream_renders (none: no stream variant)")
     parser.add_argument("--workers", type=int, default=None, help="render actors (default: one per CPU)")
     parser.add_argument("--batch_size", type=int, default=None, help="images per iteration (--config's)")
     parser.add_argument("--minibatch_size", type=int, default=None, help="programs per step (--config's)")
@@ -155,13 +159,14 @@ def main(argv=None) -> dict:
     base = load(PPOConfig, args.config, overrides)
     set_threads(base.threads)
     quiet_libraries()
-    variants = {"before": (1, True), **{f"chunks{n}": (n, False) for n in args.chunks}}
+    variants = {"before": (1, True, False), **{f"chunks{n}": (n, False, False) for n in args.chunks},
+                **{f"stream{n}": (n, False, True) for n in args.stream_chunks}}
     pool = RenderPool(Scorer(base.reward, threads=1), workers=base.workers,
                       limits=RenderLimits(timeout_s=base.render_timeout))
     rewarder = PoolRewarder(pool, args.corpus_dir, base.reward.invalid_penalty)
     learners = {}
-    for name, (chunks, blocking) in variants.items():
-        config = PPOConfig.from_dict({**base.to_dict(), "rollout_chunks": chunks})
+    for name, (chunks, blocking, stream) in variants.items():
+        config = PPOConfig.from_dict({**base.to_dict(), "rollout_chunks": chunks, "stream_renders": stream})
         learners[name] = make_learner(config, Blocking(rewarder) if blocking else rewarder, args.gpu)
     _, rows = load_train_rows(base, learners["before"].policy)
     batches = [[rows[i] for i in batch_indices(len(rows), args.seed, it * base.batch_size, base.batch_size)]
@@ -183,6 +188,7 @@ def main(argv=None) -> dict:
                   f"{metrics['charts/samples_per_s']:.2f} programs/s", flush=True)
     programs = base.batch_size * base.k
     results = {name: {"rollout_chunks": variants[name][0], "blocking_render": variants[name][1],
+                      "stream_renders": variants[name][2],
                       **summarise(lines[name], programs), "per_iteration": lines[name]} for name in variants}
     sampling = time_sampling(learners["before"].policy, base, batches[0], sorted({1, *args.chunks}),
                              args.sampling_repeats)

@@ -3,7 +3,7 @@
 Each measurement is an ``rl.eval`` run (``--k 0 --refine N``: the greedy program, then the same
 program refined against the input), read back from its records; the refined program is paired
 with the greedy one of the same target. Paired differences get the 95 % BCa bootstrap interval
-of :func:`rl.compare.paired_interval` (10,000 resamples of the targets).
+of :func:`reward.intervals.paired_interval` (10,000 resamples of the targets).
 
 - ``measure``: on ``--n`` images of test and of test_ood, from image input (``--against image``:
   the picture only) and from mesh input (``--against mesh``: the target mesh given, as
@@ -37,9 +37,10 @@ import numpy as np  # noqa: E402
 
 from bench.common import write_json  # noqa: E402
 from configs.eval import EvalConfig  # noqa: E402
+from reward.intervals import paired_interval  # noqa: E402
 from reward.records import SampleRecord  # noqa: E402
 from rl import eval as rl_eval  # noqa: E402
-from rl.compare import paired_interval  # noqa: E402
+from rl.eval_figures import refine_pairs  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -91,7 +92,7 @@ def evaluate(args, split: str, against: str, optimiser: str) -> dict:
     started = time.perf_counter()
     metrics = rl_eval.run(config)
     wall = time.perf_counter() - started
-    before, after = rl_eval.refine_pairs(read_records(out))
+    before, after = refine_pairs(read_records(out))
     refine = metrics["refine"]
     return {
         "split": split, "against": against, "optimiser": optimiser, "out": out, "n": len(after),
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "renders": args.renders, "seconds": args.seconds, "render_workers": args.render_workers,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "wall_seconds": time.perf_counter() - started,
-        "interval": "95% paired bootstrap, BCa, 10,000 resamples (rl.compare.paired_interval)",
+        "interval": "95% paired bootstrap, BCa, 10,000 resamples (reward.intervals.paired_interval)",
         "runs": [{k: v for k, v in run.items() if not k.startswith("_")} for run in runs],
     }
     if args.mode == "optimisers":

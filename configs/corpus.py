@@ -2,15 +2,17 @@
 
 Every field has a help string (the docstring under it) and is a ``--field VALUE`` option of its
 command (fields named in ``POSITIONAL`` are positional arguments); ``__post_init__`` checks each
-value once and names the field. Family names are checked by the commands themselves
-(:class:`corpus.build.BuildSettings`, ``corpus.families``), which own the list.
+value once and names the field. The render-actor settings of ``corpus.build`` and
+``corpus.import`` are declared once, in :class:`RenderActors`, which both extend. Family names
+are checked by the commands themselves (:class:`corpus.build.BuildSettings`,
+``corpus.families``), which own the list.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _need(config, ok: bool, name: str, why: str) -> None:
@@ -25,8 +27,28 @@ def _workers(text: str) -> int | None:
     return int(text) if re.fullmatch(r"\d+", text) else None
 
 
+@dataclass(kw_only=True)
+class RenderActors:
+    """The render-actor settings that ``corpus.build`` and ``corpus.import`` share (each command's
+    options, listed first; a command may give ``workers`` another default)."""
+
+    workers: str = "auto"
+    """Render actors: auto (one per CPU) or N (0: render in this process, no Ray)."""
+    ray_address: str | None = None
+    """Join this running Ray cluster (HOST:PORT) for the render actors instead of starting a local
+    one (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and the cluster's token; unused with workers 0)."""
+
+    def __post_init__(self):
+        _need(self, _workers(self.workers) is not None, "workers", "must be auto or an integer >= 0")
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number of render actors (``auto``: one per CPU)."""
+        return _workers(self.workers)
+
+
 @dataclass
-class BuildConfig:
+class BuildConfig(RenderActors):
     """Build the procedural corpus: programs -> OpenSCAD meshes -> views -> a split datasets folder."""
 
     n: int
@@ -35,8 +57,6 @@ class BuildConfig:
     """Output folder (created; run the same command again to resume an interrupted build)."""
     seed: int = 0
     """Build seed: family order, part seeds, default held-out families, split hashing."""
-    workers: str = "auto"
-    """Render actors: auto (one per CPU) or N (0: render in this process, no Ray)."""
     size: int = 128
     """View size in pixels (the reward's default is 128)."""
     families: tuple[str, ...] = ()
@@ -49,29 +69,21 @@ class BuildConfig:
     """Programs tried per part: the first plus retries with derived seeds."""
     chunk_size: int = 128
     """Parts per chunk (the unit of resumption)."""
-    ray_address: str | None = None
-    """Join this running Ray cluster (HOST:PORT) for the render actors instead of starting a local
-    one (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and the cluster's token; unused with workers 0)."""
     quiet: bool = False
     """No progress bar."""
 
     def __post_init__(self):
+        super().__post_init__()
         _need(self, self.n >= 1, "n", "must be >= 1")
         _need(self, bool(self.out.strip()), "out", "must name a folder")
-        _need(self, _workers(self.workers) is not None, "workers", "must be auto or an integer >= 0")
         _need(self, self.size >= 8, "size", "must be >= 8 pixels")
         _need(self, self.timeout > 0, "timeout", "must be > 0")
         _need(self, self.max_tries >= 1, "max_tries", "must be >= 1")
         _need(self, self.chunk_size >= 1, "chunk_size", "must be >= 1")
 
-    @property
-    def worker_count(self) -> int:
-        """``workers`` as a number of render actors (``auto``: one per CPU)."""
-        return _workers(self.workers)
-
 
 @dataclass
-class ImportConfig:
+class ImportConfig(RenderActors):
     """Import a folder of OpenSCAD programs (and optional pictures) into the corpus dataset format."""
 
     POSITIONAL = ("folder",)
@@ -82,31 +94,23 @@ class ImportConfig:
     """Output dataset folder (new, empty or an earlier import)."""
     split: str = "test"
     """Split every row goes to, or auto for 90/5/5 train/val/test without leakage."""
-    workers: str = "0"
-    """Render actors: auto (one per CPU) or N (0: render in this process, no Ray)."""
+    workers: str = field(default="0", kw_only=True)
+    # RenderActors.workers (its help is there), with another default: an import renders in this process
     size: int = 128
     """View size in pixels (the reward's default is 128)."""
     timeout: float = 30.0
     """OpenSCAD wall-clock limit per file, seconds."""
     seed: int = 0
     """Split hashing seed of split auto."""
-    ray_address: str | None = None
-    """Join this running Ray cluster (HOST:PORT) for the render actors instead of starting a local
-    one (also $RAY_ADDRESS; needs RAY_AUTH_MODE=token and the cluster's token; unused with workers 0)."""
 
     def __post_init__(self):
+        super().__post_init__()
         _need(self, bool(self.folder), "folder", "must name a folder")
         _need(self, bool(self.out.strip()), "out", "must name a folder")
         _need(self, bool(re.fullmatch(r"[A-Za-z0-9_]+", self.split)), "split",
               "must be a name of letters, digits and _")
-        _need(self, _workers(self.workers) is not None, "workers", "must be auto or an integer >= 0")
         _need(self, self.size >= 1, "size", "must be >= 1")
         _need(self, self.timeout > 0, "timeout", "must be > 0")
-
-    @property
-    def worker_count(self) -> int:
-        """``workers`` as a number of render actors (``auto``: one per CPU)."""
-        return _workers(self.workers)
 
 
 @dataclass

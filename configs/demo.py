@@ -49,6 +49,10 @@ class DemoConfig:
     """Sampled programs per image in the evaluation, besides the greedy one (0: greedy only)."""
     eval_limit: int | None = 40
     """At most this many images per evaluated split (None: all)."""
+    eval_refine: int = 0
+    """Refinement renders per image in the evaluation (rl.eval --refine N: the greedy program's
+    numbers tuned against the input picture, never the target; about 5 s per image on 2 cores at
+    200). The summary and the printed lines then add the refined figures. 0: off."""
     workers: int | None = None
     """Render actors of every stage (0: render in the stage's process; None: one per CPU)."""
 
@@ -63,6 +67,7 @@ class DemoConfig:
         need(self.corpus_n >= 40, "corpus_n", "must be >= 40 (every split needs parts)")
         need(self.seed >= 0, "seed", "must be >= 0")
         need(self.eval_k >= 0, "eval_k", "must be >= 0")
+        need(self.eval_refine >= 0, "eval_refine", "must be >= 0")
         chosen = self.families or tuple(FAMILIES)
         unknown = sorted(set(chosen) - set(FAMILIES))
         need(not unknown, "families", f"must be among {', '.join(sorted(FAMILIES))}")

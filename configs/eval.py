@@ -114,8 +114,9 @@ class PredictConfig:
     IoU with the picture, and with --mesh the mesh's views, chamfer and IoU) or consensus (mean
     reward of the other valid programs measured against it)."""
     mesh: str | None = None
-    """A mesh of the part (binary STL, or .npz with vertices and faces): selection and --refine then
-    compare with it (its views in its own frame and in its frame, chamfer, IoU), not the picture."""
+    """A mesh of the part (binary STL, .obj, .off, .ply, or .npz with vertices and faces): selection
+    and --refine then compare with it (its views in its own frame and in its frame, chamfer, IoU),
+    not the picture."""
     refine: int = 0
     """Refine the kept program: tune its numeric literals with at most N renders against the input
     picture (or --mesh); 0: off. Writes the program before (unrefined.scad) and after, with scores."""

@@ -113,13 +113,18 @@ class PPOConfig:
     """RenderPool actors (0: render in this process; None: one per CPU)."""
     render_timeout: float = 30.0
     """OpenSCAD wall-clock limit per program, seconds."""
-    rollout_chunks: int = 2
+    rollout_chunks: int = 1
     """Sample the batch's images in this many chunks (at most one per image), each chunk's programs
     sent to the render pool as soon as they are sampled: OpenSCAD renders chunk i while the policy
     samples chunk i+1, and the last chunk while the log-prob passes run. Staleness stays 0 (one
-    policy for the whole batch; the update waits for every score). 1: one batched sampling call,
-    renders overlap the log-prob passes only. More chunks hide more rendering, but each chunk is
-    a smaller generate batch (on a GPU, nearly as slow as a full one): see bench/ppo_overlap.py."""
+    policy for the whole batch; the update waits for every score). 1: one batched sampling call;
+    without stream_renders, renders then overlap the log-prob passes only. More chunks hide more
+    rendering, but each chunk is a smaller generate batch (on a GPU, nearly as slow as a full one),
+    and with stream_renders one chunk already hides the renders: see bench/ppo_overlap.py."""
+    stream_renders: bool = True
+    """Send each program to the render pool the moment it ends in eos, while the rest of its
+    generate batch is still sampled (a batch waits for its longest program), instead of when the
+    whole chunk is sampled. Same programs, same staleness 0; only the start of rendering moves."""
 
     seed: int = 0
     """Seed of data order, sampling and minibatch order."""

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from configs.app import AppConfig
 from configs.corpus import BuildConfig, FamiliesConfig, ImportConfig, StatsConfig
 from configs.demo import DemoConfig
 from configs.eval import EvalConfig, PredictConfig
@@ -29,6 +30,7 @@ SECTIONS = (  # (command, YAML it reads by default, config class)
     ("python -m rl.ppo", "configs/ppo.yaml", PPOConfig),
     ("python -m rl.eval", None, EvalConfig),
     ("python -m rl.predict IMAGE", None, PredictConfig),
+    ("python -m rl.app", None, AppConfig),
     ("python -m rl.compare A B", None, CompareConfig),
     ("python -m rl.curves RUN", None, CurvesConfig),
     ("python -m corpus.build", None, BuildConfig),

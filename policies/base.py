@@ -43,9 +43,10 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import GenerationConfig
+from transformers import GenerationConfig, StoppingCriteriaList
 
 from configs.policy import PolicyConfig
+from policies.streaming import FinishedRows, OnFinished
 from policies.tokenizer import encode_code
 
 POLICY_JSON = "policy.json"
@@ -185,16 +186,21 @@ class Policy(nn.Module):
         temperature: float = 1.0,
         top_p: float = 1.0,
         greedy: bool = False,
+        on_finished: OnFinished | None = None,
     ) -> Rollout:
-        """``n`` programs per image, drawn with ``model.generate`` in eval mode (KV cache)."""
+        """``n`` programs per image, drawn with ``model.generate`` in eval mode (KV cache);
+        ``on_finished(rows, texts)`` hears of each row's program as soon as it ends in eos."""
         if n < 1 or not temperature > 0 or not 0 < top_p <= 1:
             raise ValueError(f"need n >= 1, temperature > 0, 0 < top_p <= 1; got {n}, {temperature}, {top_p}")
         prompts = self._prompts([image for image in images for _ in range(n)])
         generation = self.generation_config(max_new_tokens, temperature, top_p, greedy)
         was_training = self.training
         self.eval()
+        stream = StoppingCriteriaList(
+            [FinishedRows(self.eos_ids, prompts["input_ids"].shape[1], self.decode, on_finished)]
+        ) if on_finished else None
         try:
-            out = self.model.generate(**prompts, generation_config=generation)
+            out = self.model.generate(**prompts, generation_config=generation, stopping_criteria=stream)
         finally:
             self.train(was_training)
         tokens = out.sequences[:, prompts["input_ids"].shape[1] :]

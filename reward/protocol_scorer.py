@@ -10,8 +10,15 @@ chamfer, IoU) while the OpenSCAD mesh is still at hand, so a program runs once f
     scored = pool.score([ScoreRequest(code, row["id"])])[0]   # ScoredSample
     figures = summarise_breakdowns([scored.breakdown])          # valid_frac, iou_mean, ...
 
-Nothing here runs OpenSCAD or scores by itself: it composes :mod:`reward.score` and
-:mod:`reward.metrics` (the pool in :mod:`renderer.pool` runs the programs).
+:class:`EvalScorer` (``rl.eval``'s scorer) adds, from the same render, the program's
+:class:`reward.agreement.Agreement` with what inference holds (the input picture or mesh), so
+the selection among k programs needs no second render; a target registered with the input only
+scores refinement candidates (agreement alone, nothing against the hidden target), and
+:class:`Agreements` shows such a pool to :mod:`rl.refine` as an agreement pool.
+
+Nothing here runs OpenSCAD or scores by itself: it composes :mod:`reward.score`,
+:mod:`reward.metrics` and :mod:`reward.agreement` (the pool in :mod:`renderer.pool` runs the
+programs).
 """
 
 from __future__ import annotations
@@ -20,17 +27,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reward.agreement import Agreement, AgreementScorer, AgreementTarget
 from reward.metrics import protocol_metrics
 from reward.score import RewardBreakdown, Scorer
 
 
 @dataclass
 class ScoredSample:
-    """One program's outcome: the reward breakdown and the protocol record."""
+    """One program's outcome: the reward breakdown, the protocol record and (:class:`EvalScorer`
+    with an input) the agreement with the input."""
 
-    breakdown: RewardBreakdown
+    breakdown: RewardBreakdown | None
+    """None only for an :class:`EvalScorer` target given the input alone (a refinement candidate)."""
     protocol: dict
     """:func:`reward.metrics.protocol_metrics` record: valid, status, cd (squared, not x1e3), iou."""
+    agreement: Agreement | None = None
+    """:class:`EvalScorer` with an input: the agreement of the same render with it; else None."""
 
 
 @dataclass
@@ -79,6 +91,73 @@ class ProtocolScorer:
         if not self.protocol or prepared is None:
             return {"valid": False, "status": str(result.status), "cd": None, "iou": None}
         return protocol_metrics(result, prepared.vertices, prepared.faces, threads=self.threads)
+
+
+@dataclass
+class EvalTarget:
+    """What :class:`EvalScorer` compares a program with (plain arrays: it pickles to Ray workers)."""
+
+    target: _Target | None
+    """The hidden target (reward and protocol), or None: score the agreement only."""
+    inputs: AgreementTarget | None
+    """What inference holds (the input picture, or a mesh given as input), or None: no agreement."""
+
+
+class EvalScorer:
+    """RenderPool scorer of ``rl.eval``: one OpenSCAD run per program gives the figures against the
+    hidden target (:class:`ProtocolScorer`) and the agreement with the input (``agreement``).
+
+    A target is registered as ``pool.add_target(id, mesh, inputs)``: ``mesh = (vertices, faces)``
+    of the hidden target or None, ``inputs = (pictures, input_mesh)`` as
+    :meth:`reward.agreement.AgreementScorer.prepare` takes them, or None. With ``mesh`` a program
+    gets a :class:`ScoredSample` (with its ``agreement`` when ``inputs`` is given); without, a
+    :class:`ScoredSample` holding only the agreement (``breakdown`` None; a refinement candidate).
+    """
+
+    def __init__(self, protocol: ProtocolScorer | None = None, agreement: AgreementScorer | None = None):
+        self.protocol = protocol or ProtocolScorer()
+        self.agreement = agreement or AgreementScorer()
+
+    def prepare(self, mesh, inputs) -> EvalTarget:
+        target = self.protocol.prepare(*mesh) if mesh is not None else None
+        return EvalTarget(target, self.agreement.prepare(*inputs) if inputs is not None else None)
+
+    def __call__(self, result, prepared: EvalTarget | None) -> ScoredSample:
+        """The scored sample of one OpenSCAD ``result`` (``prepared`` None: the pool failed on it)."""
+        if prepared is None:  # an infrastructure fault: every part says so
+            scored = self.protocol(result, None)
+            scored.agreement = self.agreement(result, None)
+            return scored
+        if prepared.target is None:
+            return ScoredSample(None, {}, self._agreement(result, prepared))
+        scored = self.protocol(result, prepared.target)
+        scored.agreement = self._agreement(result, prepared)
+        return scored
+
+    def score_with_views(self, result, prepared: EvalTarget) -> tuple[ScoredSample, np.ndarray]:
+        """``(scored, views)``: :meth:`__call__` and the prediction's views in the hidden target's
+        frame (:meth:`ProtocolScorer.score_with_views`)."""
+        scored, views = self.protocol.score_with_views(result, prepared.target)
+        scored.agreement = self._agreement(result, prepared)
+        return scored, views
+
+    def target_views(self, prepared: EvalTarget) -> np.ndarray:
+        return self.protocol.target_views(prepared.target)
+
+    def _agreement(self, result, prepared: EvalTarget) -> Agreement | None:
+        return self.agreement(result, prepared.inputs) if prepared.inputs is not None else None
+
+
+class Agreements:
+    """A RenderPool of :class:`EvalScorer` seen as :mod:`rl.refine` takes a pool: ``score`` answers
+    each request's :class:`reward.agreement.Agreement`, and ``workers`` is the pool's."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.workers = pool.workers
+
+    def score(self, requests: list) -> list[Agreement]:
+        return [scored.agreement for scored in self.pool.score(requests)]
 
 
 def _stats(values: list[float], name: str) -> dict:

@@ -23,8 +23,8 @@ median CD x1e3 and IoU, and the share of distinct programs, which exposes a poli
 one program whatever the image) and one column per evaluation, then ``B - A``. For the reward, the
 IoU (an invalid program counts 0), the invalid ratio and the protocol's volumetric IoU over the
 targets where both programs are valid (the geometry of what both wrote), ``B - A`` comes with a
-95 % paired bootstrap interval over the targets (:func:`paired_interval`: 10,000 resamples of the targets,
-BCa); an interval that excludes 0 is marked ``*``.
+95 % paired bootstrap interval over the targets (:func:`reward.intervals.paired_interval`: 10,000
+resamples of the targets, BCa); an interval that excludes 0 is marked ``*``.
 
 Writes ``OUT/comparison.json`` and ``OUT/comparison.md`` (the table, Markdown) when ``--out``
 is given; prints the table either way. Bad input is one line on stderr, exit 2.
@@ -37,18 +37,16 @@ import os
 import sys
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from configs.cli import UsageError, fail, fmt, parse
 from configs.tools import CompareConfig
+from reward.intervals import CONFIDENCE, RESAMPLES, paired_interval
 from reward.records import SampleRecord
-from rl.eval import figures_of
+from rl.eval_figures import figures_of
 from rl.files import write_json
 
 PROG = "rl.compare"
-RESAMPLES = 10_000
-CONFIDENCE = 0.95
-FIGURES = (  # (label, key path in the figures of rl.eval.figures_of, format)
+FIGURES = (  # (label, key path in the figures of rl.eval_figures.figures_of, format)
     ("invalid ratio", ("invalid_ratio",), ".3f"),
     ("reward mean", ("reward_mean",), ".3f"),
     ("IoU mean (valid)", ("iou_mean",), ".3f"),
@@ -150,68 +148,6 @@ def check_comparable(a: tuple[str, dict, dict], b: tuple[str, dict, dict]) -> li
 def distinct_share(records: dict[str, SampleRecord], targets: list[str]) -> float:
     """Distinct greedy programs per target: near 1/len(targets) when one program answers every image."""
     return len({records[t].code for t in targets}) / len(targets)
-
-
-def paired_bootstrap(
-    differences: np.ndarray, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """BCa bootstrap intervals of the mean of each row of paired differences, vectorised.
-
-    Every row is resampled with the same ``resamples`` draws of its ``n`` columns (multiplicity
-    counts, so a row costs one matrix product); the percentile interval is then corrected for bias
-    (``z0``: the share of resampled means below the observed one) and acceleration (``a``: from
-    the jackknife), as ``scipy.stats.bootstrap(method="BCa")`` does. A row without spread gets
-    the point as its interval.
-
-    Parameters
-    ----------
-    differences : (m, n) float
-        ``b - a`` for n paired targets, m independent sets.
-    resamples, confidence, seed :
-        Bootstrap resamples, two-sided level, seed of the draws.
-
-    Returns
-    -------
-    low, high : (m,) float64
-    """
-    d = np.atleast_2d(np.asarray(differences, dtype=np.float64))
-    m, n = d.shape
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((resamples, n))
-    np.add.at(counts, (np.repeat(np.arange(resamples), n), rng.integers(0, n, resamples * n)), 1.0)
-    boot = np.sort(d @ counts.T / n, axis=1)  # (m, resamples) resampled means, sorted
-    mean = d.mean(axis=1, keepdims=True)
-    below = (np.sum(boot < mean, axis=1) + np.sum(boot <= mean, axis=1)) / (2 * resamples)
-    z0 = ndtri(np.clip(below, 0.5 / resamples, 1 - 0.5 / resamples))[:, None]
-    jackknife = (d.sum(axis=1, keepdims=True) - d) / max(n - 1, 1)  # (m, n) leave-one-out means
-    spread = jackknife.mean(axis=1, keepdims=True) - jackknife
-    denominator = 6 * np.sum(spread**2, axis=1, keepdims=True) ** 1.5
-    accel = np.divide(np.sum(spread**3, axis=1, keepdims=True), denominator,
-                      out=np.zeros((m, 1)), where=denominator > 0)
-    z = ndtri(np.array([[(1 - confidence) / 2, (1 + confidence) / 2]]))
-    levels = ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))  # (m, 2)
-    position = levels * (resamples - 1)
-    lower = np.clip(np.floor(position).astype(int), 0, resamples - 1)
-    upper = np.minimum(lower + 1, resamples - 1)
-    weight = position - lower
-    ends = np.take_along_axis(boot, lower, 1) * (1 - weight) + np.take_along_axis(boot, upper, 1) * weight
-    flat = np.ptp(d, axis=1) == 0
-    ends[flat] = mean[flat]
-    return ends[:, 0], ends[:, 1]
-
-
-def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0, resamples: int = RESAMPLES):
-    """``(mean(b - a), low, high)``: the difference and its 95 % paired bootstrap interval.
-
-    ``a`` and ``b`` are ``(n,)`` values of n paired targets (floats back), or ``(m, n)`` for m
-    independent comparisons at once (``(m,)`` arrays back).
-    """
-    difference = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-    low, high = paired_bootstrap(np.atleast_2d(difference), resamples, CONFIDENCE, seed)
-    mean = np.atleast_2d(difference).mean(axis=1)
-    if difference.ndim == 1:
-        return float(mean[0]), float(low[0]), float(high[0])
-    return mean, low, high
 
 
 def _lookup(section: dict | None, path: tuple[str, ...]):

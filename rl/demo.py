@@ -116,15 +116,16 @@ def stages(config: DemoConfig) -> list[Stage]:
     def same_evaluation(metrics: dict) -> bool:
         trained_with = os.path.join(ppo, RUN_CONFIG)  # both policies are scored as PPO was trained
         reward = _json(trained_with).get("reward") if os.path.exists(trained_with) else None
+        refined = (metrics.get("refine") or {}).get("renders", 0)
         return (metrics["k"] == config.eval_k and metrics["n_images"] <= (config.eval_limit or float("inf"))
-                and metrics.get("reward") == reward)
+                and metrics.get("reward") == reward and refined == config.eval_refine)
 
     for split in config.eval_splits:
         for policy, upstream in (("sft", sft_done), ("ppo", ppo_done)):
             folder = eval_folder(config, policy, split)
             evaluate = command("rl.eval", checkpoint=os.path.join(out, policy, "final"), corpus_dir=corpus,
                                split=split, k=config.eval_k, out=folder, seed=seed, limit=config.eval_limit,
-                               render_workers=workers, reward_from=ppo)
+                               render_workers=workers, reward_from=ppo, refine=config.eval_refine or None)
             done = os.path.join(folder, "metrics.json")
             plan.append(Stage(f"eval {policy} {split}", evaluate, done, upstream, check=same_evaluation))
     return plan
@@ -205,6 +206,7 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         "curves": curves_png,
         "ppo_throughput": curves.throughput(lines),
     }
+    summary["refined"] = refined_figures(config) if config.eval_refine else None
     first_split = config.eval_splits[0]
     summary["example"] = demo_page.example_figure(
         eval_folder(config, "ppo", first_split), os.path.join(config.out, "example.png")
@@ -212,6 +214,15 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
     summary["index"] = demo_page.write_index(config, summary)
     write_json(os.path.join(config.out, SUMMARY), summary)
     return summary
+
+
+def refined_figures(config: DemoConfig) -> dict:
+    """Per split and policy, rl.eval's paired greedy -> refined figures (``metrics["refine"]``)."""
+    def of(policy: str, split: str) -> dict:
+        refine = _json(os.path.join(eval_folder(config, policy, split), "metrics.json"))["refine"]
+        return {k: refine[k] for k in ("n", "paired", "seconds_per_image")}
+
+    return {split: {policy: of(policy, split) for policy in ("sft", "ppo")} for split in config.eval_splits}
 
 
 def run(config: DemoConfig) -> dict:
@@ -232,6 +243,11 @@ def run(config: DemoConfig) -> dict:
     rate = summary["ppo_throughput"]
     shares = ", ".join(f"{k} {v:.0%}" for k, v in rate["share"].items() if v is not None)
     print(f"{PROG}: PPO {rate['samples_per_s_mean'] or 0:.2f} programs/s; time in {shares}")
+    for split, policies in (summary["refined"] or {}).items():
+        for policy, r in policies.items():
+            paired = "  ".join(f"{label} {p['before']:.3f} -> {p['after']:.3f} ({p['difference']:+.3f})"
+                               for label, p in r["paired"].items())
+            print(f"{PROG}: {policy} {split} refined ({r['n']} images): {paired}")
     print(f"{PROG}: curves {summary['curves']}; open {summary['index']}")
     return summary
 

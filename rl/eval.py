@@ -12,17 +12,19 @@ Commands::
     python -m rl.eval --help
 
 For every image of the split the policy decodes one greedy program and ``k`` sampled ones;
-each is run by OpenSCAD and scored on a :class:`renderer.pool.RenderPool` against the
-image's target mesh with one set of reward settings (:func:`configs.reward.resolve`:
-``--reward_from``, else those the checkpoint's PPO run trained with, else the defaults; the
-command prints which). Best-of-k keeps the sampled program with the highest reward (an **oracle**
-pick: it uses the target, as cadrille's best-of-k does). The **selected** program is what
-inference without the target keeps (``rl.predict``): among the greedy and the ``k`` sampled
-programs, the one whose render agrees best with the input (:func:`rl.refine.pick`;
-``--against image``: the input picture, ``mesh``: the target mesh given as an input, as
-``rl.predict --mesh``). ``--refine N`` then tunes the selected program's numeric literals
-against the same input (:func:`rl.refine.refine`, at most N renders and ``--refine_seconds`` per
-image) and scores the refined program like the others. Writes into ``--out`` (default
+each is run by OpenSCAD once and scored on a :class:`renderer.pool.RenderPool`
+(:class:`reward.protocol_scorer.EvalScorer`; one pool for the whole run, each target mesh read
+once) against the image's target mesh with one set of reward settings
+(:func:`configs.reward.resolve`: ``--reward_from``, else those the checkpoint's PPO run trained
+with, else the defaults; the command prints which). Best-of-k keeps the sampled program with the
+highest reward (an **oracle** pick: it uses the target, as cadrille's best-of-k does). The
+**selected** program is what inference without the target keeps (``rl.predict``): among the
+greedy and the ``k`` sampled programs, the one whose render agrees best with the input
+(:func:`rl.refine.choose`, on the agreement the same render gave; ``--against image``: the input
+picture, ``mesh``: the target mesh given as an input, as ``rl.predict --mesh``). ``--refine N``
+then tunes the selected program's numeric literals against the same input
+(:func:`rl.refine.refine`, at most N renders and ``--refine_seconds`` per image, on the same pool)
+and scores the refined program like the others. Writes into ``--out`` (default
 ``<checkpoint>/eval_<split>``):
 
 - ``records.jsonl``: one :class:`reward.records.SampleRecord` per program (``extra`` holds
@@ -34,7 +36,10 @@ image) and scores the refined program like the others. Writes into ``--out`` (de
   ``refined`` (``--refine``): the target-frame figures of
   :func:`reward.protocol_scorer.summarise_breakdowns` (invalid ratio, reward, mean and median IoU, SSIM and
   chamfer distance over valid programs) and ``protocol`` (:func:`reward.metrics.summarise`:
-  ``ir``, ``cd_median_x1e3``, ``iou_mean``), plus per-family figures and timings; with
+  ``ir``, ``cd_median_x1e3``, ``cd_mean_x1e3``, ``iou_mean``), each headline mean with its 95 %
+  bootstrap interval over the targets beside it (``iou_mean_ci95``; in ``protocol``
+  ``iou_mean_ci95``, ``cd_mean_x1e3_ci95``: :func:`rl.eval_figures.figures_of`; printed too),
+  plus per-family figures and timings; with
   ``--refine``, ``refine``: the selected (before) and refined (after) figures on the same targets,
   paired mean differences per target, seconds and renders per image (paired bootstrap intervals:
   ``bench/refine.py``, which reads these records); and what
@@ -59,18 +64,21 @@ from configs.reward import as_dict
 from configs.reward import resolve as resolve_reward
 from renderer.errors import RendererUnavailable
 from rl.checkpoint import check_image_size, load_checkpoint, resolve_corpus
+from rl.eval_figures import figures_of, mark_best_of_k, per_family, refine_summary
 from rl.files import write_json
-from rl.refine import RefineSettings, pick, refine
+from rl.refine import RefineSettings, choose, refine
 from rl.runtime import quiet_libraries, set_threads
 
 PROG = "rl.eval"
 PICKS = {
     "greedy": "the greedy program",
-    "selected": "among greedy + k sampled, best agreement with the input (rl.refine.pick), not the target",
+    "selected": "among greedy + k sampled, best agreement with the input (rl.refine.choose), not the target",
     "best_of_k": "ORACLE: the sampled program with the highest reward against the hidden target",
     "refined": "the selected program (greedy when k = 0) after rl.refine.refine against the input",
 }
 """What each figure of ``metrics.json`` is computed on."""
+INPUT = "#input"
+"""Suffix of the id of a target registered with the input alone (what refinement scores against)."""
 
 
 def load_rows(corpus_dir: str, split: str, limit: int | None):
@@ -99,11 +107,34 @@ def _record(row, mode: str, index: int, text: str, scored, config: EvalConfig):
              "protocol_valid": bool(protocol.get("valid")), "protocol_cd": protocol.get("cd"),
              "protocol_iou": protocol.get("iou"), "protocol_status": protocol.get("status"),
              "infrastructure": bool(getattr(scored.breakdown, "infrastructure", False))}
+    if scored.agreement is not None:
+        extra["agreement"] = scored.agreement.total
     return SampleRecord.from_breakdown(record_id, row["id"], text, scored.breakdown, **views, extra=extra)
 
 
-def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str) -> list:
-    """Decode, render and score one batch of rows; one record per program (greedy first)."""
+def register_targets(pool, corpus_dir: str, rows: list[dict], config: EvalConfig) -> None:
+    """Register each row's target mesh (read once) on ``pool`` (its scorer a
+    :class:`reward.protocol_scorer.EvalScorer`) with, when programs are selected (``k`` > 0 or
+    ``refine``), the input they are selected on (``against``: the picture, or the same mesh);
+    with ``refine``, the input alone too, as ``id + INPUT``."""
+    from corpus.dataset import load_mesh
+    from reward.agreement import picture_of
+
+    for row in rows:
+        mesh = load_mesh(corpus_dir, row)
+        inputs = None
+        if config.k or config.refine:
+            inputs = (picture_of(row["image"]), None) if config.against == "image" else (None, mesh)
+        pool.add_target(row["id"], mesh, inputs)
+        if config.refine:
+            pool.add_target(row["id"] + INPUT, None, inputs)
+
+
+def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
+                   agreements: dict | None = None) -> list:
+    """Decode, render and score one batch of rows; one record per program (greedy first). Each
+    program's :class:`reward.agreement.Agreement` (when the pool scores one) goes into
+    ``agreements`` under its record's id."""
     from renderer.pool import ScoreRequest
 
     images = [row["image"] for row in rows]
@@ -121,21 +152,22 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str)
             paths = {"views_path": os.path.join(out, "views", f"{record_id}.png"),
                      "target_views_path": os.path.join(out, "views", f"{rows[i]['id']}_target.png")}
         requests.append(ScoreRequest(text, rows[i]["id"], **paths))
-    scored = pool.score(requests)
-    return [_record(rows[i], mode, s, text, result, config)
-            for (i, mode, s, text), result in zip(programs, scored, strict=True)]
+    records = []
+    for (i, mode, s, text), scored in zip(programs, pool.score(requests), strict=True):
+        records.append(_record(rows[i], mode, s, text, scored, config))
+        if agreements is not None and scored.agreement is not None:
+            agreements[records[-1].id] = scored.agreement
+    return records
 
 
-def select_and_refine(dataset, corpus_dir: str, records: list, config: EvalConfig, out: str) -> list:
-    """Mark each target's selected program among ``records`` (``extra["selected"]``; each program's
-    ``extra["agreement"]``), on a render pool of :class:`reward.agreement.AgreementScorer` against
-    the input (``config.against``); with ``config.refine``, refine it there. Returns
+def select_and_refine(pool, dataset, records: list, agreements: dict, config: EvalConfig) -> list:
+    """Mark each target's selected program among ``records`` (``extra["selected"]``): the one whose
+    render agrees best with the input (:func:`rl.refine.choose` on ``agreements``, from the render
+    that scored it); with ``config.refine``, refine it on ``pool`` against the input alone. Returns
     ``(row, selected record, RefineResult)`` of each refined target."""
     from tqdm.auto import tqdm
 
-    from corpus.dataset import load_mesh
-    from renderer.pool import RenderPool
-    from reward.agreement import AgreementScorer, picture_of
+    from reward.protocol_scorer import Agreements
 
     settings = RefineSettings(renders=max(config.refine, 1), seconds=config.refine_seconds,
                               optimiser=config.refine_optimiser, seed=config.seed)
@@ -143,38 +175,29 @@ def select_and_refine(dataset, corpus_dir: str, records: list, config: EvalConfi
     for record in records:
         by_target.setdefault(record.target_id, []).append(record)  # greedy first, as decoded
     refined = []
-    desc = f"{PROG} refine" if config.refine else f"{PROG} select"
-    agreement = RenderPool(AgreementScorer(), workers=config.render_workers, ray_address=config.ray_address)
-    with agreement as pool, \
-            tqdm(total=len(dataset), desc=desc, unit="image", dynamic_ncols=True) as bar:
+    with tqdm(total=len(dataset), desc=f"{PROG} refine", unit="image", dynamic_ncols=True,
+              disable=not config.refine) as bar:
         for i in range(len(dataset)):
             row = dataset[i]
-            if config.against == "image":
-                pool.add_target(row["id"], picture_of(row["image"]), None)
-            else:  # the mesh given as the input, as rl.predict --mesh
-                pool.add_target(row["id"], None, load_mesh(corpus_dir, row))
             group = by_target[row["id"]]
-            index, agreements = pick(pool, row["id"], [r.code for r in group])
-            for record, agreement in zip(group, agreements, strict=True):
-                record.extra["agreement"] = agreement.total
+            scored = [agreements[r.id] for r in group]
+            index = choose(scored)
             group[index].extra["selected"] = True
             if config.refine:
-                result = refine(group[index].code, pool, row["id"], settings, start=agreements[index],
-                                progress=False)
+                result = refine(group[index].code, Agreements(pool), row["id"] + INPUT, settings,
+                                start=scored[index], progress=False)
                 refined.append((row, group[index], result))
             bar.update(1)
     return refined
 
 
-def score_refined(pool, corpus_dir: str, refined: list, config: EvalConfig, out: str) -> list:
+def score_refined(pool, refined: list, config: EvalConfig, out: str) -> list:
     """The records of the refined programs of :func:`select_and_refine`, scored on ``pool`` as
     the decoded ones (``extra``: the refinement's agreement before and after, renders, seconds)."""
-    from corpus.dataset import load_mesh
     from renderer.pool import ScoreRequest
 
     requests = []
     for row, _, result in refined:
-        pool.add_target(row["id"], *load_mesh(corpus_dir, row))
         paths = {}
         if config.views:
             paths = {"views_path": os.path.join(out, "views", f"{row['id']}_refined.png"),
@@ -192,127 +215,15 @@ def score_refined(pool, corpus_dir: str, refined: list, config: EvalConfig, out:
     return records
 
 
-def _protocol_iou(record) -> float:
-    return (record.extra["protocol_iou"] or 0.0) if record.extra["protocol_valid"] else 0.0
-
-
-def _protocol_cd(record) -> float | None:
-    return record.extra["protocol_cd"] * 1e3 if record.extra["protocol_valid"] else None
-
-
-PAIRED_REFINE = {  # label: the value of a record, None where it has none (both sides must have one)
-    "agreement": lambda r: r.extra.get("agreement"),
-    "protocol IoU (invalid = 0)": _protocol_iou,
-    "protocol CD x1e3": _protocol_cd,
-    "SSIM": lambda r: r.ssim if r.valid > 0 else None,
-    "IoU, target frame": lambda r: r.iou if r.valid > 0 else None,
-}
-"""The figures :func:`refine_summary` pairs per target (``bench/refine.py`` adds their intervals)."""
-
-
-def refine_pairs(records: list) -> tuple[list, list]:
-    """``(before, after)``: the selected and the refined record of each refined target, in target
-    order (a target the render pool failed on either side is left out)."""
-    def usable(record) -> bool:
-        return not record.extra.get("infrastructure")
-
-    after = {r.target_id: r for r in records if r.extra["mode"] == "refined" and usable(r)}
-    before = {r.target_id: r for r in records if r.extra["selected"] and r.target_id in after and usable(r)}
-    targets = sorted(before)
-    return [before[t] for t in targets], [after[t] for t in targets]
-
-
-def refine_summary(records: list, protocol: bool = True) -> dict:
-    """Before (the selected programs) and after (their refined programs), on the same targets:
-    figures, paired mean differences per target, and the refinement's seconds and renders."""
-    import numpy as np
-
-    before, after = refine_pairs(records)
-    if not before:
-        return {"n": 0, "before": None, "after": None, "paired": {}}
-    paired = {}
-    for label, value in PAIRED_REFINE.items():
-        if label.startswith("protocol") and not protocol:
-            continue
-        pairs = [(value(b), value(a)) for b, a in zip(before, after, strict=True)]
-        pairs = np.array([p for p in pairs if None not in p], dtype=float).reshape(-1, 2)
-        if len(pairs):
-            paired[label] = {"n": len(pairs), "before": float(pairs[:, 0].mean()),
-                             "after": float(pairs[:, 1].mean()),
-                             "difference": float(np.mean(pairs[:, 1] - pairs[:, 0]))}
-    seconds = np.array([r.extra["refine_seconds"] for r in after])
-    renders = np.array([r.extra["refine_renders"] for r in after])
-    stopped: dict[str, int] = {}
-    for record in after:
-        stopped[record.extra["refine_stopped"]] = stopped.get(record.extra["refine_stopped"], 0) + 1
-    return {
-        "n": len(before),
-        "before": figures_of(before, protocol),
-        "after": figures_of(after, protocol),
-        "paired": paired,
-        "seconds_per_image": {"mean": float(seconds.mean()), "max": float(seconds.max())},
-        "renders_per_image": {"mean": float(renders.mean()), "max": int(renders.max())},
-        "stopped": dict(sorted(stopped.items())),
-        "changed_programs": sum(a.code != b.code for b, a in zip(before, after, strict=True)),
-    }
-
-
-def mark_best_of_k(records: list) -> list:
-    """Flag, per target, the sampled record with the highest reward (``extra["best_of_k"]``); return them."""
-    best: dict = {}
-    for record in records:
-        if record.extra["mode"] == "sample":
-            current = best.get(record.target_id)
-            if current is None or record.total > current.total:
-                best[record.target_id] = record
-    for record in best.values():
-        record.extra["best_of_k"] = True
-    return list(best.values())
-
-
-def figures_of(records: list, protocol: bool = True) -> dict:
-    """Target-frame figures and (``protocol``) the cadrille protocol, for one program per target.
-
-    A program the render pool failed on (``extra["infrastructure"]``: a worker died or scoring
-    raised) is no verdict on the policy: it is left out and counted as ``infra_failed``.
-    """
-    from reward.metrics import summarise
-    from reward.protocol_scorer import summarise_breakdowns
-
-    failed = sum(bool(r.extra.get("infrastructure")) for r in records)
-    records = [r for r in records if not r.extra.get("infrastructure")]
-    figures = summarise_breakdowns(records)
-    figures.pop("valid_frac")
-    figures["infra_failed"] = failed
-    rows = [{"valid": r.extra["protocol_valid"], "cd": r.extra["protocol_cd"], "iou": r.extra["protocol_iou"]}
-            for r in records]
-    figures["protocol"] = summarise(rows) if protocol else None
-    return figures
-
-
-def per_family(records: list) -> dict:
-    """``{family: {n, invalid_ratio, iou_mean}}`` of the greedy programs."""
-    from reward.protocol_scorer import summarise_breakdowns
-
-    families: dict[str, list] = {}
-    for record in records:
-        families.setdefault(record.extra["family"], []).append(record)
-    out = {}
-    for family, group in sorted(families.items()):
-        figures = summarise_breakdowns(group)
-        out[family] = {k: figures[k] for k in ("n", "invalid_ratio", "iou_mean", "reward_mean")}
-    return out
-
-
 def run(config: EvalConfig) -> dict:
     """Evaluate; write records, metrics.json and the report; return the metrics dict."""
     import torch
     from tqdm.auto import tqdm
 
-    from corpus.dataset import load_mesh
     from renderer.pool import RenderPool
+    from reward.agreement import AgreementScorer
     from reward.metrics import PROTOCOL
-    from reward.protocol_scorer import ProtocolScorer
+    from reward.protocol_scorer import EvalScorer, ProtocolScorer
     from reward.records import write_records
     from reward.report import build_report
     from reward.score import Scorer
@@ -329,22 +240,20 @@ def run(config: EvalConfig) -> dict:
     check_image_size(dataset, policy.config, corpus_dir)
     out = config.out or os.path.join(config.checkpoint, f"eval_{config.split}")
     os.makedirs(out, exist_ok=True)
-    scorer = ProtocolScorer(Scorer(weights, threads=1), protocol=config.protocol)
-    records = []
-    with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool, \
-            tqdm(total=len(dataset), desc=PROG, unit="image", dynamic_ncols=True) as bar:
-        for start in range(0, len(dataset), config.batch_size):
-            rows = [dataset[i] for i in range(start, min(start + config.batch_size, len(dataset)))]
-            for row in rows:
-                pool.add_target(row["id"], *load_mesh(corpus_dir, row))
-            records += evaluate_batch(policy, pool, rows, config, out)
-            bar.update(len(rows))
+    protocol = ProtocolScorer(Scorer(weights, threads=1), protocol=config.protocol)
+    scorer = EvalScorer(protocol, AgreementScorer())  # one render per program: figures and agreement
     inference = config.k > 0 or config.refine > 0  # a selected program, and maybe its refinement
-    if inference:  # one pool at a time: each pool's actors take every CPU
-        refined = select_and_refine(dataset, corpus_dir, records, config, out)
-        if refined:
-            with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool:
-                records += score_refined(pool, corpus_dir, refined, config, out)
+    records, agreements = [], {}
+    with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool:
+        with tqdm(total=len(dataset), desc=PROG, unit="image", dynamic_ncols=True) as bar:
+            for start in range(0, len(dataset), config.batch_size):
+                rows = [dataset[i] for i in range(start, min(start + config.batch_size, len(dataset)))]
+                register_targets(pool, corpus_dir, rows, config)
+                records += evaluate_batch(policy, pool, rows, config, out, agreements)
+                bar.update(len(rows))
+        if inference:
+            refined = select_and_refine(pool, dataset, records, agreements, config)
+            records += score_refined(pool, refined, config, out)
     greedy = [r for r in records if r.extra["mode"] == "greedy"]
     selected = [r for r in records if r.extra["selected"]]
     best = mark_best_of_k(records)
@@ -365,9 +274,9 @@ def run(config: EvalConfig) -> dict:
         "protocol_settings": dict(PROTOCOL) if config.protocol else None,
         "against": config.against if inference else None,
         "picks": PICKS,
-        "greedy": figures_of(greedy, config.protocol),
-        "selected": figures_of(selected, config.protocol) if config.k and selected else None,
-        "best_of_k": figures_of(best, config.protocol) if best else None,
+        "greedy": figures_of(greedy, config.protocol, intervals=True),
+        "selected": figures_of(selected, config.protocol, intervals=True) if config.k and selected else None,
+        "best_of_k": figures_of(best, config.protocol, intervals=True) if best else None,
         "refined": None,
         "refine": None,
         "per_family_greedy": per_family(greedy),
@@ -375,7 +284,8 @@ def run(config: EvalConfig) -> dict:
     }
     if config.refine:
         metrics["refine"] = {"renders": config.refine, "seconds": config.refine_seconds,
-                             "optimiser": config.refine_optimiser, **refine_summary(records, config.protocol)}
+                             "optimiser": config.refine_optimiser,
+                             **refine_summary(records, config.protocol, intervals=True)}
         metrics["refined"] = metrics["refine"]["after"]
     write_json(os.path.join(out, "metrics.json"), metrics)
     title = f"rl.eval {config.checkpoint} on {config.split}"
@@ -385,19 +295,26 @@ def run(config: EvalConfig) -> dict:
     return metrics
 
 
+def _ci(interval: list | None) -> str:
+    """`` [low, high]`` of a 95 % interval of :mod:`rl.eval_figures`, or nothing when there is none."""
+    return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+
+
 def _describe(metrics: dict) -> str:
+    """The printed summary: per mode the figures, each headline mean with its 95 % interval."""
     lines = []
     labels = {"greedy": "greedy", "selected": "selected", "best_of_k": "best_of_k (oracle)",
               "refined": "refined"}
     for mode, label in labels.items():
         m = metrics.get(mode)
         if m:
-            p = m["protocol"] or {"ir": None, "cd_median_x1e3": None, "iou_mean": None}
+            p = m["protocol"] or {}
             lines.append(
-                f"{PROG}: {label:18s} IR {fmt(m['invalid_ratio'])}  IoU mean {fmt(m['iou_mean'])} "
-                f"median {fmt(m['iou_median'])}  SSIM {fmt(m['ssim_mean'])}  reward {fmt(m['reward_mean'])}  "
-                f"| protocol IR {fmt(p['ir'])} CD x1e3 median {fmt(p['cd_median_x1e3'])} "
-                f"IoU {fmt(p['iou_mean'])}"
+                f"{PROG}: {label:18s} IR {fmt(m['invalid_ratio'])}  IoU mean {fmt(m['iou_mean'])}"
+                f"{_ci(m.get('iou_mean_ci95'))} median {fmt(m['iou_median'])}  SSIM {fmt(m['ssim_mean'])}  "
+                f"reward {fmt(m['reward_mean'])}  | protocol IR {fmt(p.get('ir'))} CD x1e3 median "
+                f"{fmt(p.get('cd_median_x1e3'))} mean {fmt(p.get('cd_mean_x1e3'))}"
+                f"{_ci(p.get('cd_mean_x1e3_ci95'))} IoU {fmt(p.get('iou_mean'))}{_ci(p.get('iou_mean_ci95'))}"
             )
     if metrics.get("refine"):
         r = metrics["refine"]

@@ -30,8 +30,8 @@ the reference summed over a program's tokens, mean over programs; the adaptive c
 steers it to ``kl_target`` over ``kl_horizon_iterations``), ``kl/ref_token_mean``, ``kl/coef``
 (the coefficient used);
 ``charts/samples_per_s``, ``charts/response_tokens``; ``timing_s/{generate,render,update}``
-(render: the learner's wait on the pool; the batch is sampled in ``rollout_chunks`` chunks and
-each is rendered while the next is sampled, all from the same policy, so PPO stays on-policy),
+(render: the learner's wait on the pool; each program is rendered from the moment it ends in
+eos, while the rest of the batch is sampled, all from the same policy, so PPO stays on-policy),
 ``timing_s/render_span`` (the pool's own time on the batch) and ``timing_s/learner_idle_frac``.
 
 Re-running the same command after a kill resumes from the newest ``checkpoint-N`` (policy,

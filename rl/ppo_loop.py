@@ -8,10 +8,10 @@ toy reward so the policy math is checked without OpenSCAD)::
     learner = Learner(policy, optimizer, kl_ctl, config, PoolRewarder(pool, corpus_dir))
     metrics, records = iterate(learner, rows, iteration=1, records_dir=None)
 
-Rendering overlaps learning, and PPO stays exactly on-policy (:mod:`rl.ppo_rollout`): the
-batch's images are sampled in ``rollout_chunks`` chunks and each chunk goes to the render pool as
-soon as it is sampled, so OpenSCAD renders chunk i while the policy samples chunk i+1, and renders
-the last chunk while the rollout and reference log-probs and values are computed. No parameter
+Rendering overlaps learning, and PPO stays exactly on-policy (:mod:`rl.ppo_rollout`): each
+program goes to the render pool the moment it ends in eos (``stream_renders``), while the rest of
+the batch is still sampled (or, without it, each of ``rollout_chunks`` chunks once sampled), and
+the last renders run while the rollout and reference log-probs and values are computed. No parameter
 changes in between, and the advantages and the update wait for every score: staleness 0.
 ``timing_s/render`` is what rendering still costs the learner, its wait on the pool
 (``timing_s/learner_idle_frac`` of the iteration; ``timing_s/{generate,render,update}`` add up

@@ -1,10 +1,13 @@
-"""A PPO batch sampled in chunks, each chunk's programs scored while the next chunk is sampled.
+"""A PPO batch sampled in chunks, each program scored while the rest of the batch is sampled.
 
 :func:`sample_and_submit` draws the batch's programs image chunk by image chunk
 (``rollout_chunks`` in :mod:`configs.ppo`) and hands each chunk to a :class:`Scoring` as soon as
 it is sampled; with a rewarder that offers ``submit`` (:class:`rl.ppo_loop.PoolRewarder`), OpenSCAD
-renders chunk i on the pool's actors while the policy samples chunk i+1. :meth:`Scoring.collect`
-waits for every score::
+renders chunk i on the pool's actors while the policy samples chunk i+1. With ``stream_renders``
+each program goes to the pool the moment its row ends in eos (:meth:`Scoring.streamer`), while
+the rest of its chunk is sampled: at GPU speed sampling is latency-bound and a batch waits for
+its longest program, so one chunk then hides the renders. :meth:`Scoring.collect` waits for
+every score::
 
     scoring = Scoring(rewarder, policy.eos_ids, config.length_guard, rows, config.k, records_dir)
     rollout, generate_s = sample_and_submit(policy, config, rows, scoring)
@@ -68,6 +71,7 @@ class Scoring:
         """Per program: penalised unrendered by the length guard."""
         self.jobs: list[tuple[object, list[int]]] = []  # (job, the program indices it scores)
         self.deferred: list[int] = []  # programs for a rewarder without submit, scored in collect
+        self.streamed: dict[int, str] = {}  # programs handed over while their chunk was sampled
         self.wait_s = 0.0
         self.submitted_at: float | None = None
 
@@ -80,26 +84,47 @@ class Scoring:
         folder, row_id = os.path.join(self.records_dir, "views"), self._row(i)["id"]
         return os.path.join(folder, f"{row_id}_s{i}.png"), os.path.join(folder, f"{row_id}_target.png")
 
-    def _send(self, todo: list[int], submit) -> None:
-        """Programs ``todo`` to the rewarder: ``submit`` (no wait) or ``score``."""
+    def _send(self, todo: list[int], texts: list[str], submit) -> None:
+        """Programs ``todo`` (spelled ``texts``) to the rewarder: ``submit`` (no wait) or ``score``."""
         if not todo:
             return
         self.submitted_at = self.submitted_at or time.perf_counter()
-        args = [self.texts[i] for i in todo], [self._row(i) for i in todo], [self._views(i) for i in todo]
+        args = texts, [self._row(i) for i in todo], [self._views(i) for i in todo]
         self.jobs.append((submit(*args) if submit else _Scored(self.rewarder.score(*args)), todo))
 
+    def streamer(self):
+        """An ``on_finished`` for :meth:`policies.base.Policy.sample` of the next chunk: each of its
+        programs goes to the rewarder the moment its row ends in eos, while the rest are sampled
+        (None where the rewarder has no ``submit``). :meth:`submit` then skips those programs."""
+        submit = getattr(self.rewarder, "submit", None)
+        if submit is None:
+            return None
+        first = len(self.texts)
+
+        def on_finished(rows: list[int], texts: list[str]) -> None:
+            todo = [first + row for row in rows]
+            self.streamed.update(zip(todo, texts, strict=True))
+            self._send(todo, texts, submit)
+
+        return on_finished
+
     def submit(self, rollout) -> None:
-        """Hand over the programs of the next ``len(rollout.texts) // k`` images."""
+        """Hand over the programs of the next ``len(rollout.texts) // k`` images (those not
+        already handed over by :meth:`streamer`, whose text must be the rollout's)."""
         started = time.perf_counter()
         first = len(self.texts)
         truncated = (~torch.isin(rollout.tokens.cpu(), self.eos).any(dim=1)).tolist()
         self.texts += rollout.texts
         self.truncated += truncated
         self.guarded += [self.length_guard and cut for cut in truncated]
-        todo = [i for i in range(first, len(self.texts)) if not self.guarded[i]]
+        todo = [i for i in range(first, len(self.texts)) if not self.guarded[i] and i not in self.streamed]
+        for i in range(first, len(self.texts)):
+            if i in self.streamed and self.streamed[i] != self.texts[i]:
+                raise RuntimeError(f"program {i} was streamed as {self.streamed[i]!r} but sampled as "
+                                   f"{self.texts[i]!r}")
         submit = getattr(self.rewarder, "submit", None)
         if submit:
-            self._send(todo, submit)
+            self._send(todo, [self.texts[i] for i in todo], submit)
         else:
             self.deferred += todo
         self.wait_s += time.perf_counter() - started
@@ -107,7 +132,7 @@ class Scoring:
     def collect(self) -> list[RewardBreakdown]:
         """Every program's breakdown, in sampling order; waits for the renders still running."""
         started = time.perf_counter()
-        self._send(self.deferred, None)
+        self._send(self.deferred, [self.texts[i] for i in self.deferred], None)
         self.deferred = []
         breakdowns = [truncation_breakdown(self.rewarder.invalid_penalty)] * len(self.texts)
         for job, todo in self.jobs:
@@ -163,15 +188,17 @@ def concat_rollouts(rollouts: list, pad_id: int):
 
 def sample_and_submit(policy, config, rows: list, scoring: Scoring):
     """``(rollout, generate_s)``: ``config.k`` programs per image of ``rows``, sampled in
-    ``config.rollout_chunks`` chunks, each handed to ``scoring`` as soon as it is sampled;
+    ``config.rollout_chunks`` chunks, each handed to ``scoring`` as soon as it is sampled (with
+    ``config.stream_renders``, each program as soon as it ends in eos);
     ``generate_s`` is the time spent sampling alone."""
     max_len = config.max_new_tokens or policy.config.max_new_tokens
     rollouts, generate_s = [], 0.0
     for start, stop in chunk_bounds(len(rows), config.rollout_chunks):
         began = time.perf_counter()
         images = [row["image"] for row in rows[start:stop]]
+        stream = scoring.streamer() if config.stream_renders else None
         rollout = policy.sample(images, n=config.k, max_new_tokens=max_len, temperature=config.temperature,
-                                top_p=config.top_p)
+                                top_p=config.top_p, **({"on_finished": stream} if stream else {}))
         generate_s += time.perf_counter() - began
         scoring.submit(rollout)
         rollouts.append(rollout)

@@ -38,13 +38,13 @@ program with ``--refine``), ``unrefined.scad`` (with ``--refine``: the kept prog
 program's iso / front / right / top views) and ``candidates.json`` (every program, its status,
 agreement and score; with ``--refine`` the refinement: both programs, their agreements, the
 literals changed, renders and seconds). The image, mesh and checkpoint are checked first; a bad
-one is one line on stderr
-(``rl.predict: error: ...``) and exit 2, never a traceback: a missing file, a folder or FIFO, a
-picture over 8192x8192 pixels (refused from its header, before decoding), a non-image or a
-truncated one; a mesh that is not a binary STL or .npz, is over 256 MiB or has no usable face; a
-checkpoint whose ``policy.json`` is not JSON or names an unknown kind, whose base
-model is missing, or whose weights are pickled (``.bin``: never unpickled, safetensors only). A
-16-bit grayscale picture is scaled to 8-bit (65535 -> 255), not clipped.
+one is one line on stderr (``rl.predict: error: ...``) and exit 2, never a traceback: a missing
+file, a folder or FIFO, a picture over 8192x8192 pixels (refused from its header, before
+decoding), a non-image or a truncated one; a mesh that is not a binary STL, .npz, .obj, .off or
+.ply (:mod:`renderer.meshfiles`), is over 256 MiB or has no usable face; a checkpoint whose
+``policy.json`` is not JSON or names an unknown kind, whose base model is missing, or whose
+weights are pickled (``.bin``: never unpickled, safetensors only). A 16-bit grayscale picture is
+scaled to 8-bit (65535 -> 255), not clipped.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ import re
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,8 +62,10 @@ from configs.cli import Parser, UsageError, fail
 from configs.eval import PredictConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from renderer.errors import RendererUnavailable
+from renderer.meshfiles import FORMATS as MESH_FILE_FORMATS
+from renderer.meshfiles import read_mesh_file
 from renderer.stl import read_binary_stl, write_binary_stl
-from reward.agreement import AgreementScorer, picture_of
+from reward.agreement import AgreementScorer, AgreementTarget, picture_of
 from rl.checkpoint import load_checkpoint
 from rl.files import write_json
 from rl.refine import RefineSettings, describe, refine
@@ -72,16 +75,15 @@ PROG = "rl.predict"
 VIEW_SIZE = 128
 MAX_PIXELS = 8192 * 8192
 """Largest picture accepted (width x height, 64 Mpx); a bigger one is refused before it is decoded."""
-_LIMIT = f"{MAX_PIXELS} (8192x8192)"
 MAX_MESH_BYTES = 256 * 2**20
 """Largest ``--mesh`` file read (256 MiB, about 5 million STL triangles)."""
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 """PIL modes of 16-bit grayscale pictures, scaled to 8-bit by :func:`to_8bit`."""
 
 
-def open_image(path: str):
+def open_image(path: str, max_pixels: int = MAX_PIXELS):
     """The decoded picture at ``path``; :class:`UsageError` (one line) if it is missing, not a regular
-    file, over :data:`MAX_PIXELS` (checked from the header, before decoding) or not a readable image."""
+    file, over ``max_pixels`` (checked from the header, before decoding) or not a readable image."""
     from PIL import Image
 
     if not os.path.exists(path):
@@ -92,13 +94,14 @@ def open_image(path: str):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as opened:
-                _check_size(path, opened.size)
+                _check_size(path, opened.size, max_pixels)
                 opened.load()
                 return opened.copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         found = re.search(r"\((\d+) pixels\)", str(error))
         pixels = found.group(1) if found else "too many"
-        raise UsageError(f"image {path!r} is too large: {pixels} pixels, the limit is {_LIMIT}") from None
+        raise UsageError(
+            f"image {path!r} is too large: {pixels} pixels, the limit is {_limit(max_pixels)}") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as error:  # Unidentified...: OSError
         raise UsageError(f"{path!r} is not an image PIL can read ({_one_line(error)})") from None
 
@@ -108,12 +111,16 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
-def _check_size(path: str, size: tuple[int, int]) -> None:
+def _limit(max_pixels: int) -> str:
+    side = int(max_pixels**0.5)
+    return f"{max_pixels} ({side}x{side})" if side * side == max_pixels else str(max_pixels)
+
+
+def _check_size(path: str, size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
-    if width * height > MAX_PIXELS:
-        raise UsageError(
-            f"image {path!r} is too large: {width}x{height} = {width * height} pixels, the limit is {_LIMIT}"
-        )
+    if width * height > max_pixels:
+        raise UsageError(f"image {path!r} is too large: {width}x{height} = {width * height} pixels, "
+                         f"the limit is {_limit(max_pixels)}")
 
 
 def to_8bit(image):
@@ -130,12 +137,12 @@ def to_8bit(image):
     return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
 
 
-def read_image(path: str):
+def read_image(path: str, max_pixels: int = MAX_PIXELS):
     """The picture at ``path``, RGB, padded to a square with white; :class:`UsageError` if unreadable
     (see :func:`open_image`). 16-bit grayscale is scaled to 8-bit, alpha composited on white."""
     from PIL import Image
 
-    image = to_8bit(open_image(path))
+    image = to_8bit(open_image(path, max_pixels))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
@@ -146,24 +153,31 @@ def read_image(path: str):
     return square
 
 
-def read_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(vertices (N, 3), faces (M, 3))`` of a binary STL or an ``.npz`` (``vertices``, ``faces``);
-    :class:`UsageError` (one line) if it is missing, not a regular file, over :data:`MAX_MESH_BYTES`
-    or not such a mesh. Whether a face is usable is checked when it is prepared."""
+def read_mesh(path: str, max_bytes: int = MAX_MESH_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """``(vertices (N, 3), faces (M, 3))`` of a binary STL, an ``.npz`` (``vertices``, ``faces``) or an
+    ``.obj`` / ``.off`` / ``.ply`` (:mod:`renderer.meshfiles`); :class:`UsageError` (one line) if it is
+    missing, not a regular file, over ``max_bytes`` or not such a mesh. Whether a face is usable is
+    checked when it is prepared."""
     if not os.path.isfile(path):
         what = "is not a regular file" if os.path.exists(path) else "does not exist"
         raise UsageError(f"mesh {path!r} {what}")
-    if os.path.getsize(path) > MAX_MESH_BYTES:
-        raise UsageError(f"mesh {path!r} is over {MAX_MESH_BYTES // 2**20} MiB")
+    if os.path.getsize(path) > max_bytes:
+        raise UsageError(f"mesh {path!r} is over {max_bytes / 2**20:g} MiB")
+    extension = os.path.splitext(path)[1].lower()
+    if extension in MESH_FILE_FORMATS:
+        try:
+            return read_mesh_file(path)
+        except (OSError, ValueError, UnicodeError) as error:
+            raise UsageError(f"{path!r} is not a readable {extension} mesh ({_one_line(error)})") from None
     try:
-        if path.lower().endswith(".npz"):
+        if extension == ".npz":
             with np.load(path, allow_pickle=False) as data:
                 vertices = np.asarray(data["vertices"], np.float64)
                 faces = np.asarray(data["faces"], np.int64)
-        elif path.lower().endswith(".stl"):
+        elif extension == ".stl":
             vertices, faces = read_binary_stl(path)
         else:
-            raise ValueError("not .stl or .npz")
+            raise ValueError(f"not .stl, .npz, {', '.join(MESH_FILE_FORMATS)}")
         if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
             raise ValueError(f"shapes {vertices.shape} and {faces.shape}, not (N, 3) and (M, 3)")
         if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
@@ -212,72 +226,151 @@ def choose(results: list, views: list, agreements: list, select: str) -> tuple[i
     return max(valid, key=lambda i: (scores[i], -i)), scores
 
 
-def predict(image_path: str, config: PredictConfig) -> dict:
-    """Sample, render, choose (and refine), write the prediction; returns what ``candidates.json`` holds."""
+@dataclass(frozen=True)
+class Inputs:
+    """What inference holds for one part (:func:`prepare_inputs`)."""
+
+    image: object
+    """The policy's input: a square RGB PIL picture (the iso view)."""
+    pictures: np.ndarray
+    """``(P, H, W) float32`` pictures in [0, 1] the programs are compared with, iso first."""
+    mesh: tuple | None
+    """``(vertices, faces)`` of a mesh of the part (then compared with it, not the pictures), or None."""
+    target: AgreementTarget
+    """``pictures`` and ``mesh`` prepared by :class:`reward.agreement.AgreementScorer`."""
+
+
+def prepare_inputs(image, pictures: np.ndarray, mesh=None) -> Inputs:
+    """:class:`Inputs` of a square RGB ``image``, its ``pictures`` (``(P, H, W)`` or ``(H, W)``, iso
+    first, :data:`VIEW_SIZE` pixels) and an optional ``mesh``; ``ValueError`` when the mesh has no
+    usable face."""
+    pictures = np.asarray(pictures, np.float32)
+    pictures = pictures[None] if pictures.ndim == 2 else pictures
+    return Inputs(image, pictures, mesh, AgreementScorer(VIEW_SIZE).prepare(pictures, mesh))
+
+
+@dataclass
+class Prediction:
+    """What :func:`infer` found: every program with its render and scores, and the kept one."""
+
+    codes: list[str]
+    """Every program: the greedy one, then the ``k - 1`` sampled."""
+    results: list
+    """Each program's :class:`renderer.openscad.MeshResult`."""
+    views: list
+    """Each program's ``(4, H, W)`` views in its own frame; None for an invalid one."""
+    agreements: list
+    """Each program's :class:`reward.agreement.Agreement` with the inputs."""
+    scores: list
+    """Each program's selection score (``--select``); None for an invalid one."""
+    chosen: int
+    """Index of the kept program."""
+    code: str
+    """The kept program (after refinement, when it ran)."""
+    result: object
+    """The kept program's render."""
+    kept_views: np.ndarray | None
+    """The kept program's own-frame views; None when no program is valid."""
+    refined: object = None
+    """The :class:`rl.refine.RefineResult` of ``--refine``, or None."""
+
+    @property
+    def valid(self) -> bool:
+        return self.kept_views is not None
+
+    def candidates(self) -> list[dict]:
+        """Every program as ``candidates.json`` lists it."""
+        return [
+            {"index": i, "mode": "greedy" if i == 0 else "sample", "status": str(r.status),
+             "valid": self.views[i] is not None, "score": self.scores[i],
+             "agreement": self.agreements[i].to_dict(), "openscad_seconds": r.seconds,
+             "stderr": r.stderr.strip().splitlines()[-1:] if not r.ok else [], "code": text}
+            for i, (r, text) in enumerate(zip(self.results, self.codes, strict=True))
+        ]
+
+
+def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: str = "input",
+          progress=None) -> Prediction:
+    """Sample ``config.k`` programs of ``inputs.image``, run each in the sandboxed OpenSCAD, keep one
+    by ``config.select`` and, with ``config.refine``, tune its numbers (:func:`rl.refine.refine`).
+
+    ``pool``: a :class:`renderer.pool.RenderPool` of an :class:`AgreementScorer` for the refinement,
+    which registers the inputs there as ``target_id`` (None: a pool of ``config.render_workers`` is
+    made and closed). ``progress(fraction, stage)``, if given, hears of each stage. Nothing is written.
+    """
     import torch
 
     from renderer.openscad import run as run_openscad
 
+    tell = progress or (lambda fraction, stage: None)
+    torch.manual_seed(config.seed)
+    tell(0.0, f"writing {config.k} program{'s' * (config.k > 1)}")
+    codes = policy.sample([inputs.image], n=1, max_new_tokens=config.max_new_tokens, greedy=True).texts
+    if config.k > 1:
+        codes += policy.sample([inputs.image], n=config.k - 1, max_new_tokens=config.max_new_tokens,
+                               temperature=config.temperature, top_p=config.top_p).texts
+    tell(0.4, f"rendering {len(codes)} program{'s' * (len(codes) > 1)} with OpenSCAD")
+    with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
+        results = list(threads.map(run_openscad, codes))
+    scorer = AgreementScorer(VIEW_SIZE)
+    views = [own_views(r) for r in results]
+    agreements = [scorer(r, inputs.target) for r in results]
+    best, scores = choose(results, views, agreements, config.select)
+    code, result, kept_views, refined = codes[best], results[best], views[best], None
+    if config.refine and kept_views is not None:
+        tell(0.6, f"refining the kept program's numbers (at most {config.refine} renders)")
+        refined = _refine(code, agreements[best], inputs, config, pool, target_id)
+        if refined.code != code:
+            code, result = refined.code, run_openscad(refined.code)
+            kept_views = own_views(result)
+    return Prediction(codes, results, views, agreements, scores, best, code, result, kept_views, refined)
+
+
+def predict(image_path: str, config: PredictConfig) -> dict:
+    """Sample, render, choose (and refine), write the prediction; returns what ``candidates.json`` holds."""
     set_threads(config.threads)
     quiet_libraries()
-    torch.manual_seed(config.seed)
     image = read_image(image_path)
     mesh = read_mesh(config.mesh) if config.mesh else None
-    picture = picture_of(image, VIEW_SIZE)
-    scorer = AgreementScorer(VIEW_SIZE)
     try:
-        target = scorer.prepare(picture, mesh)
+        inputs = prepare_inputs(image, picture_of(image, VIEW_SIZE), mesh)
     except ValueError as error:  # a mesh without a usable face
         raise UsageError(f"mesh {config.mesh!r}: {error}") from None
     policy = load_checkpoint(config.checkpoint)
     stem = os.path.splitext(os.path.basename(image_path))[0]
     out = config.out or os.path.join("runs", "predict", stem)
     os.makedirs(out, exist_ok=True)
-    codes = policy.sample([image], n=1, max_new_tokens=config.max_new_tokens, greedy=True).texts
-    if config.k > 1:
-        codes += policy.sample([image], n=config.k - 1, max_new_tokens=config.max_new_tokens,
-                               temperature=config.temperature, top_p=config.top_p).texts
-    with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
-        results = list(threads.map(run_openscad, codes))
-    views = [own_views(r) for r in results]
-    agreements = [scorer(r, target) for r in results]
-    best, scores = choose(results, views, agreements, config.select)
-    code, result, kept_views, refined = codes[best], results[best], views[best], None
-    if config.refine and kept_views is not None:
-        refined = _refine(code, agreements[best], scorer, picture, mesh, config)
-        if refined.code != code:
-            code, result = refined.code, run_openscad(refined.code)
-            kept_views = own_views(result)
+    prediction = infer(policy, inputs, config)
+    if prediction.refined is not None:
         with open(os.path.join(out, "unrefined.scad"), "w", encoding="utf-8") as fh:
-            fh.write(refined.start_code)
+            fh.write(prediction.refined.start_code)
     elif os.path.exists(os.path.join(out, "unrefined.scad")):
         os.remove(os.path.join(out, "unrefined.scad"))  # an older run's, not this prediction's
-    _write_prediction(out, code, result, picture, kept_views)
+    _write_prediction(out, prediction.code, prediction.result, inputs.pictures[0], prediction.kept_views)
     summary = {
         "image": image_path, "checkpoint": config.checkpoint, "select": config.select, "mesh": config.mesh,
-        "chosen": best, "valid": kept_views is not None, "status": str(result.status), "out": out,
-        "candidates": [
-            {"index": i, "mode": "greedy" if i == 0 else "sample", "status": str(r.status),
-             "valid": views[i] is not None, "score": scores[i], "agreement": agreements[i].to_dict(),
-             "openscad_seconds": r.seconds,
-             "stderr": r.stderr.strip().splitlines()[-1:] if not r.ok else [], "code": text}
-            for i, (r, text) in enumerate(zip(results, codes, strict=True))
-        ],
-        "refine": refined.to_dict() if refined else None,
+        "chosen": prediction.chosen, "valid": prediction.valid, "status": str(prediction.result.status),
+        "out": out, "candidates": prediction.candidates(),
+        "refine": prediction.refined.to_dict() if prediction.refined else None,
     }
     write_json(os.path.join(out, "candidates.json"), summary)
     return summary
 
 
-def _refine(code: str, start, scorer: AgreementScorer, picture: np.ndarray, mesh, config: PredictConfig):
-    """:func:`rl.refine.refine` of the kept program on a render pool of ``config.render_workers``."""
+def _refine(code: str, start, inputs: Inputs, config: PredictConfig, pool, target_id: str):
+    """:func:`rl.refine.refine` of the kept program on ``pool``, or on a render pool of
+    ``config.render_workers`` made for it."""
     from renderer.pool import RenderPool
 
     settings = RefineSettings(renders=config.refine, seconds=config.refine_seconds,
                               optimiser=config.refine_optimiser, seed=config.seed)
-    with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool:
-        pool.add_target("input", picture, mesh)
-        return refine(code, pool, "input", settings, start=start)
+    if pool is not None:
+        pool.add_target(target_id, inputs.pictures, inputs.mesh)
+        return refine(code, pool, target_id, settings, start=start)
+    with RenderPool(AgreementScorer(VIEW_SIZE), workers=config.render_workers,
+                    ray_address=config.ray_address) as own_pool:
+        own_pool.add_target(target_id, inputs.pictures, inputs.mesh)
+        return refine(code, own_pool, target_id, settings, start=start)
 
 
 def _write_prediction(out: str, code: str, result, picture: np.ndarray, views) -> None:

@@ -16,6 +16,7 @@ brings its own worker body (:mod:`rl.sft_dist`, :mod:`rl.ppo_dist`); this module
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import glob
 import json
@@ -46,14 +47,31 @@ def _follow(path: str, stop: threading.Event) -> None:
 
 
 @contextlib.contextmanager
+def plain_print():
+    """Python's own ``print`` for the scope. Ray Train patches ``print`` in its workers to write
+    each line to the redirected stdout and also log it through the root logger, whose handler
+    writes to stderr, redirected to the same log: every line came out twice in ``ray_rank0.log``."""
+    try:
+        from ray.train.v2._internal.logging.patch_print import _original_print
+    except ImportError:  # another Ray layout: print as Ray left it
+        yield
+        return
+    patched, builtins.print = builtins.print, _original_print
+    try:
+        yield
+    finally:
+        builtins.print = patched
+
+
+@contextlib.contextmanager
 def rank_output(run_dir: str, rank: int):
     """Inside a worker: rank 0's stdout and stderr to ``ray_rank0.log``, other ranks' stdout dropped."""
     if rank == 0:
         with open(os.path.join(run_dir, LOG), "a", buffering=1, encoding="utf-8") as log:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), plain_print():
                 yield
     else:
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), plain_print():
             yield
 
 

@@ -2,10 +2,11 @@
 
 Both steps maximise the same objective, the :class:`reward.agreement.Agreement` of a program's
 render with what inference holds (the input picture, or the mesh given with ``--mesh``), scored
-on a :class:`renderer.pool.RenderPool` whose scorer is :class:`reward.agreement.AgreementScorer`.
+on a :class:`renderer.pool.RenderPool` whose scorer is :class:`reward.agreement.AgreementScorer`
+(or any pool whose ``score`` answers agreements: :class:`reward.protocol_scorer.Agreements`).
 
-- :func:`pick`: the valid program with the highest agreement (ties: the earlier, so the greedy
-  one first); with no valid program, the first.
+- :func:`pick` (:func:`choose` when the agreements are known): the valid program with the
+  highest agreement (ties: the earlier, so the greedy one first); with no valid program, the first.
 - :func:`refine`: the program's tunable numeric literals (:func:`renderer.literals.tunable`:
   comments, strings and ``$fn``-style values left alone, zeros skipped) are scaled by factors
   ``2**x`` with ``x`` in ``[-log2(max_factor), log2(max_factor)]`` per literal (x0.5 to x2 by
@@ -105,13 +106,20 @@ class RefineResult:
         return out
 
 
-def pick(pool, target_id: str, codes: list[str]) -> tuple[int, list[Agreement]]:
-    """``(index, agreements)``: the kept program among ``codes`` and each one's agreement."""
-    agreements = pool.score([ScoreRequest(code, target_id) for code in codes])
+def choose(agreements: list[Agreement]) -> int:
+    """The index of the kept program among programs of these ``agreements`` (scored already, e.g.
+    with the render that scored them otherwise: :class:`reward.protocol_scorer.EvalScorer`)."""
     valid = [i for i, a in enumerate(agreements) if a.valid]
     if not valid:
-        return 0, agreements
-    return max(valid, key=lambda i: (agreements[i].total, -i)), agreements
+        return 0
+    return max(valid, key=lambda i: (agreements[i].total, -i))
+
+
+def pick(pool, target_id: str, codes: list[str]) -> tuple[int, list[Agreement]]:
+    """``(index, agreements)``: the kept program among ``codes`` (:func:`choose`) and each one's
+    agreement, rendered on ``pool``."""
+    agreements = pool.score([ScoreRequest(code, target_id) for code in codes])
+    return choose(agreements), agreements
 
 
 class _Stop(Exception):
@@ -174,7 +182,8 @@ def refine(code: str, pool, target_id: str, settings: RefineSettings | None = No
     code : str
         The program to refine.
     pool : RenderPool
-        Scoring with an :class:`reward.agreement.AgreementScorer`, ``target_id`` registered.
+        Scoring with an :class:`reward.agreement.AgreementScorer` (or answering agreements so),
+        ``target_id`` registered.
     settings : RefineSettings
     start : Agreement or None
         The start's agreement when already known (from :func:`pick`); else rendered here.

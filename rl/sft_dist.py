@@ -83,16 +83,17 @@ def _train_worker(loop_config: dict, rank: int) -> dict:
 
 def start_cluster(config: SFTConfig) -> None:
     """Start or join Ray for ``config.world_size`` workers; too few GPUs is a one-line UsageError
-    (Ray would wait for them forever). Called before anything is written, and again by :func:`run`."""
+    (Ray would wait for them forever). ``rl.sft`` calls it once, before anything is written and
+    before :func:`run`."""
     ensure_ray(max(os.cpu_count() or 1, config.world_size + config.render_workers + 1), config.ray_address)
     check_gpus(config.gpus)
 
 
 def run(config: SFTConfig, run_dir: str, corpus_dir: str) -> dict:
-    """Train with ``config.world_size`` Ray Train workers; rank 0's figures plus every rank's checksum."""
+    """Train with ``config.world_size`` Ray Train workers on the cluster :func:`start_cluster`
+    started; rank 0's figures plus every rank's checksum."""
     run_dir, corpus_dir = os.path.abspath(run_dir), os.path.abspath(corpus_dir)
     workers = config.world_size
-    start_cluster(config)
     loop_config = {"config": config.to_dict(), "run_dir": run_dir, "corpus_dir": corpus_dir}
     ranks = fit(worker_loop, loop_config, run_dir, workers, config.gpus)
     figures = {k: v for k, v in ranks[0].items() if k not in ("rank", "param_checksum")}

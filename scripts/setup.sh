@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a Debian/Ubuntu machine (run as root, or with sudo available):
-# Debian packages, a virtual environment in .venv, torch (CPU) first, then the project.
+# Debian packages, a virtual environment in .venv, torch (CPU) first, then the project with its
+# dev (tests) and app (gradio) extras.
 # Re-running it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/pip" install -q --upgrade pip
     # torch first, pinned: anything that depends on it could otherwise pull a multi-GB CUDA build
     "$VENV/bin/python" -c "import torch" >/dev/null 2>&1 || "$VENV/bin/pip" install -q "torch==2.13.0"
-    "$VENV/bin/pip" install -q -e ".[dev]"
+    "$VENV/bin/pip" install -q -e ".[dev,app]"   # app: gradio, for python -m rl.app
     touch "$stamp"
 fi
 echo "[setup] ready: $("$VENV/bin/python" --version), $(openscad --version 2>&1 | tail -n1)"

@@ -15,6 +15,7 @@ ENTRY_POINTS = (
     "corpus.stats",
     "renderer.demo",
     "reward.report",
+    "rl.app",
     "rl.compare",
     "rl.curves",
     "rl.demo",

@@ -151,6 +151,20 @@ def test_stage_commands_name_the_shared_corpus_and_checkpoints():
     for stage in plan[3:]:
         assert stage.args[stage.args.index("--corpus_dir") + 1] == os.path.join("runs/x", "corpus")
         assert "--limit" not in stage.args and stage.args[stage.args.index("--render_workers") + 1] == "1"
+        assert "--refine" not in stage.args  # off by default
+
+
+def test_refinement_in_the_evaluation_stages_and_a_changed_setting_reruns_them(tmp_path):
+    plan = demo.stages(DemoConfig(out=str(tmp_path), eval_splits=("test",), eval_refine=50))
+    for stage in plan[3:]:
+        assert stage.args[stage.args.index("--refine") + 1] == "50"
+    metrics = {"k": 0, "n_images": 40, "reward": None}
+    assert plan[3].check({**metrics, "refine": {"renders": 50}})
+    assert not plan[3].check({**metrics, "refine": {"renders": 20}})
+    assert not plan[3].check({**metrics, "refine": None})
+    plain = demo.stages(DemoConfig(out=str(tmp_path), eval_splits=("test",)))
+    assert plain[3].check({**metrics, "refine": None})
+    assert not plain[3].check({**metrics, "refine": {"renders": 50}})
 
 
 def test_default_stage_configs_load():

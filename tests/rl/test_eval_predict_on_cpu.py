@@ -274,3 +274,58 @@ def test_eval_selects_without_the_target_and_refines_with_paired_figures(tiny_co
     assert all((out / r["pred_views"]).exists() for r in records if r["extra"]["mode"] == "refined")
     printed = capsys.readouterr().out
     assert "best_of_k (oracle)" in printed and "refine (--against image), 2 paired targets" in printed
+
+
+def test_eval_renders_each_program_once_on_one_pool_and_reads_each_mesh_once(tiny_corpus, tmp_path,
+                                                                               monkeypatch, capsys):
+    """The selection uses the agreement from the render that scored a program (no second render),
+    refinement runs on the same pool, and each headline mean comes with its 95 % interval."""
+    import corpus.dataset
+    import renderer.pool
+    import rl.eval
+    from corpus.dataset import load
+
+    codes = {r["image"].tobytes(): r["code"] for r in load(tiny_corpus, "test")}
+    policy = SimpleNamespace(  # greedy: a perturbed program; sampled: the target's own program
+        sample=lambda images, n=1, **kw: SimpleNamespace(texts=[
+            perturbed(codes[image.tobytes()]) if kw.get("greedy") else codes[image.tobytes()]
+            for image in images for _ in range(n)]),
+        config=SimpleNamespace(kind="fake", max_new_tokens=16))
+    monkeypatch.setattr(rl.eval, "load_checkpoint", lambda path: policy)
+    rendered, meshes, pools = [], [], []
+    real_run, real_load_mesh = renderer.pool.run, corpus.dataset.load_mesh
+    monkeypatch.setattr(renderer.pool, "run",
+                        lambda code, limits: rendered.append(code) or real_run(code, limits))
+    monkeypatch.setattr(corpus.dataset, "load_mesh",
+                        lambda corpus_dir, row: meshes.append(row["id"]) or real_load_mesh(corpus_dir, row))
+
+    class CountedPool(renderer.pool.RenderPool):
+        def __init__(self, *args, **kwargs):
+            pools.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(renderer.pool, "RenderPool", CountedPool)
+    out = tmp_path / "eval"
+    rl.eval.main(["--checkpoint", "unused", "--corpus_dir", tiny_corpus, "--split", "test", "--k", "2",
+                  "--limit", "2", "--refine", "3", "--render_workers", "0", "--reward_from", "default",
+                  "--views", "false", "--out", str(out)])
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    decoded = [r for r in records if r["extra"]["mode"] != "refined"]
+    refined = [r for r in records if r["extra"]["mode"] == "refined"]
+    assert len(decoded) == 2 * (1 + 2) and len(refined) == 2
+    refine_renders = sum(r["extra"]["refine_renders"] for r in refined)
+    assert len(rendered) == len(decoded) + refine_renders + len(refined)  # each scored program once
+    assert len(pools) == 1 and sorted(meshes) == sorted({r["target_id"] for r in records})
+    assert all(r["extra"]["agreement"] > 0.9 for r in decoded if r["extra"]["mode"] == "sample")
+    selected = [r for r in records if r["extra"]["selected"]]
+    assert [(r["extra"]["mode"], r["extra"]["sample"]) for r in selected] == [("sample", 0)] * 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    for mode in ("greedy", "selected", "best_of_k", "refined"):
+        figures, protocol = metrics[mode], metrics[mode]["protocol"]
+        for mean, interval in ((figures["iou_mean"], figures["iou_mean_ci95"]),
+                               (protocol["iou_mean"], protocol["iou_mean_ci95"]),
+                               (protocol["cd_mean_x1e3"], protocol["cd_mean_x1e3_ci95"])):
+            assert interval[0] <= mean <= interval[1]
+    protocol = metrics["greedy"]["protocol"]
+    low, high = protocol["iou_mean_ci95"]
+    assert f"IoU {protocol['iou_mean']:.3f} [{low:.3f}, {high:.3f}]" in capsys.readouterr().out

@@ -283,7 +283,8 @@ def test_iterate_sends_each_chunk_to_the_rewarder_before_sampling_the_next(polic
     monkeypatch.setattr(policy, "sample", lambda images, **kw: events.append(("sample", len(images)))
                         or sample(images, **kw))
     monkeypatch.setattr(ppo_loop, "rollout_passes", lambda *a: events.append(("passes",)) or passes(*a))
-    learner = build_learner(config_of(estimator="grpo", rollout_chunks=2), policy, RecordingReward(events))
+    config = config_of(estimator="grpo", rollout_chunks=2, stream_renders=False)
+    learner = build_learner(config, policy, RecordingReward(events))
     metrics, records = iterate(learner, toy_rows()[:2], iteration=1, records_dir=str(tmp_path))
     # chunk 1 is with the rewarder while chunk 2 is sampled; scores are awaited after the log-prob passes
     assert events == [("sample", 1), ("submit", K), ("sample", 1), ("submit", K), ("passes",),

@@ -334,7 +334,9 @@ def test_ray_train_with_two_cpu_learners_keeps_replicas_in_sync(six_part_corpus,
             "--tensorboard", "false", "--learning_rate", "1e-3"]
     completed = run_module("rl.ppo", *args, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "rl.ppo: it 2/2" in completed.stdout  # rank 0's lines reach the driver
+    assert "rl.ppo: it 2/2" in completed.stdout  # rank 0's lines reach the driver, each once
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("rl.ppo: it ")]
+    assert [line.split()[2] for line in lines] == ["1/2", "2/2"], lines
     summary = json.loads((tmp_path / "dp" / "ppo_summary.json").read_text())
     checksums = summary["worker_param_checksums"]
     assert summary["world_size"] == 2 and summary["iteration"] == 2

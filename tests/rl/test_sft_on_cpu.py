@@ -98,6 +98,19 @@ def test_ray_train_with_two_cpu_workers_keeps_replicas_in_sync(tiny_corpus, tmp_
     assert "train/loss=" in completed.stdout  # rank 0's metrics lines reach the driver
 
 
+def test_a_distributed_run_starts_the_ray_cluster_once(tiny_corpus, tmp_path, monkeypatch):
+    import rl.sft_dist
+    from rl.sft import run
+
+    started = []
+    monkeypatch.setattr(rl.sft_dist, "ensure_ray", lambda *args: started.append(args) or 0.0)
+    monkeypatch.setattr(rl.sft_dist, "check_gpus", lambda gpus: None)
+    ranks = [{"rank": 0, "param_checksum": 1.0, "global_step": 0}]
+    monkeypatch.setattr(rl.sft_dist, "fit", lambda *args: ranks)
+    summary = run(sft_config(tiny_corpus, str(tmp_path), "once", ray_workers=2, max_steps=1))
+    assert len(started) == 1 and summary["worker_param_checksums"] == [1.0]
+
+
 def test_more_gpus_than_the_cluster_has_is_one_line_and_exit_2(tiny_corpus, tmp_path):
     wanted = torch.cuda.device_count() + 1  # 1 here: Ray would wait for it forever
     completed = run_module("rl.sft", *sft_args(tiny_corpus, str(tmp_path), "gpus", gpus=wanted), timeout=120)

@@ -1,0 +1,147 @@
+"""The figures of ``rl.eval``'s ``metrics.json``, computed from its records (one per program).
+
+- :func:`figures_of`: the target-frame figures and the cadrille protocol of one program per
+  target (a mode: greedy, selected, best-of-k, refined), with (``intervals``) the 95 % bootstrap
+  interval of each headline mean (:func:`reward.intervals.mean_interval` over the targets):
+  ``iou_mean_ci95`` beside ``iou_mean``, and in ``protocol`` ``iou_mean_ci95`` and
+  ``cd_mean_x1e3_ci95`` beside ``iou_mean`` and ``cd_mean_x1e3``; an interval of fewer than two
+  values is None. ``rl.compare`` builds its table with the same function.
+- :func:`mark_best_of_k`, :func:`per_family`, and :func:`refine_summary` (the selected programs
+  before and after refinement, paired per target).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from reward.intervals import mean_interval
+from reward.metrics import summarise
+from reward.protocol_scorer import summarise_breakdowns
+
+
+def _protocol_iou(record) -> float:
+    return (record.extra["protocol_iou"] or 0.0) if record.extra["protocol_valid"] else 0.0
+
+
+def _protocol_cd(record) -> float | None:
+    return record.extra["protocol_cd"] * 1e3 if record.extra["protocol_valid"] else None
+
+
+PAIRED_REFINE = {  # label: the value of a record, None where it has none (both sides must have one)
+    "agreement": lambda r: r.extra.get("agreement"),
+    "protocol IoU (invalid = 0)": _protocol_iou,
+    "protocol CD x1e3": _protocol_cd,
+    "SSIM": lambda r: r.ssim if r.valid > 0 else None,
+    "IoU, target frame": lambda r: r.iou if r.valid > 0 else None,
+}
+"""The figures :func:`refine_summary` pairs per target (``bench/refine.py`` adds their intervals)."""
+
+
+def refine_pairs(records: list) -> tuple[list, list]:
+    """``(before, after)``: the selected and the refined record of each refined target, in target
+    order (a target the render pool failed on either side is left out)."""
+    def usable(record) -> bool:
+        return not record.extra.get("infrastructure")
+
+    after = {r.target_id: r for r in records if r.extra["mode"] == "refined" and usable(r)}
+    before = {r.target_id: r for r in records if r.extra["selected"] and r.target_id in after and usable(r)}
+    targets = sorted(before)
+    return [before[t] for t in targets], [after[t] for t in targets]
+
+
+def refine_summary(records: list, protocol: bool = True, intervals: bool = False) -> dict:
+    """Before (the selected programs) and after (their refined programs), on the same targets:
+    figures, paired mean differences per target, and the refinement's seconds and renders."""
+    before, after = refine_pairs(records)
+    if not before:
+        return {"n": 0, "before": None, "after": None, "paired": {}}
+    paired = {}
+    for label, value in PAIRED_REFINE.items():
+        if label.startswith("protocol") and not protocol:
+            continue
+        pairs = [(value(b), value(a)) for b, a in zip(before, after, strict=True)]
+        pairs = np.array([p for p in pairs if None not in p], dtype=float).reshape(-1, 2)
+        if len(pairs):
+            paired[label] = {"n": len(pairs), "before": float(pairs[:, 0].mean()),
+                             "after": float(pairs[:, 1].mean()),
+                             "difference": float(np.mean(pairs[:, 1] - pairs[:, 0]))}
+    seconds = np.array([r.extra["refine_seconds"] for r in after])
+    renders = np.array([r.extra["refine_renders"] for r in after])
+    stopped: dict[str, int] = {}
+    for record in after:
+        stopped[record.extra["refine_stopped"]] = stopped.get(record.extra["refine_stopped"], 0) + 1
+    return {
+        "n": len(before),
+        "before": figures_of(before, protocol, intervals),
+        "after": figures_of(after, protocol, intervals),
+        "paired": paired,
+        "seconds_per_image": {"mean": float(seconds.mean()), "max": float(seconds.max())},
+        "renders_per_image": {"mean": float(renders.mean()), "max": int(renders.max())},
+        "stopped": dict(sorted(stopped.items())),
+        "changed_programs": sum(a.code != b.code for b, a in zip(before, after, strict=True)),
+    }
+
+
+def mark_best_of_k(records: list) -> list:
+    """Flag, per target, the sampled record with the highest reward (``extra["best_of_k"]``); return them."""
+    best: dict = {}
+    for record in records:
+        if record.extra["mode"] == "sample":
+            current = best.get(record.target_id)
+            if current is None or record.total > current.total:
+                best[record.target_id] = record
+    for record in best.values():
+        record.extra["best_of_k"] = True
+    return list(best.values())
+
+
+def figures_of(records: list, protocol: bool = True, intervals: bool = False) -> dict:
+    """Target-frame figures and (``protocol``) the cadrille protocol, for one program per target;
+    with ``intervals``, the 95 % bootstrap interval of each headline mean beside it.
+
+    A program the render pool failed on (``extra["infrastructure"]``: a worker died or scoring
+    raised) is no verdict on the policy: it is left out and counted as ``infra_failed``.
+    """
+    failed = sum(bool(r.extra.get("infrastructure")) for r in records)
+    records = [r for r in records if not r.extra.get("infrastructure")]
+    figures = summarise_breakdowns(records)
+    figures.pop("valid_frac")
+    figures["infra_failed"] = failed
+    rows = [{"valid": r.extra["protocol_valid"], "cd": r.extra["protocol_cd"], "iou": r.extra["protocol_iou"]}
+            for r in records]
+    figures["protocol"] = summarise(rows) if protocol else None
+    if intervals:
+        figures["iou_mean_ci95"] = ci95([r.iou for r in records if r.valid > 0])  # as summarise_breakdowns
+        if protocol:  # over the values reward.metrics.summarise averages
+            figures["protocol"]["iou_mean_ci95"] = ci95(_valid_values(rows, "iou"))
+            figures["protocol"]["cd_mean_x1e3_ci95"] = ci95([v * 1e3 for v in _valid_values(rows, "cd")])
+    return figures
+
+
+def ci95(values: list[float]) -> list[float] | None:
+    """``[low, high]``: the 95 % bootstrap interval of the mean of ``values`` (one per target);
+    None for fewer than two values."""
+    if len(values) < 2:
+        return None
+    _, low, high = mean_interval(np.asarray(values, dtype=np.float64))
+    return [low, high]
+
+
+def _valid_values(rows: list[dict], key: str) -> list[float]:
+    """The finite ``key`` values of the valid protocol rows."""
+    values = (row[key] for row in rows if row["valid"])
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def per_family(records: list) -> dict:
+    """``{family: {n, invalid_ratio, iou_mean}}`` of the greedy programs."""
+    families: dict[str, list] = {}
+    for record in records:
+        families.setdefault(record.extra["family"], []).append(record)
+    out = {}
+    for family, group in sorted(families.items()):
+        figures = summarise_breakdowns(group)
+        out[family] = {k: figures[k] for k in ("n", "invalid_ratio", "iou_mean", "reward_mean")}
+    return out
