@@ -169,16 +169,17 @@ def render_scene(
         return Views(images, masks, names)
     import open3d as o3d
 
-    hits = scene.cast_rays(o3d.core.Tensor(batch), nthreads=threads)
+    hits = scene.cast_rays(o3d.core.Tensor.from_numpy(batch), nthreads=threads)
     hit = np.isfinite(hits["t_hit"].numpy())
-    normals = hits["primitive_normals"].numpy()
+    normals = hits["primitive_normals"].numpy()  # 0 where the ray missed
     start = 0
     for index, (camera, window) in enumerate(zip(cameras, windows, strict=True)):
         shape = masks[index][window].shape
         stop = start + shape[0] * shape[1]
         seen = hit[start:stop].reshape(shape)
         masks[index][window] = seen
-        images[index][window][seen] = _shade(normals[start:stop].reshape(*shape, 3)[seen], camera)
+        shade = _shade(normals[start:stop], camera).reshape(shape)  # the whole window: no gather
+        images[index][window] = np.where(seen, shade, np.float32(BACKGROUND))
         start = stop
     return Views(images, masks, names)
 
@@ -189,15 +190,13 @@ def view_windows(vertices: np.ndarray, cameras: tuple[Camera, ...], size: int) -
     :func:`camera_rays` hits a triangle only inside the triangle's projection)."""
     centres = ((np.arange(size) + 0.5) / size * 2.0 - 1.0) * _VIEW_EXTENT  # as in camera_rays
     margin = 2.0 * _VIEW_EXTENT / size
-    vertices = np.asarray(vertices, dtype=np.float64)
-    windows = []
-    for camera in cameras:
-        _, right, up = camera.basis()
-        across, upward = vertices @ right, vertices @ up
-        columns = _span(centres, across.min() - margin, across.max() + margin)
-        rows = _span(-centres, upward.min() - margin, upward.max() + margin)
-        windows.append((rows, columns))
-    return windows
+    axes = np.stack([axis for camera in cameras for axis in camera.basis()[1:]], axis=1)  # (3, 2 V)
+    projected = np.asarray(vertices, dtype=np.float64) @ axes  # every camera's right and up at once
+    lows, highs = projected.min(axis=0) - margin, projected.max(axis=0) + margin
+    return [
+        (_span(-centres, lows[2 * i + 1], highs[2 * i + 1]), _span(centres, lows[2 * i], highs[2 * i]))
+        for i in range(len(cameras))
+    ]
 
 
 def _span(centres: np.ndarray, lo: float, hi: float) -> slice:
@@ -207,14 +206,20 @@ def _span(centres: np.ndarray, lo: float, hi: float) -> slice:
 
 
 def _shade(normals: np.ndarray, camera: Camera) -> np.ndarray:
-    """Two-light Lambertian shade of unit ``normals (K, 3)``, two-sided, in [0.15, 0.9]."""
+    """Two-light Lambertian shade ``(K,) float32`` of unit ``normals (K, 3)``, two-sided, in
+    [0.15, 0.9] (0.15 for a zero normal)."""
+    shade = np.abs(normals @ _lights(camera)) @ (0.55, 0.45)  # 0.55 head light + 0.45 key light
+    return (0.15 + 0.75 * np.clip(shade, 0.0, 1.0)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _lights(camera: Camera) -> np.ndarray:
+    """``(3, 2)``: the directions of the head light (towards the camera) and the key light."""
     forward, right, up = camera.basis()
     key = -forward + 0.6 * up - 0.4 * right
-    key /= np.linalg.norm(key)
-    head = np.abs(normals @ -forward)
-    side = np.abs(normals @ key)
-    shade = 0.55 * head + 0.45 * side
-    return (0.15 + 0.75 * np.clip(shade, 0.0, 1.0)).astype(np.float32)
+    lights = np.stack([-forward, key / np.linalg.norm(key)], axis=1)
+    lights.flags.writeable = False
+    return lights
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ Terms, each in [0, 1], higher is better:
   (0.004); masked, because a blank view otherwise shares most of its pixels
   with the target's. Together they give a blank or sliver render about 0.
 - ``chamfer``: ``exp(-d / chamfer_scale)`` with ``d`` the symmetric
-  point-to-surface chamfer distance (:func:`reward.geometry.surface_chamfer`):
+  point-to-surface chamfer distance (:func:`reward.distance.surface_chamfer`):
   samples of each surface measured against the other mesh's triangles. It is
   0 for the same surface however OpenSCAD triangulated it (sample-to-sample
   chamfer is not: two runs of one flange program came out 0.01 apart, a term
@@ -44,14 +44,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from renderer.views import CANONICAL_CAMERAS, Camera, Frame, make_scene, render, render_scene
-from reward.geometry import (
-    chamfer_reward,
-    clean_mesh,
-    iou,
-    occupancy,
-    sample_surface,
-    surface_chamfer,
-)
+from reward.distance import spatial_order, surface_chamfer
+from reward.geometry import chamfer_reward, clean_mesh, clean_mesh_with_areas, iou, occupancy, sample_surface
 from reward.ssim import masked_ssim, target_moments
 
 
@@ -142,7 +136,7 @@ class PreparedTarget:
     masks: np.ndarray
     """``(V, H, W) bool`` target silhouettes."""
     points: np.ndarray
-    """``(n_points, 3) float64`` surface samples in the frame."""
+    """``(n_points, 3) float64`` surface samples in the frame, in :func:`reward.distance.spatial_order`."""
     occupancy: np.ndarray
     """``(R, R, R) bool`` occupancy grid in the frame."""
     seed: int = 0
@@ -180,6 +174,8 @@ class PreparedTarget:
 class _Mesh:
     vertices: np.ndarray
     faces: np.ndarray
+    areas: np.ndarray | None = None
+    """``(M,)`` face areas, when :func:`reward.geometry.clean_mesh_with_areas` measured them."""
 
 
 def prepare_target(
@@ -221,7 +217,7 @@ def prepare_target(
         size=size,
         images=views.images,
         masks=views.masks,
-        points=sample_surface(mesh.vertices, mesh.faces, weights.n_points, weights.seed),
+        points=_in_spatial_order(sample_surface(mesh.vertices, mesh.faces, weights.n_points, weights.seed)),
         occupancy=occupancy(mesh.vertices, mesh.faces, weights.resolution, threads=threads),
         seed=weights.seed,
         vertices=mesh.vertices,
@@ -267,7 +263,7 @@ def score_with_views(
         return _invalid(weights, status, seconds, start, detail, infrastructure), None
     raw_faces = getattr(pred, "faces", None)
     vertices = _in_frame(getattr(pred, "vertices", None), target.frame)
-    mesh = _Mesh(*clean_mesh(vertices, raw_faces))
+    mesh = _Mesh(*clean_mesh_with_areas(vertices, raw_faces))
     if len(mesh.faces) == 0:
         status = "empty" if raw_faces is None or np.size(raw_faces) == 0 else "degenerate"
         return _invalid(weights, status, seconds, start), None
@@ -283,7 +279,8 @@ def _score_mesh(
     ssim_term = masked_ssim(
         1.0 - views.images, 1.0 - target.images, views.masks | target.masks, target.ssim_moments()
     )
-    points = sample_surface(mesh.vertices, mesh.faces, len(target.points), target.seed)
+    samples = sample_surface(mesh.vertices, mesh.faces, len(target.points), target.seed, mesh.areas)
+    points = _in_spatial_order(samples)
     distance = surface_chamfer(points, scene, target.points, target.scene(), threads)
     resolution = target.occupancy.shape[0]
     grid = occupancy(mesh.vertices, mesh.faces, resolution, threads=threads, scene=scene)
@@ -307,6 +304,11 @@ def _score_mesh(
         score_seconds=time.perf_counter() - start,
     )
     return breakdown, views.images
+
+
+def _in_spatial_order(points: np.ndarray) -> np.ndarray:
+    """``points (n, 3)`` reordered by :func:`reward.distance.spatial_order` (faster distance queries)."""
+    return points[spatial_order(points)]
 
 
 def _tail(text, lines: int = 6) -> str:
