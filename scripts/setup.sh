@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES="openscad bubblewrap libusb-1.0-0 chromium"
+APT_PACKAGES="openscad bubblewrap libusb-1.0-0 chromium xvfb"   # xvfb: bench/openscad_pictures.py
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
