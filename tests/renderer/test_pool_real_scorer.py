@@ -27,7 +27,9 @@ HANG = "for (i = [0:999], j = [0:999]) translate([i, j, 0]) sphere(0.4, $fn = 30
 @pytest.fixture(scope="module")
 def scorer_pool():
     target = run(TARGET)
-    pool = RenderPool(Scorer(threads=1), workers=2, limits=RenderLimits(timeout_s=60), item_timeout_s=6)
+    # 15 s: a fresh actor's first program (imports, the target prepared) on a loaded 2-core CI
+    # machine took over 6 s once, and every program was given up as crashed
+    pool = RenderPool(Scorer(threads=1), workers=2, limits=RenderLimits(timeout_s=60), item_timeout_s=15)
     pool.add_target("t", target.vertices, target.faces)
     yield pool
     pool.close()
