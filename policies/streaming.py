@@ -26,17 +26,18 @@ class FinishedRows(StoppingCriteria):
                  on_finished: OnFinished):
         self.eos_ids, self.prompt_length = list(eos_ids), prompt_length
         self.decode, self.on_finished = decode, on_finished
-        self.reported: torch.Tensor | None = None
+        self.reported = self.eos = self.never = None  # made on the device at the first step
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        if self.reported is None:
-            self.reported = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self.reported is None:  # once, not at every decoding step
+            self.never = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            self.reported = self.never.clone()
+            self.eos = torch.tensor(self.eos_ids, device=input_ids.device)
         if input_ids.shape[1] > self.prompt_length:
-            ended = torch.isin(input_ids[:, -1], torch.tensor(self.eos_ids, device=input_ids.device))
-            new = ended & ~self.reported
+            new = torch.isin(input_ids[:, -1], self.eos) & ~self.reported
             if bool(new.any()):
                 self.reported |= new
                 rows = new.nonzero().flatten().tolist()
                 responses = input_ids[rows, self.prompt_length:].tolist()
                 self.on_finished(rows, [self.decode(tokens) for tokens in responses])
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return self.never
