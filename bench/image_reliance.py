@@ -5,7 +5,8 @@ the same whichever image it is shown. For ``--n`` rows of a corpus split this me
 the same weights:
 
 - ``loss_true``, ``loss_shuffled`` (each row shown another row's image), ``loss_blank`` (a
-  white image): mean per-token code loss, and ``reliance`` = shuffled - true (nats/token; 0
+  white image): mean per-token code loss (a policy that reads sizes keeps each row's own size,
+  so this measures the pictures alone), and ``reliance`` = shuffled - true (nats/token; 0
   means the image is ignored);
 - ``first_line_acc``: greedy programs whose first line (the family's comment, e.g.
   ``// Flat washer``) equals the target program's, against ``first_line_majority``, the
@@ -54,15 +55,18 @@ def first_line(code: str) -> str:
 
 def measure(checkpoint: str, corpus: str, split: str, n: int, max_new_tokens: int) -> dict:
     from corpus.dataset import load
+    from policies.inputs import PartInput, input_columns
     from rl.checkpoint import load_checkpoint
 
     policy = load_checkpoint(checkpoint)
     policy.model.eval()
-    rows = load(corpus, split).select_columns(["image", "code"])
+    rows = load(corpus, split).select_columns([*input_columns(policy.config), "code"])
     rows = rows.select(range(min(n, len(rows))))
-    images, codes = list(rows["image"]), list(rows["code"])
-    shuffled = [images[(i + 1 + len(images) // 2) % len(images)] for i in range(len(images))]
-    blank = [np.full((im.height, im.width), 255, dtype=np.uint8) for im in images]
+    images, codes = [PartInput.of(row) for row in rows], list(rows["code"])
+    shuffled = [PartInput(images[(i + 1 + len(images) // 2) % len(images)].views, part.size)
+                for i, part in enumerate(images)]
+    blank = [PartInput(tuple(np.full((v.height, v.width), 255, np.uint8) for v in part.views), part.size)
+             for part in images]
     started = time.perf_counter()
     losses = {name: code_loss(policy, imgs, codes) for name, imgs in
               (("true", images), ("shuffled", shuffled), ("blank", blank))}

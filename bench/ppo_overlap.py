@@ -112,7 +112,7 @@ def time_sampling(policy, config, rows, chunks: list[int], repeats: int) -> dict
             seed_everything(seed)
             began = time.perf_counter()
             for start, stop in chunk_bounds(len(rows), n):
-                rollout = policy.sample([row["image"] for row in rows[start:stop]], n=config.k,
+                rollout = policy.sample(rows[start:stop], n=config.k,
                                         max_new_tokens=max_len, temperature=config.temperature)
                 tokens += int(rollout.mask.sum())
                 slots += rollout.mask.numel()

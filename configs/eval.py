@@ -56,6 +56,8 @@ class EvalConfig:
     """Reward settings to score with: a PPO run folder or checkpoint (its ppo_config.json), a YAML or
     JSON file of reward.score.RewardWeights fields (e.g. configs/reward.yaml), or default; None: the
     settings the checkpoint's PPO run trained with, else the defaults (configs/reward.py)."""
+    no_size: bool = False
+    """Hide the part's size from a policy that reads sizes (how it does with the pictures alone)."""
     views: bool = True
     """Write each program's views and the target's as PNG next to the records (for the report)."""
     against: str = "image"
@@ -113,10 +115,17 @@ class PredictConfig:
     """How to rank valid programs: input (agreement of the render with the input: SSIM and silhouette
     IoU with the picture, and with --mesh the mesh's views, chamfer and IoU) or consensus (mean
     reward of the other valid programs measured against it)."""
+    views: str | None = None
+    """Four pictures of the part instead of one, comma-separated, in the order iso,front,right,top."""
+    tile: str | None = None
+    """One picture of the four views tiled 2x2 (iso, front / right, top) instead of one picture."""
     mesh: str | None = None
-    """A mesh of the part (binary STL, .obj, .off, .ply, or .npz with vertices and faces): selection
-    and --refine then compare with it (its views in its own frame and in its frame, chamfer, IoU),
-    not the picture."""
+    """A mesh of the part (binary STL, .obj, .off, .ply, or .npz with vertices and faces): the policy
+    is shown its four views and its size, and selection and --refine compare with it (its views in
+    its own frame and in its frame, chamfer, IoU)."""
+    size: str | None = None
+    """The part's bounding-box size in mm, WxDxH (e.g. 40x30x12), for a policy that reads sizes
+    (a mesh gives its own)."""
     refine: int = 0
     """Refine the kept program: tune its numeric literals with at most N renders against the input
     picture (or --mesh); 0: off. Writes the program before (unrefined.scad) and after, with scores."""

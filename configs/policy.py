@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 PRESETS = ("tiny", "small", "base")
 KINDS = ("tiny", "pretrained")
+VIEW_MODES = ("iso", "tile")
 DTYPES = ("float32", "bfloat16", "float16")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,6 +35,10 @@ class PolicyConfig:
     """The fixed text of the prompt, after the image."""
     image_size: int = 128
     """Side of the square input image in pixels (tiny: the vision tower's size; others are resized)."""
+    views: str = "iso"
+    """What the image shows: ``iso`` (the iso view) or ``tile`` (iso, front / right, top in a 2x2 grid)."""
+    size_in_prompt: bool = False
+    """Put the part's bounding-box size in mm into the prompt (``Size: 40 x 30 x 12 mm.``) when known."""
     max_new_tokens: int = 1024
     """Default response budget of ``sample``; SFT responses longer than this are cut (and get no eos)."""
     seed: int = 0
@@ -103,6 +108,8 @@ class PolicyConfig:
                 raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
 
         need(self.kind in KINDS, "kind", f"must be one of {', '.join(KINDS)}")
+        need(self.views in VIEW_MODES, "views", f"must be one of {', '.join(VIEW_MODES)}")
+        need(isinstance(self.size_in_prompt, bool), "size_in_prompt", "must be true or false")
         need(bool(self.instruction.strip()), "instruction", "must not be empty")
         for name in (
             "image_size",

@@ -72,6 +72,9 @@ class SFTConfig:
     image_aux_extra: int = 8
     """Random train images added to each batch for the image objective only (length-grouped
     batches hold mostly one family; these keep the family head from chasing each batch's)."""
+    size_dropout: float = 0.2
+    """Fraction of examples shown without their size when the policy reads sizes
+    (``policy.size_in_prompt``), so that it also writes programs for a picture alone."""
     bf16: bool = False
     """Train in bfloat16 mixed precision (GPUs)."""
 
@@ -122,6 +125,7 @@ class SFTConfig:
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
         need(self.image_aux_weight >= 0, "image_aux_weight", "must be >= 0")
+        need(0.0 <= self.size_dropout <= 1.0, "size_dropout", "must be in [0, 1]")
         need(not (self.gpus and self.ray_workers), "ray_workers", "cannot be combined with gpus")
 
     @property

@@ -16,16 +16,17 @@ from policies.base import (
     Policy,
     PolicyOutput,
     Rollout,
-    SFTCollator,
     first_line,
     read_policy_json,
 )
+from policies.inputs import PartInput, SFTCollator
 
 __all__ = [
     "CheckpointError",
     "Policy",
     "PolicyConfig",
     "PolicyOutput",
+    "PartInput",
     "Rollout",
     "SFTCollator",
     "build_policy",

@@ -1,8 +1,10 @@
 """The ``Policy`` interface shared by the tiny and the pretrained backends.
 
 A policy wraps a Hugging Face image-text-to-text model (``self.model``), its tokenizer
-and a value head (one ``Linear(hidden, 1)`` on the last hidden state). The prompt is a
-fixed instruction plus one image; the response is the program's tokens, then eos::
+and a value head (one ``Linear(hidden, 1)`` on the last hidden state). The prompt is one
+image and the instruction, with the part's size when the policy reads sizes (what each part
+shows is :mod:`policies.inputs`: ``images`` below are pictures, corpus rows or
+:class:`~policies.inputs.PartInput`); the response is the program's tokens, then eos::
 
     rollout = policy.sample(images, n=4, max_new_tokens=512, temperature=1.0)
     out = policy(images_for_rows, rollout.tokens, rollout.mask)   # logits (B, T, V), values (B, T)
@@ -290,23 +292,6 @@ class Policy(nn.Module):
         self.value_head.load_state_dict(load_file(os.path.join(directory, VALUE_HEAD)))
 
 
-@dataclass
-class SFTCollator:
-    """``data_collator`` for ``transformers.Trainer`` / TRL: rows of (image, code) -> :meth:`Policy.collate`.
-
-    A class, not a closure, so it pickles (dataloader workers). Use ``remove_unused_columns=False``.
-    """
-
-    policy: Policy
-    image_key: str = "image"
-    code_key: str = "code"
-
-    def __call__(self, rows: Sequence[Mapping]) -> dict[str, torch.Tensor]:
-        return self.policy.collate(
-            [row[self.image_key] for row in rows], [row[self.code_key] for row in rows]
-        )
-
-
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded; the message is one line naming the folder and why."""
 
@@ -376,6 +361,17 @@ def with_response(prompts: Mapping, tokens: torch.Tensor, mask: torch.Tensor) ->
             )
             inputs[key] = torch.cat([value, tail], dim=1)
     return inputs
+
+
+def select_rows(prompts: Mapping, index: torch.Tensor, rows: int) -> dict:
+    """The prompts of rows ``index`` out of ``rows``: per-row tensors indexed; a patch-major
+    ``pixel_values`` (Qwen2-VL: one row per patch, ``image_grid_thw`` per image) cut per image."""
+    out = {k: v[index] if torch.is_tensor(v) and v.shape[:1] == (rows,) else v for k, v in prompts.items()}
+    grid = prompts.get("image_grid_thw")
+    if grid is not None and grid.shape[0] == rows and prompts["pixel_values"].shape[0] != rows:
+        patches = torch.split(prompts["pixel_values"], grid.prod(dim=-1).tolist())
+        out["pixel_values"] = torch.cat([patches[i] for i in index.tolist()])
+    return out
 
 
 def token_logprobs(

@@ -57,7 +57,7 @@ from policies.base import (
     read_policy_json,
     require_safetensors,
 )
-from policies.tiny import as_rgb
+from policies.inputs import PartInput, policy_image, prompt_text
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 """The LoRA adapters as ``PeftModel.save_pretrained`` writes them."""
@@ -116,10 +116,6 @@ class PretrainedPolicy(Policy):
         base.generation_config = only_token_ids(base.generation_config)
         self.processor = processor
         self.processor.tokenizer.padding_side = "left"
-        messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": config.instruction}]}
-        ]
-        self.prompt_text = processor.apply_chat_template(messages, add_generation_prompt=True)
         self._eos_ids = self._find_eos(config)
         self._suppressed = self._find_suppressed()
 
@@ -168,14 +164,21 @@ class PretrainedPolicy(Policy):
                 ids.add(vocab[token])
         return sorted(ids - set(self.eos_ids))
 
+    def chat_text(self, text: str) -> str:
+        """The processor's chat template around one image and ``text``, ready for generation."""
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
     def prompt_inputs(
         self, images: Sequence, device: torch.device | str | None = None
     ) -> dict[str, torch.Tensor]:
-        """The processor's output for B prompts: ``input_ids (B, P)``, ``attention_mask (B, P)``,
-        vision, on ``device`` (default: the policy's)."""
+        """The processor's output for B prompts (pictures, corpus rows or :class:`PartInput`):
+        ``input_ids (B, P)``, ``attention_mask (B, P)``, vision, on ``device`` (default: the
+        policy's); prompts of different lengths are padded on the left."""
+        parts = [PartInput.of(item) for item in images]
         batch = self.processor(
-            text=[self.prompt_text] * len(images),
-            images=[[as_rgb(image)] for image in images],
+            text=[self.chat_text(prompt_text(part, self.config)) for part in parts],
+            images=[[policy_image(part, self.config)] for part in parts],
             return_tensors="pt",
             padding=True,
         )

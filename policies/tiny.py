@@ -11,15 +11,17 @@ preprocessing :func:`pixel_values`, and :class:`TinyPolicy`::
 Image handling: ``Idefics3Processor`` would resize to 364 px tiles and split large
 images; for a 128 px render we want neither, so :func:`pixel_values` does the whole job
 with PIL and numpy (no torchvision): grayscale or RGB in, RGB out, bilinear resize to
-``image_size``, scaled to [0, 1], normalised with mean 0.5 / std 0.5 like SigLIP. The
-default input is the iso view (128x128 grayscale); a 2x2 tile of the four views works
-with ``image_size: 256`` (4x the image tokens). Note: Idefics3 drops images whose
-normalised pixels are all exactly 0 (a uniform 50 % gray float image), as padding.
+``image_size``, scaled to [0, 1], normalised with mean 0.5 / std 0.5 like SigLIP. What the
+image shows and what the prompt says come from :mod:`policies.inputs` (``views``: the iso
+view, or the four views tiled 2x2; ``size_in_prompt``: the part's size after the
+instruction). Note: Idefics3 drops images whose normalised pixels are all exactly 0 (a
+uniform 50 % gray float image), as padding.
 
-Prompt (SmolVLM layout, one image, no splitting; ``image_tokens`` image tokens)::
+Prompt (SmolVLM layout, one image, no splitting; ``image_tokens`` image tokens; prompts of
+different lengths are padded on the left)::
 
     <|im_start|>User:<fake_token_around_image><global-img><image>*k<fake_token_around_image>
-    {instruction}<end_of_utterance>\\nAssistant:{code}<end_of_utterance>
+    {instruction}[ Size: W x D x H mm.]<end_of_utterance>\nAssistant:{code}<end_of_utterance>
 """
 
 from __future__ import annotations
@@ -35,20 +37,11 @@ from transformers import AutoTokenizer, Idefics3Config, Idefics3ForConditionalGe
 
 from configs.policy import PolicyConfig
 from policies.base import Policy, only_token_ids, read_policy_json, require_safetensors
+from policies.inputs import PartInput, as_rgb, policy_image, prompt_text
 from policies.tokenizer import GLOBAL_IMAGE, IMAGE, IMAGE_WRAP, corpus_texts, train_tokenizer
 
 MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 """The backbone's weights as ``save_pretrained`` writes them (one file or a sharded index)."""
-
-
-def as_rgb(image) -> Image.Image:
-    """PIL RGB from a PIL image or an array (H, W) / (H, W, C), C in 1, 3, 4; uint8 or [0, 1] float."""
-    if not isinstance(image, Image.Image):
-        array = np.asarray(image)
-        if array.dtype != np.uint8:
-            array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        image = Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array)
-    return image.convert("RGB")
 
 
 def pixel_values(images: Sequence, size: int) -> torch.Tensor:
@@ -116,16 +109,28 @@ class TinyPolicy(Policy):
     def __init__(self, config: PolicyConfig, model: Idefics3ForConditionalGeneration, tokenizer):
         super().__init__(config, model, tokenizer, model.config.text_config.hidden_size)
         model.generation_config = only_token_ids(model.generation_config)
-        image = IMAGE_WRAP + GLOBAL_IMAGE + IMAGE * config.image_tokens + IMAGE_WRAP
-        messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": config.instruction}]}
-        ]
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        ids = tokenizer(text.replace(IMAGE, image, 1), add_special_tokens=False)["input_ids"]
-        # A plain CPU tensor, not a buffer: collation in DataLoader workers (forked processes)
-        # reads it, and a CUDA tensor there is a CUDA initialization error.
-        self.prompt_ids = torch.tensor(ids, dtype=torch.long)
+        # Plain CPU tensors, not buffers: collation in DataLoader workers (forked processes)
+        # reads them, and a CUDA tensor there is a CUDA initialization error.
+        self.prompt_ids = self._prompt_ids(config.instruction)
+        self.__dict__["_prompt_cache"] = {config.instruction: self.prompt_ids}
         self.__dict__["_reference"] = None  # not a submodule: kept out of parameters() and state_dict()
+
+    def _prompt_ids(self, text: str) -> torch.Tensor:
+        """Token ids of the whole prompt (chat template, the image's placeholders, ``text``)."""
+        image = IMAGE_WRAP + GLOBAL_IMAGE + IMAGE * self.config.image_tokens + IMAGE_WRAP
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        chat = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = self.tokenizer(chat.replace(IMAGE, image, 1), add_special_tokens=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
+    def prompt_ids_of(self, text: str) -> torch.Tensor:
+        """:meth:`_prompt_ids`, remembered per text (a corpus has a few thousand sizes)."""
+        cache = self._prompt_cache
+        if text not in cache:
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[text] = self._prompt_ids(text)
+        return cache[text]
 
     @classmethod
     def build(cls, config: PolicyConfig, texts: Sequence[str] | None = None, tokenizer=None) -> TinyPolicy:
@@ -142,13 +147,22 @@ class TinyPolicy(Policy):
         self, images: Sequence, device: torch.device | str | None = None
     ) -> dict[str, torch.Tensor]:
         """``input_ids (B, P)``, ``attention_mask (B, P)``, ``pixel_values (B, 1, 3, S, S)`` on
-        ``device`` (default: the policy's)."""
-        batch = len(images)
+        ``device`` (default: the policy's), from B pictures, corpus rows or :class:`PartInput`;
+        prompts of different lengths (sizes in the text) are padded on the left."""
+        parts = [PartInput.of(item) for item in images]
+        rows = [self.prompt_ids_of(prompt_text(part, self.config)) for part in parts]
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, ids in enumerate(rows):
+            input_ids[i, width - len(ids) :] = ids
+            attention[i, width - len(ids) :] = 1
         device = self.device if device is None else device
+        pictures = [policy_image(part, self.config) for part in parts]
         return {
-            "input_ids": self.prompt_ids.unsqueeze(0).expand(batch, -1).to(device),
-            "attention_mask": torch.ones((batch, len(self.prompt_ids)), dtype=torch.long, device=device),
-            "pixel_values": pixel_values(images, self.config.image_size).to(device, self.model.dtype),
+            "input_ids": input_ids.to(device),
+            "attention_mask": attention.to(device),
+            "pixel_values": pixel_values(pictures, self.config.image_size).to(device, self.model.dtype),
         }
 
     def _save_backbone(self, directory: str) -> None:

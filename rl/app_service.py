@@ -22,7 +22,6 @@ iso, front, right, top) and ``candidates.json`` (as ``rl.predict`` writes it).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -41,7 +40,7 @@ from renderer.views import to_uint8
 from reward.agreement import AgreementScorer, picture_of
 from rl.checkpoint import load_checkpoint
 from rl.files import write_json
-from rl.predict import VIEW_SIZE, infer, prepare_inputs, read_image, read_mesh
+from rl.predict import VIEW_SIZE, infer, mesh_inputs, prepare_inputs, read_image, read_mesh
 from rl.refine import describe
 
 VIEW_NAMES = ("iso", "front", "right", "top")
@@ -167,7 +166,6 @@ class AppService:
 
     def _inputs(self, paths: list, mesh_path: str | None):
         """:class:`rl.predict.Inputs` of the uploads and what programs are checked against."""
-        from PIL import Image
 
         given = [i for i, path in enumerate(paths) if path]
         if len(paths) > len(VIEW_NAMES):
@@ -186,14 +184,12 @@ class AppService:
             mesh = self._checked(mesh_path, lambda path: read_mesh(path, self._max_bytes()))
         pictures = np.stack([picture_of(image, VIEW_SIZE) for image in images]) if images else None
         try:
-            if images:
-                return prepare_inputs(images[0], pictures, mesh), "mesh" if mesh else "pictures"
-            inputs = prepare_inputs(None, np.ones((1, VIEW_SIZE, VIEW_SIZE), np.float32), mesh)
+            if images:  # the policy is shown all four views, or the iso view alone (or the mesh's)
+                shown = images if len(images) == len(VIEW_NAMES) else images[0]
+                return prepare_inputs(shown, pictures, mesh), "mesh" if mesh else "pictures"
+            return mesh_inputs(mesh, None), "mesh"  # the mesh's own views: the policy's and the pictures
         except ValueError as error:  # a mesh without a usable face
             raise UsageError(f"mesh {os.path.basename(mesh_path)!r}: {error}") from None
-        views = inputs.target.pictures  # the mesh's own views: its iso view is the policy's picture
-        iso = Image.fromarray(to_uint8(views[0])).convert("RGB")
-        return dataclasses.replace(inputs, image=iso, pictures=views), "mesh"
 
     def _checked(self, path: str, read):
         """``read(path)`` after the upload cap; messages name the file, not the server's folder."""

@@ -62,13 +62,15 @@ def resolve_corpus(checkpoint: str, corpus_dir: str | None) -> str:
 
 
 def check_image_size(dataset, policy: PolicyConfig, corpus_dir: str) -> None:
-    """A tiny policy's vision tower is built for ``policy.image_size``: the corpus images must match."""
+    """A tiny policy's vision tower is built for ``policy.image_size``: the corpus images must match
+    (the views tiled 2x2 make an image twice their side)."""
     if policy.kind != "tiny":
         return  # a pretrained processor resizes whatever it gets
     width, height = dataset[0]["image"].size
-    if (width, height) != (policy.image_size, policy.image_size):
+    cells = 2 if policy.views == "tile" else 1
+    if (width * cells, height * cells) != (policy.image_size, policy.image_size):
         raise UsageError(
-            f"policy.image_size is {policy.image_size} but the images of {corpus_dir!r} are "
-            f"{width}x{height} px; set --policy.image_size {width} or build the corpus with --size "
-            f"{policy.image_size}"
+            f"policy.image_size is {policy.image_size} but the {policy.views} images of {corpus_dir!r} "
+            f"are {width * cells}x{height * cells} px; set --policy.image_size {width * cells} or build "
+            f"the corpus with --size {policy.image_size // cells}"
         )

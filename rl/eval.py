@@ -81,12 +81,14 @@ INPUT = "#input"
 """Suffix of the id of a target registered with the input alone (what refinement scores against)."""
 
 
-def load_rows(corpus_dir: str, split: str, limit: int | None):
-    """The split's rows (first ``limit``) as a ``datasets.Dataset``."""
+def load_rows(corpus_dir: str, split: str, limit: int | None, columns=("image",)):
+    """The split's rows (first ``limit``) as a ``datasets.Dataset``: id, family, code, mesh_path and
+    ``columns`` (what the policy is shown, :func:`policies.inputs.input_columns`)."""
     from corpus.dataset import load
 
+    columns = ["id", "family", "code", "mesh_path", *dict.fromkeys(["image", *columns])]
     try:
-        dataset = load(corpus_dir, split).select_columns(["id", "family", "image", "code", "mesh_path"])
+        dataset = load(corpus_dir, split).select_columns(columns)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     if len(dataset) == 0:
@@ -135,9 +137,11 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
     """Decode, render and score one batch of rows; one record per program (greedy first). Each
     program's :class:`reward.agreement.Agreement` (when the pool scores one) goes into
     ``agreements`` under its record's id."""
+    from policies.inputs import PartInput
     from renderer.pool import ScoreRequest
 
-    images = [row["image"] for row in rows]
+    images = [PartInput.of(row) for row in rows]
+    images = [part.without_size() for part in images] if config.no_size else images
     programs = [(i, "greedy", 0, text) for i, text in enumerate(
         policy.sample(images, n=1, max_new_tokens=config.max_new_tokens, greedy=True).texts)]
     if config.k:
@@ -220,6 +224,7 @@ def run(config: EvalConfig) -> dict:
     import torch
     from tqdm.auto import tqdm
 
+    from policies.inputs import input_columns
     from renderer.pool import RenderPool
     from reward.agreement import AgreementScorer
     from reward.metrics import PROTOCOL
@@ -236,7 +241,7 @@ def run(config: EvalConfig) -> dict:
     weights, reward_source = resolve_reward(config.reward_from, config.checkpoint)
     print(f"{PROG}: reward settings from {reward_source}", flush=True)
     corpus_dir = resolve_corpus(config.checkpoint, config.corpus_dir)
-    dataset = load_rows(corpus_dir, config.split, config.limit)
+    dataset = load_rows(corpus_dir, config.split, config.limit, input_columns(policy.config))
     check_image_size(dataset, policy.config, corpus_dir)
     out = config.out or os.path.join(config.checkpoint, f"eval_{config.split}")
     os.makedirs(out, exist_ok=True)
@@ -273,6 +278,9 @@ def run(config: EvalConfig) -> dict:
         "reward_source": reward_source,
         "protocol_settings": dict(PROTOCOL) if config.protocol else None,
         "against": config.against if inference else None,
+        "policy_input": policy_input(policy.config, config),
+        "frames": {"protocol": "each mesh centred, largest extent 1" if config.protocol else None,
+                   "target_frame": "the target's own frame (mm), as the reward grades"},
         "picks": PICKS,
         "greedy": figures_of(greedy, config.protocol, intervals=True),
         "selected": figures_of(selected, config.protocol, intervals=True) if config.k and selected else None,
@@ -293,6 +301,13 @@ def run(config: EvalConfig) -> dict:
                                      reward_source=reward_source)
     metrics["out"] = out
     return metrics
+
+
+def policy_input(policy, config: EvalConfig) -> dict:
+    """What the policy was shown: its views, image size, and whether the part's size was in the prompt."""
+    views, size = getattr(policy, "views", "iso"), getattr(policy, "size_in_prompt", False)
+    return {"views": views, "image_size": getattr(policy, "image_size", None),
+            "size_in_prompt": bool(size and not config.no_size)}
 
 
 def _ci(interval: list | None) -> str:

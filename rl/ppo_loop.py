@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from configs.ppo import PPOConfig
-from policies.base import Policy, mask_suppressed, token_logprobs
+from policies.base import Policy, mask_suppressed, select_rows, token_logprobs
 from reward.score import RewardBreakdown
 from rl import core_algos as algos
 from rl.ppo_rollout import Scoring, sample_and_submit
@@ -124,10 +124,6 @@ def duplicate_fraction(texts: list[str], target_ids: list[str]) -> float:
     return sum(len(targets[t]) > 1 for t in texts) / max(len(texts), 1)
 
 
-def _take(prompts: dict, index: torch.Tensor, rows: int) -> dict:
-    return {k: v[index] if torch.is_tensor(v) and v.shape[:1] == (rows,) else v for k, v in prompts.items()}
-
-
 def _trim(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop the columns after the longest response (causal model: results are unchanged)."""
     width = max(int(mask.sum(dim=1).max()), 1)
@@ -142,7 +138,7 @@ def _scores_pass(policy, prompts, tokens, mask, temperature: float, chunk: int):
         for start in range(0, rows, chunk):
             index = torch.arange(start, min(start + chunk, rows))
             t, m = _trim(tokens[index], mask[index])
-            out = policy(_take(prompts, index, rows), t, m)
+            out = policy(select_rows(prompts, index, rows), t, m)
             lp = token_logprobs(out.logits, t.to(out.logits.device), temperature, policy.suppressed_ids)
             logprobs[index, : t.shape[1]] = lp.cpu().masked_fill(~m, 0.0)
             values[index, : t.shape[1]] = out.values.cpu().masked_fill(~m, 0.0)
@@ -222,7 +218,7 @@ def rollout_passes(learner: Learner, rows: list, rollout) -> tuple:
     ref_log_prob, values)`` of ``rollout``'s ``N = len(rows) * k`` programs, (N, T) on the CPU."""
     policy, config = learner.policy, learner.config
     tokens, mask = rollout.tokens.cpu(), rollout.mask.cpu()
-    prompts = policy.prompt_inputs([row["image"] for row in rows for _ in range(config.k)])
+    prompts = policy.prompt_inputs([row for row in rows for _ in range(config.k)])
     chunk = config.minibatch_size
     old_log_prob, values = _scores_pass(policy, prompts, tokens, mask, config.temperature, chunk)
     with policy.reference():
@@ -255,7 +251,7 @@ def minibatch_loss(policy: Policy, config: PPOConfig, batch: Batch, index: torch
     estimator = config.advantage_estimator
     t, m = _trim(batch.tokens[index], batch.mask[index])
     w = t.shape[1]
-    out = policy(_take(batch.prompts, index, batch.tokens.shape[0]), t, m)
+    out = policy(select_rows(batch.prompts, index, batch.tokens.shape[0]), t, m)
     device = out.logits.device
 
     def cut(x: torch.Tensor) -> torch.Tensor:

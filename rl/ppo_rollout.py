@@ -195,10 +195,10 @@ def sample_and_submit(policy, config, rows: list, scoring: Scoring):
     rollouts, generate_s = [], 0.0
     for start, stop in chunk_bounds(len(rows), config.rollout_chunks):
         began = time.perf_counter()
-        images = [row["image"] for row in rows[start:stop]]
         stream = scoring.streamer() if config.stream_renders else None
-        rollout = policy.sample(images, n=config.k, max_new_tokens=max_len, temperature=config.temperature,
-                                top_p=config.top_p, **({"on_finished": stream} if stream else {}))
+        rollout = policy.sample(rows[start:stop], n=config.k, max_new_tokens=max_len,
+                                temperature=config.temperature, top_p=config.top_p,
+                                **({"on_finished": stream} if stream else {}))
         generate_s += time.perf_counter() - began
         scoring.submit(rollout)
         rollouts.append(rollout)

@@ -44,11 +44,12 @@ def describe(iteration: int, total: int, m: dict, eta_s: float | None = None) ->
 def load_train_rows(config: PPOConfig, policy):
     """``(corpus_dir, train rows)``: the train split's id, image and mesh_path columns."""
     from corpus.dataset import load
+    from policies.inputs import input_columns
     from rl.checkpoint import check_image_size, resolve_corpus
 
     corpus_dir = resolve_corpus(config.checkpoint, config.corpus_dir)
     try:
-        rows = load(corpus_dir, "train").select_columns(["id", "image", "mesh_path"])
+        rows = load(corpus_dir, "train").select_columns(["id", "mesh_path", *input_columns(policy.config)])
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     if len(rows) == 0:

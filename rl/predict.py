@@ -1,17 +1,23 @@
-"""Predict the OpenSCAD program of one picture of a part.
+"""Predict the OpenSCAD program of a part from a picture, its four views, or a mesh.
 
 Commands::
 
     python -m rl.predict part.png                                  # runs/sft/final, k=4
-    python -m rl.predict photo.jpg --checkpoint runs/ppo/final --k 8 --out pred/
+    python -m rl.predict photo.jpg --checkpoint runs/ppo/final --k 8 --out pred/ --size 40x30x12
+    python -m rl.predict --views iso.png,front.png,right.png,top.png    # the four canonical views
+    python -m rl.predict --tile views.png                          # the four views tiled 2x2
+    python -m rl.predict --mesh part.stl --refine 200              # an STL: its views and its size
     python -m rl.predict part.png --select consensus
     python -m rl.predict part.png --checkpoint runs/ppo/final --refine 200       # then tune its numbers
-    python -m rl.predict part.png --mesh part.stl --refine 200                   # against a mesh of it
     python -m rl.predict --help
 
-The image may be any size, RGB, grayscale or with alpha (composited on white); it is padded
-to a square with white and resized by the policy. The policy writes ``k`` programs (the
-greedy one, then ``k - 1`` sampled); each runs in OpenSCAD. The kept program is:
+What the policy is shown (:mod:`policies.inputs`): a mesh's four views and exact size; else the
+four views (``--views``, or ``--tile`` cut in four); else the one picture as the iso view (a
+tiled policy then sees three blank views: a note says quality is lower); ``--size WxDxH`` (mm)
+gives the size when no mesh does. Each picture may be any size, RGB, grayscale or with alpha
+(composited on white); it is padded to a square with white and resized by the policy. The
+policy writes ``k`` programs (the greedy one, then ``k - 1`` sampled); each runs in OpenSCAD.
+The kept program is:
 
 1. a **valid** one (a usable 3-D mesh) before any invalid one;
 2. among valid ones, by ``--select``:
@@ -37,22 +43,21 @@ program with ``--refine``), ``unrefined.scad`` (with ``--refine``: the kept prog
 ``prediction.stl`` (binary; only for a valid program), ``prediction.png`` (the input, then the
 program's iso / front / right / top views) and ``candidates.json`` (every program, its status,
 agreement and score; with ``--refine`` the refinement: both programs, their agreements, the
-literals changed, renders and seconds). The image, mesh and checkpoint are checked first; a bad
-one is one line on stderr (``rl.predict: error: ...``) and exit 2, never a traceback: a missing
-file, a folder or FIFO, a picture over 8192x8192 pixels (refused from its header, before
-decoding), a non-image or a truncated one; a mesh that is not a binary STL, .npz, .obj, .off or
-.ply (:mod:`renderer.meshfiles`), is over 256 MiB or has no usable face; a checkpoint whose
-``policy.json`` is not JSON or names an unknown kind, whose base model is missing, or whose
-weights are pickled (``.bin``: never unpickled, safetensors only). A 16-bit grayscale picture is
-scaled to 8-bit (65535 -> 255), not clipped.
+literals changed, renders and seconds). The inputs and checkpoint are checked first; a bad
+one is one line on stderr (``rl.predict: error: ...``) and exit 2, never a traceback: no input,
+a picture beside --views or --tile, --views with other than 4 pictures, a size that is not
+three positive numbers, a missing file, a folder or FIFO, a picture over 8192x8192 pixels
+(refused from its header, before decoding), a non-image or a truncated one; a mesh that is
+not a binary STL, .npz, .obj, .off or .ply (:mod:`renderer.meshfiles`), is over 256 MiB or
+has no usable face; a checkpoint whose ``policy.json`` is not JSON or names an unknown kind,
+whose base model is missing, or whose weights are pickled (``.bin``: never unpickled,
+safetensors only). A 16-bit grayscale picture is scaled to 8-bit (65535 -> 255), not clipped.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -62,129 +67,23 @@ from configs.cli import Parser, UsageError, fail
 from configs.eval import PredictConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from renderer.errors import RendererUnavailable
-from renderer.meshfiles import FORMATS as MESH_FILE_FORMATS
-from renderer.meshfiles import read_mesh_file
-from renderer.stl import read_binary_stl, write_binary_stl
+from renderer.stl import write_binary_stl
 from reward.agreement import AgreementScorer, AgreementTarget, picture_of
 from rl.checkpoint import load_checkpoint
 from rl.files import write_json
+from rl.predict_files import (  # noqa: F401  (the limits are named here too)
+    MAX_MESH_BYTES,
+    MAX_PIXELS,
+    mesh_size,
+    read_image,
+    read_mesh,
+    split_tile,
+)
 from rl.refine import RefineSettings, describe, refine
 from rl.runtime import quiet_libraries, set_threads
 
 PROG = "rl.predict"
 VIEW_SIZE = 128
-MAX_PIXELS = 8192 * 8192
-"""Largest picture accepted (width x height, 64 Mpx); a bigger one is refused before it is decoded."""
-MAX_MESH_BYTES = 256 * 2**20
-"""Largest ``--mesh`` file read (256 MiB, about 5 million STL triangles)."""
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-"""PIL modes of 16-bit grayscale pictures, scaled to 8-bit by :func:`to_8bit`."""
-
-
-def open_image(path: str, max_pixels: int = MAX_PIXELS):
-    """The decoded picture at ``path``; :class:`UsageError` (one line) if it is missing, not a regular
-    file, over ``max_pixels`` (checked from the header, before decoding) or not a readable image."""
-    from PIL import Image
-
-    if not os.path.exists(path):
-        raise UsageError(f"image {path!r} does not exist")
-    if not os.path.isfile(path):  # a folder, FIFO or device is never opened
-        raise UsageError(f"image {path!r} is not a regular file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                _check_size(path, opened.size, max_pixels)
-                opened.load()
-                return opened.copy()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        found = re.search(r"\((\d+) pixels\)", str(error))
-        pixels = found.group(1) if found else "too many"
-        raise UsageError(
-            f"image {path!r} is too large: {pixels} pixels, the limit is {_limit(max_pixels)}") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as error:  # Unidentified...: OSError
-        raise UsageError(f"{path!r} is not an image PIL can read ({_one_line(error)})") from None
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-def _limit(max_pixels: int) -> str:
-    side = int(max_pixels**0.5)
-    return f"{max_pixels} ({side}x{side})" if side * side == max_pixels else str(max_pixels)
-
-
-def _check_size(path: str, size: tuple[int, int], max_pixels: int) -> None:
-    width, height = size
-    if width * height > max_pixels:
-        raise UsageError(f"image {path!r} is too large: {width}x{height} = {width * height} pixels, "
-                         f"the limit is {_limit(max_pixels)}")
-
-
-def to_8bit(image):
-    """A 16-bit grayscale picture (PIL modes ``I;16*``, or ``I`` as older PIL decodes 16-bit PNGs)
-    scaled to 8-bit ``L`` (0..65535 -> 0..255, rounded); any other picture unchanged.
-
-    PIL's own ``convert`` clips such values to 255, which turns a 16-bit picture almost all white.
-    """
-    from PIL import Image
-
-    if image.mode not in SIXTEEN_BIT_MODES:
-        return image
-    values = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
-    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
-
-
-def read_image(path: str, max_pixels: int = MAX_PIXELS):
-    """The picture at ``path``, RGB, padded to a square with white; :class:`UsageError` if unreadable
-    (see :func:`open_image`). 16-bit grayscale is scaled to 8-bit, alpha composited on white."""
-    from PIL import Image
-
-    image = to_8bit(open_image(path, max_pixels))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("RGB")
-    side = max(image.size)
-    square = Image.new("RGB", (side, side), (255, 255, 255))
-    square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
-    return square
-
-
-def read_mesh(path: str, max_bytes: int = MAX_MESH_BYTES) -> tuple[np.ndarray, np.ndarray]:
-    """``(vertices (N, 3), faces (M, 3))`` of a binary STL, an ``.npz`` (``vertices``, ``faces``) or an
-    ``.obj`` / ``.off`` / ``.ply`` (:mod:`renderer.meshfiles`); :class:`UsageError` (one line) if it is
-    missing, not a regular file, over ``max_bytes`` or not such a mesh. Whether a face is usable is
-    checked when it is prepared."""
-    if not os.path.isfile(path):
-        what = "is not a regular file" if os.path.exists(path) else "does not exist"
-        raise UsageError(f"mesh {path!r} {what}")
-    if os.path.getsize(path) > max_bytes:
-        raise UsageError(f"mesh {path!r} is over {max_bytes / 2**20:g} MiB")
-    extension = os.path.splitext(path)[1].lower()
-    if extension in MESH_FILE_FORMATS:
-        try:
-            return read_mesh_file(path)
-        except (OSError, ValueError, UnicodeError) as error:
-            raise UsageError(f"{path!r} is not a readable {extension} mesh ({_one_line(error)})") from None
-    try:
-        if extension == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                vertices = np.asarray(data["vertices"], np.float64)
-                faces = np.asarray(data["faces"], np.int64)
-        elif extension == ".stl":
-            vertices, faces = read_binary_stl(path)
-        else:
-            raise ValueError(f"not .stl, .npz, {', '.join(MESH_FILE_FORMATS)}")
-        if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
-            raise ValueError(f"shapes {vertices.shape} and {faces.shape}, not (N, 3) and (M, 3)")
-        if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
-            raise ValueError("a face names a vertex that does not exist")
-    except (OSError, ValueError, KeyError, EOFError) as error:
-        raise UsageError(f"{path!r} is not a binary STL or .npz mesh ({_one_line(error)})") from None
-    return vertices, faces
 
 
 def own_views(result):
@@ -231,7 +130,7 @@ class Inputs:
     """What inference holds for one part (:func:`prepare_inputs`)."""
 
     image: object
-    """The policy's input: a square RGB PIL picture (the iso view)."""
+    """The policy's input: a :class:`policies.inputs.PartInput` (its views and, when known, size)."""
     pictures: np.ndarray
     """``(P, H, W) float32`` pictures in [0, 1] the programs are compared with, iso first."""
     mesh: tuple | None
@@ -240,13 +139,24 @@ class Inputs:
     """``pictures`` and ``mesh`` prepared by :class:`reward.agreement.AgreementScorer`."""
 
 
-def prepare_inputs(image, pictures: np.ndarray, mesh=None) -> Inputs:
-    """:class:`Inputs` of a square RGB ``image``, its ``pictures`` (``(P, H, W)`` or ``(H, W)``, iso
-    first, :data:`VIEW_SIZE` pixels) and an optional ``mesh``; ``ValueError`` when the mesh has no
-    usable face."""
+def prepare_inputs(images, pictures: np.ndarray | None = None, mesh=None, size=None) -> Inputs:
+    """:class:`Inputs` of the policy's ``images`` (one square RGB picture, taken as the iso view, or
+    the four views iso, front, right, top), the ``pictures`` programs are compared with (``(P, H,
+    W)`` or ``(H, W)``, iso first, :data:`VIEW_SIZE` pixels; default: ``images`` in grayscale), an
+    optional ``mesh`` (then the policy is shown its four views and its size) and ``size`` (x, y, z
+    mm; a mesh's own by default). ``ValueError`` when the mesh has no usable face."""
+    from policies.inputs import PartInput
+
+    images = tuple(images) if isinstance(images, (list, tuple)) else (images,)
+    if pictures is None:
+        pictures = np.stack([picture_of(image, VIEW_SIZE) for image in images])
     pictures = np.asarray(pictures, np.float32)
     pictures = pictures[None] if pictures.ndim == 2 else pictures
-    return Inputs(image, pictures, mesh, AgreementScorer(VIEW_SIZE).prepare(pictures, mesh))
+    target = AgreementScorer(VIEW_SIZE).prepare(pictures, mesh)
+    if mesh is not None:
+        images = tuple((np.clip(view, 0, 1) * 255 + 0.5).astype(np.uint8) for view in target.pictures)
+        size = size or mesh_size(mesh)
+    return Inputs(PartInput(images, size), pictures, mesh, target)
 
 
 @dataclass
@@ -326,18 +236,56 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     return Prediction(codes, results, views, agreements, scores, best, code, result, kept_views, refined)
 
 
-def predict(image_path: str, config: PredictConfig) -> dict:
+def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:
+    """:class:`Inputs` of what the user gave: one picture, four views (``--views``), a 2x2 tile
+    (``--tile``) or a mesh (``--mesh``, alone or beside pictures), and ``--size``; a
+    :class:`UsageError` of one line naming what is wrong."""
+    from policies.inputs import parse_size
+
+    given = [name for name, value in (("a picture", image_path), ("--views", config.views),
+                                      ("--tile", config.tile)) if value]
+    if len(given) > 1:
+        raise UsageError(f"give one of a picture, --views or --tile, not {' and '.join(given)}")
+    if not given and not config.mesh:
+        raise UsageError("give a picture of the part, --views, --tile or --mesh")
+    try:
+        size = parse_size(config.size) if config.size else None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    images = None
+    if config.views:
+        paths = [p.strip() for p in config.views.split(",") if p.strip()]
+        if len(paths) != 4:
+            raise UsageError(f"--views needs 4 pictures (iso,front,right,top, comma-separated), "
+                             f"got {len(paths)}")
+        images = [read_image(path) for path in paths]
+    elif config.tile or image_path:
+        images = read_image(config.tile or image_path)
+        images = list(split_tile(images)) if config.tile else images
+    mesh = read_mesh(config.mesh) if config.mesh else None
+    try:
+        return mesh_inputs(mesh, size) if images is None else prepare_inputs(images, None, mesh, size)
+    except ValueError as error:  # a mesh without a usable face
+        raise UsageError(f"mesh {config.mesh!r}: {error}") from None
+
+
+def mesh_inputs(mesh, size) -> Inputs:
+    """:class:`Inputs` of a mesh alone: its own views are the pictures and the policy's input."""
+    target = AgreementScorer(VIEW_SIZE).prepare(np.ones((1, VIEW_SIZE, VIEW_SIZE), np.float32), mesh)
+    return prepare_inputs(list(target.pictures), np.asarray(target.pictures), mesh, size)
+
+
+def predict(image_path: str | None, config: PredictConfig) -> dict:
     """Sample, render, choose (and refine), write the prediction; returns what ``candidates.json`` holds."""
     set_threads(config.threads)
     quiet_libraries()
-    image = read_image(image_path)
-    mesh = read_mesh(config.mesh) if config.mesh else None
-    try:
-        inputs = prepare_inputs(image, picture_of(image, VIEW_SIZE), mesh)
-    except ValueError as error:  # a mesh without a usable face
-        raise UsageError(f"mesh {config.mesh!r}: {error}") from None
+    inputs = read_inputs(image_path, config)
     policy = load_checkpoint(config.checkpoint)
-    stem = os.path.splitext(os.path.basename(image_path))[0]
+    if len(inputs.image.views) == 1 and policy.config.views == "tile":
+        print(f"{PROG}: note: one picture is shown as the iso view of four; --views, --tile or --mesh "
+              "give the policy all four (better programs)", flush=True)
+    source = image_path or config.tile or config.mesh or config.views.split(",")[0]
+    stem = os.path.splitext(os.path.basename(source.strip()))[0]
     out = config.out or os.path.join("runs", "predict", stem)
     os.makedirs(out, exist_ok=True)
     prediction = infer(policy, inputs, config)
@@ -348,7 +296,10 @@ def predict(image_path: str, config: PredictConfig) -> dict:
         os.remove(os.path.join(out, "unrefined.scad"))  # an older run's, not this prediction's
     _write_prediction(out, prediction.code, prediction.result, inputs.pictures[0], prediction.kept_views)
     summary = {
-        "image": image_path, "checkpoint": config.checkpoint, "select": config.select, "mesh": config.mesh,
+        "image": image_path, "views": config.views, "tile": config.tile, "mesh": config.mesh,
+        "size": list(inputs.image.size) if inputs.image.size else None,
+        "size_shown": bool(inputs.image.size) and policy.config.size_in_prompt,
+        "checkpoint": config.checkpoint, "select": config.select,
         "chosen": prediction.chosen, "valid": prediction.valid, "status": str(prediction.result.status),
         "out": out, "candidates": prediction.candidates(),
         "refine": prediction.refined.to_dict() if prediction.refined else None,
@@ -389,7 +340,9 @@ def _write_prediction(out: str, code: str, result, picture: np.ndarray, views) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog=PROG, description="Predict the OpenSCAD program of a picture of a part.")
-    parser.add_argument("image", help="PNG or JPG picture of the part (any size, RGB or grayscale)")
+    parser.add_argument("image", nargs="?", default=None,
+                        help="PNG or JPG picture of the part, taken as its iso view (any size, RGB or "
+                             "grayscale); or give --views, --tile or --mesh instead")
     add_arguments(parser, PredictConfig)
     args = parser.parse_args(argv)
     try:

@@ -67,7 +67,7 @@ def run(config: SFTConfig) -> dict:
 
         start_cluster(config)  # too few GPUs fails here, before the corpus and the run folder
     corpus_dir = ensure_corpus(config)
-    train_dataset, val = load_splits(corpus_dir)
+    train_dataset, val = load_splits(corpus_dir, config.policy)
     check_image_size(train_dataset, config.policy, corpus_dir)
     run_dir = os.path.join(config.runs_dir, config.name)
     policy = initial_policy(config, run_dir, train_dataset["code"])

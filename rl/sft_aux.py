@@ -125,7 +125,8 @@ class FamilyCollator:
         self._rng = np.random.default_rng(self.seed)
         self._index = {name: i for i, name in enumerate(self.families)}
         if self.extra and self.dataset is not None:
-            self.dataset = self.dataset.select_columns(["image", "family"])
+            keep = [name for name in ("image", "views", "family") if name in self.dataset.column_names]
+            self.dataset = self.dataset.select_columns(keep)
 
     def _draws(self) -> np.random.Generator:
         worker = torch.utils.data.get_worker_info()
@@ -137,8 +138,8 @@ class FamilyCollator:
         batch = self.collate(rows)
         batch["family"] = torch.tensor([self._index[row["family"]] for row in rows], dtype=torch.long)
         if self.extra and self.dataset is not None:
-            drawn = self.dataset[self._draws().integers(len(self.dataset), size=self.extra).tolist()]
-            pixels = self.collate.policy.prompt_inputs(drawn["image"], device="cpu")["pixel_values"]
+            drawn = self.dataset.select(self._draws().integers(len(self.dataset), size=self.extra).tolist())
+            pixels = self.collate.policy.prompt_inputs(list(drawn), device="cpu")["pixel_values"]
             batch["extra_pixel_values"] = pixels.to(batch["pixel_values"].dtype)
             families = [self._index[name] for name in drawn["family"]]
             batch["extra_family"] = torch.tensor(families, dtype=torch.long)

@@ -134,7 +134,7 @@ class GenerationEval(TrainerCallback):
 
         start = time.perf_counter()
         pool = self._ensure_pool()
-        images = [row["image"] for row in self.rows]
+        images = list(self.rows)
         loss = self._loss(images, [row["code"] for row in self.rows])
         rollout = self.policy.sample(images, n=1, max_new_tokens=self.max_new_tokens, greedy=True)
         scored = pool.score([ScoreRequest(text, row["id"]) for text, row in zip(rollout.texts, self.rows,

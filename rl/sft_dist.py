@@ -67,7 +67,7 @@ def _train_worker(loop_config: dict, rank: int) -> dict:
     quiet_libraries()
     quiet_report_log()
     policy = load_policy(os.path.join(run_dir, INITIAL))
-    train_dataset, val = load_splits(corpus_dir)
+    train_dataset, val = load_splits(corpus_dir, config.policy)
     evaluator = evaluator_for(config, policy, val, corpus_dir) if rank == 0 else None
     callbacks = [c for c in (evaluator, _report_callback()) if c is not None]
     trainer = prepare_trainer(build_trainer(config, policy, train_dataset, run_dir, callbacks))

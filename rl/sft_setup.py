@@ -51,16 +51,19 @@ def ensure_corpus(config: SFTConfig, progress: bool = True) -> str:
     return corpus_dir
 
 
-def load_splits(corpus_dir: str):
-    """``(train, val)`` datasets of the corpus: image, code and family (val also id and mesh_path).
+def load_splits(corpus_dir: str, policy: PolicyConfig):
+    """``(train, val)`` datasets of the corpus: what ``policy`` is shown (:func:`input_columns`),
+    code and family (val also id and mesh_path).
 
     Train also has ``length`` (characters of code), read by the Trainer's length-grouped sampler."""
     from corpus.dataset import load
+    from policies.inputs import input_columns
 
     try:
-        train = load(corpus_dir, "train").select_columns(["image", "code", "family"])
+        columns = input_columns(policy)
+        train = load(corpus_dir, "train").select_columns([*columns, "code", "family"])
         train = train.add_column("length", [len(code) for code in train["code"]])
-        val = load(corpus_dir, "val").select_columns(["id", "image", "code", "mesh_path"])
+        val = load(corpus_dir, "val").select_columns(["id", *columns, "code", "mesh_path"])
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     if len(train) == 0:

@@ -129,3 +129,34 @@ def pretrained_dir(tmp_path_factory, tokenizer):
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return str(directory)
+
+
+def response(policy, images, codes):
+    """``(sft batch, response tokens (B, T), mask (B, T))`` of the programs ``codes``."""
+    batch = policy.collate(images, codes)
+    prompt = policy.prompt_inputs(images)["input_ids"].shape[1]
+    return batch, batch["input_ids"][:, prompt:], batch["attention_mask"][:, prompt:].bool()
+
+
+def sft_steps(policy, batch, steps: int = 1) -> None:
+    """``steps`` SGD steps of the SFT loss on every parameter that requires grad."""
+    optimizer = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        policy.model(**batch).loss.backward()
+        optimizer.step()
+
+
+def four_views(seed: int, side: int = 16) -> tuple:
+    """Four random grayscale pictures standing in for a part's iso, front, right and top views."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.integers(0, 256, size=(side, side), dtype=np.uint8) for _ in range(4))
+
+
+@pytest.fixture
+def parts():
+    """Three parts; their prompts have three lengths (two sizes and none), their tiles one size."""
+    from policies.inputs import PartInput
+
+    return [PartInput(four_views(0), (135, 40, 7.5)), PartInput(four_views(1)),
+            PartInput(four_views(2), (0.8, 13, 1999.96))]

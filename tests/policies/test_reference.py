@@ -13,25 +13,9 @@ from configs.policy import PolicyConfig
 from policies import build_policy, load_policy
 from policies.pretrained import REFERENCE
 from policies.tiny import TinyPolicy
-from tests.policies.conftest import tiny_config
+from tests.policies.conftest import response, sft_steps, tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
-
-
-def response(policy, images, codes):
-    """``(sft batch, response tokens (B, T), mask (B, T))`` of the programs ``codes``."""
-    batch = policy.collate(images, codes)
-    prompt = policy.prompt_inputs(images)["input_ids"].shape[1]
-    return batch, batch["input_ids"][:, prompt:], batch["attention_mask"][:, prompt:].bool()
-
-
-def sft_steps(policy, batch, steps: int = 1) -> None:
-    """``steps`` SGD steps of the SFT loss on every parameter that requires grad."""
-    optimizer = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=0.5)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        policy.model(**batch).loss.backward()
-        optimizer.step()
 
 
 def logprobs(policy, images, tokens, mask, reference: bool = False):

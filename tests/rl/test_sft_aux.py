@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from configs.policy import PolicyConfig
 from policies import SFTCollator
 from rl.sft_aux import FamilyCollator, ImageAuxModel, corpus_families, image_features
 from rl.sft_trainer import training_model
@@ -114,7 +115,7 @@ def test_objective_is_off_for_one_family_or_zero_weight(policy, tiny_corpus):
     from rl.sft_setup import load_splits
     from tests.rl.conftest import sft_config
 
-    train, _ = load_splits(tiny_corpus)
+    train, _ = load_splits(tiny_corpus, PolicyConfig())
     config = sft_config(tiny_corpus, "/tmp", "aux")
     assert len(corpus_families(train)) >= 2
     assert isinstance(training_model(config, policy, train)[0], ImageAuxModel)

@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 
+from configs.policy import PolicyConfig
 from rl.sft_trainer import build_trainer, last_checkpoint
 from tests.rl.conftest import ROOT, run_module, sft_args, sft_config
 
@@ -36,7 +37,7 @@ def test_steps_lower_the_loss_and_change_every_parameter(tiny_corpus, tmp_path):
 
     config = sft_config(tiny_corpus, str(tmp_path), "loss", max_steps=8, learning_rate=3e-3, warmup_steps=0,
                         save_steps=1000, lr_scheduler="constant")
-    train, _ = load_splits(tiny_corpus)
+    train, _ = load_splits(tiny_corpus, PolicyConfig())
     policy = build_policy(config.policy, texts=train["code"])
     batch = policy.collate(train["image"][:4], train["code"][:4])
     with torch.no_grad():
