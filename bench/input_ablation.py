@@ -10,6 +10,8 @@ measured by ``bench/image_reliance.py`` (true vs shuffled pictures, the sizes ke
     tile64       the tile, 256 px, patch 16, pixel shuffle 2: 64 image tokens
     tile16_size  tile16 and the part's size in the prompt (20 % of SFT rows without it)
     tile64_size  tile64 and the size
+    tile16_params        tile16 and the parameter objective (rl.sft_aux.ParamTable, weight 0.5)
+    tile16_size_params   tile16_size and the parameter objective
 
 Per variant and seed: protocol IoU (invalid = 0, and over valid programs), CD x1e3, IR,
 target-frame IoU, distinct greedy programs, image reliance, SFT tokens/s; and each variant's
@@ -43,6 +45,8 @@ VARIANTS = {
     "tile64": TILE64,
     "tile16_size": {**TILE16, "size_in_prompt": True},
     "tile64_size": {**TILE64, "size_in_prompt": True},
+    "tile16_params": {**TILE16, "sft.image_param_weight": 0.5},
+    "tile16_size_params": {**TILE16, "size_in_prompt": True, "sft.image_param_weight": 0.5},
 }
 SPLITS = ("test", "test_ood")
 
@@ -62,7 +66,8 @@ def train_and_evaluate(name: str, seed: int, args) -> dict:
     run = f"{name}_s{seed}"
     log = os.path.join(args.work, f"{run}.log")
     final = os.path.join(args.work, run, "final")
-    overrides = [f"--policy.{key}={value}" for key, value in VARIANTS[name].items()]
+    overrides = [f"--{key[4:]}={value}" if key.startswith("sft.") else f"--policy.{key}={value}"
+                 for key, value in VARIANTS[name].items()]
     if not os.path.exists(os.path.join(args.work, run, "sft_summary.json")):
         python_m("rl.sft", "--config", "configs/sft.yaml", "--runs_dir", args.work, "--name", run,
                  "--corpus_dir", args.corpus, "--build_corpus", "no", "--max_steps", str(args.steps),

@@ -69,6 +69,10 @@ class SFTConfig:
     """Weight of the auxiliary image objective: a linear head on the image tokens predicts the
     part's family (cross-entropy), so the vision tower learns to tell parts apart (rl.sft_aux).
     Used for the tiny policy when the train split has at least two families; 0 turns it off."""
+    image_param_weight: float = 0.0
+    """Weight of the parameter objective (with the image objective): a second head on the image
+    tokens regresses the part's family parameters and log size, z-scored (rl.sft_aux.ParamTable);
+    0 turns it off."""
     image_aux_extra: int = 8
     """Random train images added to each batch for the image objective only (length-grouped
     batches hold mostly one family; these keep the family head from chasing each batch's)."""
@@ -125,6 +129,7 @@ class SFTConfig:
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
         need(self.image_aux_weight >= 0, "image_aux_weight", "must be >= 0")
+        need(self.image_param_weight >= 0, "image_param_weight", "must be >= 0")
         need(0.0 <= self.size_dropout <= 1.0, "size_dropout", "must be in [0, 1]")
         need(not (self.gpus and self.ray_workers), "ray_workers", "cannot be combined with gpus")
 

@@ -9,9 +9,10 @@ OpenSCAD (:func:`renderer.openscad.run`), directly or on the pool.
 
 A request is pictures (the iso view, and optionally the front, right and top views, in that
 order, as the corpus renders them), a mesh (``.stl``, ``.obj``, ``.off``, ``.ply``, ``.npz``), or
-both (the pictures go to the policy, the mesh is what programs are checked against); with a
-mesh alone, the policy gets the mesh's iso view. An optional size in mm scales the kept program
-(a picture cannot show size). Every file is checked before it is decoded: its size on disk
+both (the mesh is what programs are checked against). The policy is shown all four views when
+four are given, else the iso view alone; with a mesh, the mesh's four views and its size
+(:func:`rl.predict.prepare_inputs`). An optional size in mm scales the kept program so that
+its largest side has that length. Every file is checked before it is decoded: its size on disk
 (``max_upload_mb``), a picture's width x height from its header (``max_image_pixels``); a bad
 one is an :class:`Answer` whose status names the problem, never an exception.
 

@@ -61,7 +61,8 @@ def load_splits(corpus_dir: str, policy: PolicyConfig):
 
     try:
         columns = input_columns(policy)
-        train = load(corpus_dir, "train").select_columns([*columns, "code", "family"])
+        wanted = [*columns, "code", "family", "params", "extents"]
+        train = load(corpus_dir, "train").select_columns(list(dict.fromkeys(wanted)))
         train = train.add_column("length", [len(code) for code in train["code"]])
         val = load(corpus_dir, "val").select_columns(["id", *columns, "code", "mesh_path"])
     except FileNotFoundError as error:

@@ -26,7 +26,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from configs.sft import SFTConfig
 from policies import SFTCollator
-from rl.sft_aux import FamilyCollator, ImageAuxModel, corpus_families
+from rl.sft_aux import FamilyCollator, ImageAuxModel, ParamTable, corpus_families
 from rl.sft_callbacks import MetricsProgress, write_line
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -94,8 +94,12 @@ def training_model(config: SFTConfig, policy, train_dataset):
     families = corpus_families(train_dataset)
     if policy.kind != "tiny" or config.image_aux_weight <= 0 or len(families) < 2:
         return policy.model, collator
-    model = ImageAuxModel(policy.model, families, config.image_aux_weight)
-    extra = FamilyCollator(collator, families, train_dataset, config.image_aux_extra, config.seed)
+    params = None
+    if config.image_param_weight > 0 and {"params", "extents"} <= set(train_dataset.column_names):
+        params = ParamTable(train_dataset)
+    model = ImageAuxModel(policy.model, families, config.image_aux_weight,
+                          len(params.keys) if params else 0, config.image_param_weight)
+    extra = FamilyCollator(collator, families, train_dataset, config.image_aux_extra, config.seed, params)
     return model, extra
 
 

@@ -136,3 +136,50 @@ def test_sft_logs_the_objective_and_saves_a_policy_without_its_head(smoke_run):
         assert any(key.startswith("family_head.") for key in checkpoint.keys())  # resumable with its head
     with safe_open(os.path.join(run_dir, "final", "model.safetensors"), "pt") as final:
         assert not any("family_head" in key for key in final.keys())
+
+
+def param_rows(n: int = 4):
+    """rows() with the corpus's params (JSON) and extents: plates of growing length, washers."""
+    out = rows(n)
+    for i, row in enumerate(out):
+        params = {"plate": {"length": 10.0 * (i + 1), "fn": 32, "variant": "round"},
+                  "washer": {"outer_d": 5.0 + i, "inner_d": 2.0}}.get(row["family"], {})
+        row.update(params=json.dumps(params), extents=[10.0 * (i + 1), 5.0 + i % 2, 1.0 + i])
+    return out
+
+
+def test_param_table_z_scores_each_familys_numbers_and_the_log_size():
+    from rl.sft_aux import EXTENTS, ParamTable
+
+    table = ParamTable(param_rows(6))  # plates: rows 1 and 4; washers: 2 and 5; brackets: none
+    assert "plate/length" in table.keys and "washer/outer_d" in table.keys and set(EXTENTS) <= set(table.keys)
+    assert "plate/fn" not in table.keys and "washer/inner_d" not in table.keys, "constant: no signal"
+    assert not any(key.endswith("variant") for key in table.keys), "strings are not regressed"
+    values, mask = table.targets(param_rows(6))
+    length = table.keys.index("plate/length")
+    assert mask[:, length].tolist() == [0, 1, 0, 0, 1, 0]
+    assert values[1, length] == pytest.approx(-1.0) and values[4, length] == pytest.approx(1.0)
+    assert mask[:, table.keys.index("extent/z")].all(), "every part has a size"
+    assert values[:, table.keys.index("extent/z")].mean() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_param_objective_adds_its_masked_error_and_reaches_the_vision_tower(policy):
+    from rl.sft_aux import ParamTable, param_error
+
+    table = ParamTable(param_rows())
+    batch = FamilyCollator(SFTCollator(policy), FAMILIES, params=table)(param_rows())
+    family, values, mask = batch.pop("family"), batch.pop("param_values"), batch.pop("param_mask")
+    assert values.shape == mask.shape == (4, len(table.keys))
+    torch.manual_seed(0)
+    model = ImageAuxModel(policy.model, FAMILIES, weight=0.0, params=len(table.keys), param_weight=2.0)
+    with torch.no_grad():
+        plain = policy.model(**batch)
+        features = image_features(plain.image_hidden_states, len(family))
+        error = param_error(model.param_head(features), values, mask)
+        combined = model(family=family, param_values=values, param_mask=mask, **batch).loss
+    assert combined == pytest.approx(float(plain.loss + 2.0 * error), rel=1e-5) and error > 0
+    policy.model.zero_grad()
+    model(family=family, param_values=values, param_mask=mask, **batch).loss.backward()
+    moved = [p.grad for p in policy.model.model.vision_model.parameters() if p.grad is not None]
+    assert moved and any(g.abs().sum() > 0 for g in moved)
+    assert "image/param_loss" in model.pop_stats()
