@@ -134,6 +134,23 @@ def paired(args, names) -> dict:
     return out
 
 
+def table(runs: list[dict]) -> str:
+    """The README's Markdown table: one row per variant and seed."""
+    lines = ["| variant | seed | test protocol IoU (inv. 0) | IoU valid | CD x1e3 | IR | target-frame IoU "
+             "| distinct | test_ood protocol IoU (inv. 0) | IR | image reliance | SFT tokens/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        t, o = r["test"], r["test_ood"]
+        lines.append(
+            f"| {r['variant']} | {r['seed']} | {t['protocol_iou_invalid0']:.3f} | "
+            f"{t['protocol_iou_valid'] or 0:.3f} | {t['cd_median_x1e3'] or float('nan'):.1f} | "
+            f"{t['ir']:.3f} | "
+            f"{t['target_frame_iou_valid'] or 0:.3f} | {t['distinct_programs']:.2f} | "
+            f"{o['protocol_iou_invalid0']:.3f} | {o['ir']:.3f} | {r['image_reliance']['reliance']:.3f} | "
+            f"{r['sft_tokens_per_s']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", required=True, help="corpus folder (train, test, test_ood)")
@@ -151,6 +168,7 @@ def main(argv=None) -> dict:
         runs = list(pool.map(lambda job: train_and_evaluate(*job, args), jobs))
     result = {"corpus": os.path.abspath(args.corpus), "steps": args.steps, "limit": args.limit,
               "parallel": args.parallel, "runs": runs, "paired_vs_iso16": paired(args, args.variants)}
+    print(table(runs))
     write_json(args.out, result)
     return result
 
