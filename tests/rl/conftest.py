@@ -41,7 +41,7 @@ TINY = {
 
 
 TINY_POLICY = [
-    "image_size=128", "patch_size=32", "scale_factor=2", "vision_hidden=32", "vision_layers=1",
+    "views=tile", "image_size=256", "patch_size=64", "scale_factor=2", "vision_hidden=32", "vision_layers=1",
     "vision_heads=2", "vision_intermediate=64", "text_hidden=32", "text_layers=2", "text_heads=4",
     "text_kv_heads=2", "text_intermediate=64", "max_position=256", "max_new_tokens=16", "vocab_size=400",
 ]

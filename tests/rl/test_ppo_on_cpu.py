@@ -1,10 +1,10 @@
 """rl.ppo on CPU: a toy reward improves, KL starts at 0, a killed run resumes exactly, the render path runs.
 
-The policy is a tiny from-config model (128 px image, 32 px patches -> 4 image tokens, two text
-layers of width 32, vocabulary 400) saved as the "SFT checkpoint". Most tests inject a toy
-reward (program length near 20 characters) through ``rl.ppo.run``'s ``rewarder`` seam, so the
-PPO math is tested without OpenSCAD; one subprocess smoke test runs the real reward on a
-6-part corpus with ``--workers 0``.
+The policy is a tiny from-config model (the four views tiled at 256 px, 64 px patches -> 4
+image tokens, two text layers of width 32, vocabulary 400) saved as the "SFT checkpoint". Most
+tests inject a toy reward (program length near 20 characters) through ``rl.ppo.run``'s
+``rewarder`` seam, so the PPO math is tested without OpenSCAD; one subprocess smoke test runs
+the real reward on a 6-part corpus with ``--workers 0``.
 """
 
 from __future__ import annotations
