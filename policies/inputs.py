@@ -27,8 +27,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image
 
-VIEW_NAMES = ("iso", "front", "right", "top")
-
 
 @dataclass(frozen=True)
 class PartInput:
@@ -88,8 +86,7 @@ def parse_size(text: str) -> tuple[float, float, float]:
 
 def format_mm(value: float) -> str:
     """A length as programs write it: 0.1 mm, no trailing zeros (``40``, ``7.5``, ``0.8``)."""
-    text = f"{value:.1f}".rstrip("0").rstrip(".")
-    return text if text not in ("", "-0") else "0"
+    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def size_text(size: Sequence[float]) -> str:

@@ -41,7 +41,7 @@ from renderer.views import to_uint8
 from reward.agreement import AgreementScorer, picture_of
 from rl.checkpoint import load_checkpoint
 from rl.files import write_json
-from rl.predict import VIEW_SIZE, infer, mesh_inputs, prepare_inputs, read_image, read_mesh
+from rl.predict import VIEW_SIZE, infer, prepare_inputs, read_image, read_mesh
 from rl.refine import describe
 
 VIEW_NAMES = ("iso", "front", "right", "top")
@@ -188,7 +188,7 @@ class AppService:
             if images:  # the policy is shown all four views, or the iso view alone (or the mesh's)
                 shown = images if len(images) == len(VIEW_NAMES) else images[0]
                 return prepare_inputs(shown, pictures, mesh), "mesh" if mesh else "pictures"
-            return mesh_inputs(mesh, None), "mesh"  # the mesh's own views: the policy's and the pictures
+            return prepare_inputs((), None, mesh), "mesh"  # the mesh's own views, shown and compared
         except ValueError as error:  # a mesh without a usable face
             raise UsageError(f"mesh {os.path.basename(mesh_path)!r}: {error}") from None
 

@@ -305,9 +305,8 @@ def run(config: EvalConfig) -> dict:
 
 def policy_input(policy, config: EvalConfig) -> dict:
     """What the policy was shown: its views, image size, and whether the part's size was in the prompt."""
-    views, size = getattr(policy, "views", "iso"), getattr(policy, "size_in_prompt", False)
-    return {"views": views, "image_size": getattr(policy, "image_size", None),
-            "size_in_prompt": bool(size and not config.no_size)}
+    return {"views": policy.views, "image_size": policy.image_size,
+            "size_in_prompt": policy.size_in_prompt and not config.no_size}
 
 
 def _ci(interval: list | None) -> str:

@@ -68,6 +68,7 @@ from configs.eval import PredictConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from renderer.errors import RendererUnavailable
 from renderer.stl import write_binary_stl
+from renderer.views import to_uint8
 from reward.agreement import AgreementScorer, AgreementTarget, picture_of
 from rl.checkpoint import load_checkpoint
 from rl.files import write_json
@@ -142,20 +143,22 @@ class Inputs:
 def prepare_inputs(images, pictures: np.ndarray | None = None, mesh=None, size=None) -> Inputs:
     """:class:`Inputs` of the policy's ``images`` (one square RGB picture, taken as the iso view, or
     the four views iso, front, right, top), the ``pictures`` programs are compared with (``(P, H,
-    W)`` or ``(H, W)``, iso first, :data:`VIEW_SIZE` pixels; default: ``images`` in grayscale), an
-    optional ``mesh`` (then the policy is shown its four views and its size) and ``size`` (x, y, z
-    mm; a mesh's own by default). ``ValueError`` when the mesh has no usable face."""
+    W)`` or ``(H, W)``, iso first, :data:`VIEW_SIZE` pixels; default: ``images`` in grayscale, or
+    with no image the mesh's own views), an optional ``mesh`` (then the policy is shown its four
+    views and its size) and ``size`` (x, y, z mm; a mesh's own by default). ``ValueError`` when
+    the mesh has no usable face."""
     from policies.inputs import PartInput
 
     images = tuple(images) if isinstance(images, (list, tuple)) else (images,)
-    if pictures is None:
+    if pictures is None and images:
         pictures = np.stack([picture_of(image, VIEW_SIZE) for image in images])
+    target = AgreementScorer(VIEW_SIZE).prepare(pictures, mesh)  # a mesh's target ignores pictures
+    if mesh is not None:
+        images = tuple(to_uint8(view) for view in target.pictures)
+        size = size or mesh_size(mesh)
+        pictures = target.pictures if pictures is None else pictures
     pictures = np.asarray(pictures, np.float32)
     pictures = pictures[None] if pictures.ndim == 2 else pictures
-    target = AgreementScorer(VIEW_SIZE).prepare(pictures, mesh)
-    if mesh is not None:
-        images = tuple((np.clip(view, 0, 1) * 255 + 0.5).astype(np.uint8) for view in target.pictures)
-        size = size or mesh_size(mesh)
     return Inputs(PartInput(images, size), pictures, mesh, target)
 
 
@@ -252,7 +255,7 @@ def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:
         size = parse_size(config.size) if config.size else None
     except ValueError as error:
         raise UsageError(str(error)) from None
-    images = None
+    images = ()
     if config.views:
         paths = [p.strip() for p in config.views.split(",") if p.strip()]
         if len(paths) != 4:
@@ -264,15 +267,9 @@ def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:
         images = list(split_tile(images)) if config.tile else images
     mesh = read_mesh(config.mesh) if config.mesh else None
     try:
-        return mesh_inputs(mesh, size) if images is None else prepare_inputs(images, None, mesh, size)
+        return prepare_inputs(images, None, mesh, size)
     except ValueError as error:  # a mesh without a usable face
         raise UsageError(f"mesh {config.mesh!r}: {error}") from None
-
-
-def mesh_inputs(mesh, size) -> Inputs:
-    """:class:`Inputs` of a mesh alone: its own views are the pictures and the policy's input."""
-    target = AgreementScorer(VIEW_SIZE).prepare(np.ones((1, VIEW_SIZE, VIEW_SIZE), np.float32), mesh)
-    return prepare_inputs(list(target.pictures), np.asarray(target.pictures), mesh, size)
 
 
 def predict(image_path: str | None, config: PredictConfig) -> dict:
