@@ -18,7 +18,8 @@ For the first ``--n`` rows of a corpus split this
    renders (``--camera default --projection perspective``: OpenSCAD's own default view);
 2. runs the policy greedily on both pictures, the row's own render ("ours") and the export
    ("openscad"), with the code path of ``rl.predict`` (:func:`rl.predict.read_image`: padded to a
-   square with white, then :func:`rl.predict.infer` with ``k=1``, no refinement: one greedy program,
+   square with white; :func:`policies.pictures.user_views`: normalised as our renders look, grey
+   on white and reframed; then :func:`rl.predict.infer` with ``k=1``, no refinement: one greedy program,
    rendered by the sandboxed OpenSCAD);
 3. scores each program with the cadrille protocol against the row's target mesh
    (:func:`reward.metrics.protocol_metrics`, as ``rl.eval``): per kind the invalid ratio, protocol
@@ -142,11 +143,13 @@ def export_png(code: str, settings: ExportSettings) -> Export:
 
 def predict_one(policy, path: str, config):
     """The kept program's render of the picture at ``path``, exactly as ``rl.predict`` finds it:
-    :func:`rl.predict.read_image`, :func:`rl.predict.prepare_inputs`, :func:`rl.predict.infer`."""
+    :func:`rl.predict.read_image`, :func:`policies.pictures.user_views`,
+    :func:`rl.predict.prepare_inputs`, :func:`rl.predict.infer`."""
+    from policies.pictures import user_views
     from reward.agreement import picture_of
     from rl.predict import VIEW_SIZE, infer, prepare_inputs, read_image
 
-    image = read_image(path)
+    image = user_views([read_image(path)], VIEW_SIZE)[0]
     prediction = infer(policy, prepare_inputs(image, picture_of(image, VIEW_SIZE)), config)
     return prediction.code, prediction.result
 

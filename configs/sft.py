@@ -79,6 +79,10 @@ class SFTConfig:
     size_dropout: float = 0.2
     """Fraction of examples shown without their size when the policy reads sizes
     (``policy.size_in_prompt``), so that it also writes programs for a picture alone."""
+    picture_fraction: float = 0.2
+    """Fraction of examples shown as one picture as users make them: the iso view in another
+    viewer's colours, light and framing (OpenSCAD's yellow on cream among them), normalised as
+    ``rl.predict`` normalises a user's picture (policies.pictures); 0 shows every example's views."""
     bf16: bool = False
     """Train in bfloat16 mixed precision (GPUs)."""
 
@@ -131,6 +135,7 @@ class SFTConfig:
         need(self.image_aux_weight >= 0, "image_aux_weight", "must be >= 0")
         need(self.image_param_weight >= 0, "image_param_weight", "must be >= 0")
         need(0.0 <= self.size_dropout <= 1.0, "size_dropout", "must be in [0, 1]")
+        need(0.0 <= self.picture_fraction <= 1.0, "picture_fraction", "must be in [0, 1]")
         need(not (self.gpus and self.ray_workers), "ray_workers", "cannot be combined with gpus")
 
     @property

@@ -24,8 +24,9 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 from PIL import Image
+
+from policies.pictures import as_rgb, normalise_picture, restyle
 
 
 @dataclass(frozen=True)
@@ -124,35 +125,30 @@ def tile(views: Sequence) -> Image.Image:
     return out
 
 
-def as_rgb(image) -> Image.Image:
-    """PIL RGB from a PIL image or an array (H, W) / (H, W, C), C in 1, 3, 4; uint8 or [0, 1] float."""
-    if not isinstance(image, Image.Image):
-        array = np.asarray(image)
-        if array.dtype != np.uint8:
-            array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        image = Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array)
-    return image.convert("RGB")
-
-
 @dataclass
 class SFTCollator:
     """``data_collator`` for ``transformers.Trainer`` / TRL: corpus rows -> ``policy.collate``.
 
     Each row is shown as :meth:`PartInput.of` makes it (its views and size); a fraction
-    ``size_dropout`` of them without the size, drawn afresh per batch (seeded by ``seed`` and
-    a DataLoader worker's id), so that a policy that reads sizes also writes programs for a
-    picture alone. A class, not a closure, so it pickles. Use ``remove_unused_columns=False``.
+    ``picture_fraction`` of them as one picture a user might take instead (the iso view through
+    :func:`policies.pictures.restyle` and :func:`policies.pictures.normalise_picture`, the path a
+    user's picture takes), and a fraction ``size_dropout`` without the size, so that a policy that
+    reads sizes also writes programs for a picture alone. Both are drawn afresh per batch (seeded
+    by ``seed`` and a DataLoader worker's id). A class, not a closure, so it pickles. Use
+    ``remove_unused_columns=False``.
     """
 
     policy: object
     size_dropout: float = 0.0
     seed: int = 0
+    picture_fraction: float = 0.0
     _rng: random.Random = field(init=False, repr=False)
     _worker: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
-        if not 0.0 <= self.size_dropout <= 1.0:
-            raise ValueError(f"size_dropout must be in [0, 1], got {self.size_dropout}")
+        for name in ("size_dropout", "picture_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         self._rng = random.Random(self.seed)
 
     def parts(self, rows: Sequence[Mapping]) -> list[PartInput]:
@@ -163,9 +159,17 @@ class SFTCollator:
         if worker is not None and worker.id != self._worker:
             self._rng, self._worker = random.Random(f"{self.seed}/{worker.id}"), worker.id
         parts = [PartInput.of(row) for row in rows]
+        if self.picture_fraction > 0:
+            parts = [self.as_picture(p) if self._rng.random() < self.picture_fraction else p for p in parts]
         if self.size_dropout > 0:
             parts = [p.without_size() if self._rng.random() < self.size_dropout else p for p in parts]
         return parts
+
+    def as_picture(self, part: PartInput) -> PartInput:
+        """``part`` shown as one picture a user might take of it: its iso view restyled, then
+        normalised as a user's picture is."""
+        iso = as_rgb(part.views[0])
+        return replace(part, views=(normalise_picture(restyle(iso, self._rng), iso.width),))
 
     def __call__(self, rows: Sequence[Mapping]) -> dict:
         return self.policy.collate(self.parts(rows), [row["code"] for row in rows])

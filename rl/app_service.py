@@ -167,6 +167,7 @@ class AppService:
 
     def _inputs(self, paths: list, mesh_path: str | None):
         """:class:`rl.predict.Inputs` of the uploads and what programs are checked against."""
+        from policies.pictures import user_views
 
         given = [i for i, path in enumerate(paths) if path]
         if len(paths) > len(VIEW_NAMES):
@@ -180,6 +181,7 @@ class AppService:
             raise UsageError("upload a picture of the part (its iso view) or a mesh of it")
         images = [self._checked(paths[i], lambda path: read_image(path, self.config.max_image_pixels))
                   for i in given]
+        images = user_views(images, VIEW_SIZE)  # as our renders look (policies.pictures)
         mesh = None
         if mesh_path:
             mesh = self._checked(mesh_path, lambda path: read_mesh(path, self._max_bytes()))

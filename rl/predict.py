@@ -244,6 +244,7 @@ def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:
     (``--tile``) or a mesh (``--mesh``, alone or beside pictures), and ``--size``; a
     :class:`UsageError` of one line naming what is wrong."""
     from policies.inputs import parse_size
+    from policies.pictures import user_views
 
     given = [name for name, value in (("a picture", image_path), ("--views", config.views),
                                       ("--tile", config.tile)) if value]
@@ -255,7 +256,7 @@ def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:
         size = parse_size(config.size) if config.size else None
     except ValueError as error:
         raise UsageError(str(error)) from None
-    images = ()
+    images = []
     if config.views:
         paths = [p.strip() for p in config.views.split(",") if p.strip()]
         if len(paths) != 4:
@@ -264,7 +265,8 @@ def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:
         images = [read_image(path) for path in paths]
     elif config.tile or image_path:
         images = read_image(config.tile or image_path)
-        images = list(split_tile(images)) if config.tile else images
+        images = list(split_tile(images)) if config.tile else [images]
+    images = user_views(images, VIEW_SIZE)  # as our renders look (policies.pictures)
     mesh = read_mesh(config.mesh) if config.mesh else None
     try:
         return prepare_inputs(images, None, mesh, size)
