@@ -1,9 +1,10 @@
 """Any Hugging Face image-text-to-text model behind the ``Policy`` interface, trained with LoRA.
 
-Owns :class:`PretrainedPolicy`: ``AutoModelForImageTextToText`` + ``AutoProcessor`` from a
-local folder or a hub id, LoRA adapters through peft (base weights frozen), a value head,
-and the reference model for PPO's KL: the base with a frozen copy of the adapter as it was
-when :meth:`PretrainedPolicy.freeze_reference` ran (the SFT policy, not the bare base)::
+Owns :class:`PretrainedPolicy`: ``AutoModelForImageTextToText`` + its processor
+(:func:`policies.processors.load_processor`) from a local folder or a hub id, LoRA adapters
+through peft (base weights frozen), a value head, and the reference model for PPO's KL: the base
+with a frozen copy of the adapter as it was when :meth:`PretrainedPolicy.freeze_reference` ran
+(the SFT policy, not the bare base)::
 
     config = PolicyConfig(kind="pretrained", model_name_or_path="HuggingFaceTB/SmolVLM-256M-Instruct")
     policy = PretrainedPolicy.build(config)
@@ -46,7 +47,7 @@ from peft import (
     get_peft_model_state_dict,
     set_peft_model_state_dict,
 )
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText
 
 from configs.policy import PolicyConfig
 from policies.base import (
@@ -58,6 +59,7 @@ from policies.base import (
     require_safetensors,
 )
 from policies.inputs import PartInput, policy_image, prompt_text
+from policies.processors import load_processor
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 """The LoRA adapters as ``PeftModel.save_pretrained`` writes them."""
@@ -130,7 +132,7 @@ class PretrainedPolicy(Policy):
             bias="none",
         )
         model = get_peft_model(_load_base(config), lora)
-        return cls(config, model, AutoProcessor.from_pretrained(config.model_name_or_path))
+        return cls(config, model, load_processor(config.model_name_or_path))
 
     def _find_eos(self, config: PolicyConfig) -> list[int]:
         if config.eos_token:
@@ -245,6 +247,6 @@ class PretrainedPolicy(Policy):
         if os.path.isdir(reference):  # saved after freeze_reference (a PPO checkpoint)
             require_safetensors(reference, (ADAPTER_WEIGHTS,))
             model.load_adapter(reference, adapter_name=REFERENCE, is_trainable=False)
-        policy = cls(config, model, AutoProcessor.from_pretrained(directory))
+        policy = cls(config, model, load_processor(directory, config.model_name_or_path))
         policy._load_value_head(directory)
         return policy

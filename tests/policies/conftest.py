@@ -5,8 +5,6 @@ Every model here is built from config with random weights: nothing is downloaded
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -83,52 +81,9 @@ def favour_eos(policy, bonus: float = 3.0):
 @pytest.fixture(scope="session")
 def pretrained_dir(tmp_path_factory, tokenizer):
     """A random-weight Idefics3 model + processor (our tokenizer) saved like a hub checkpoint."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
-    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+    from tests.policies.hub_models import save_idefics3
 
-    ids = dict(
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    config = Idefics3Config(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            **ids,
-        ),
-        scale_factor=2,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        **ids,
-    )
-    torch.manual_seed(1)
-    model = Idefics3ForConditionalGeneration(config)
-    image_processor = Idefics3ImageProcessorPil(
-        do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32}
-    )
-    processor = Idefics3Processor(  # the processor edits its tokenizer's specials: give it a copy
-        image_processor=image_processor,
-        tokenizer=copy.deepcopy(tokenizer),
-        image_seq_len=4,
-        chat_template=tokenizer.chat_template,
-    )
-    directory = tmp_path_factory.mktemp("tiny_idefics3")
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return str(directory)
+    return save_idefics3(str(tmp_path_factory.mktemp("tiny_idefics3")), tokenizer)
 
 
 def response(policy, images, codes):

@@ -7,115 +7,30 @@ the batch's images (not one per prompt), and a variable number of image tokens p
 Every policy here reads the 2x2 tile and the size, so prompts differ in length (left padding).
 
 transformers' Qwen2-VL processors take a video processor, which needs torchvision; these tests
-save an image-only subclass (:func:`image_only`), registered for ``AutoProcessor``, so they run
-without it. The text and image code it runs is the real processor's.
+save the image-only form :func:`policies.processors.image_only`, which the policy loads back
+without it (as it loads a hub checkpoint's processor: :func:`policies.processors.load_processor`).
+The text and image code it runs is the real processor's.
 """
 
-import copy
+
+import importlib.util
+import os
 
 import pytest
 import torch
-from transformers import AutoProcessor
 
 from configs.policy import PolicyConfig
 from policies import build_policy, load_policy
 from policies.pretrained import PretrainedPolicy
 from tests.policies.conftest import favour_eos, response, sft_steps
+from tests.policies.hub_models import save_qwen
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
-
-VISION_TOKENS = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>")
-CHAT_TEMPLATE = (  # ours (policies.tokenizer), with Qwen's image span
-    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}:"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% else %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
-    "{% if add_generation_prompt %}Assistant:{% endif %}"
-)
-
-
-def image_only(processor_class, config_class):
-    """``processor_class`` without its video processor (which needs torchvision), registered for
-    ``config_class`` so that ``AutoProcessor.from_pretrained`` finds it by the name it saves."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        # no video_processor in this signature: ProcessorMixin then neither wants nor checks one
-        kwargs["chat_template"] = chat_template
-        processor_class.__init__(self, image_processor, tokenizer, None, **kwargs)
-
-    cls = type(f"ImageOnly{processor_class.__name__}", (processor_class,), {"__init__": __init__})
-    AutoProcessor.register(config_class, cls, exist_ok=True)
-    return cls
-
-
-def family(name: str):
-    """``(config class, model class, processor class)`` of a Qwen VL family."""
-    if name == "qwen2_vl":
-        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
-
-        return Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
-
-    return Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
-
-
-def vision_config(name: str) -> dict:
-    """8 px patches, merged 2x2: a 32 px tile is 16 patches and 4 image tokens."""
-    common = dict(num_heads=2, patch_size=8, spatial_merge_size=2, temporal_patch_size=2)
-    if name == "qwen2_vl":
-        return dict(depth=1, embed_dim=32, hidden_size=32, mlp_ratio=2, **common)
-    # two blocks: the first attends in 2x2-token windows, the second to the whole image
-    return dict(depth=2, hidden_size=32, intermediate_size=64, out_hidden_size=32, window_size=32,
-                fullatt_block_indexes=[1], **common)
-
 
 @pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
 def qwen_dir(request, tmp_path_factory, tokenizer):
     """A random-weight Qwen2-VL / Qwen2.5-VL and its processor (our tokenizer + Qwen's vision tokens)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    config_class, model_class, processor_class = family(request.param)
-    tok = copy.deepcopy(tokenizer)
-    specials = {"additional_special_tokens": list(VISION_TOKENS)}
-    tok.add_special_tokens(specials, replace_extra_special_tokens=False)  # keep ours special too
-    start, image, end, video = tok.convert_tokens_to_ids(list(VISION_TOKENS))
-    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    config = config_class(
-        vision_config=vision_config(request.param),
-        text_config=dict(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,  # head_dim 16: 8 rotary frequencies, split t/h/w as 2/3/3
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-            **ids,
-        ),
-        image_token_id=image,
-        video_token_id=video,
-        vision_start_token_id=start,
-        vision_end_token_id=end,
-        **ids,
-    )
-    torch.manual_seed(1)
-    model = model_class(config)
-    with torch.no_grad():  # sharp attention: at the default init it is near uniform, blind to positions
-        for name, param in model.named_parameters():
-            if "language_model" in name and name.endswith(("q_proj.weight", "k_proj.weight")):
-                param.normal_(0.0, 0.3)
-    image_processor = Qwen2VLImageProcessorPil(  # 16 to 32 x 32 px: 1 to 4 image tokens
-        patch_size=8, merge_size=2, temporal_patch_size=2,
-        size={"shortest_edge": 16 * 16, "longest_edge": 32 * 32},
-    )
-    processor_class = image_only(processor_class, config_class)
-    processor = processor_class(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE)
-    directory = tmp_path_factory.mktemp(request.param)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return str(directory)
+    return save_qwen(request.param, str(tmp_path_factory.mktemp(request.param)), tokenizer)
 
 
 def make_policy(directory: str) -> PretrainedPolicy:
@@ -244,3 +159,47 @@ def test_ppo_minibatch_rows_cut_patch_major_pixels_per_image(policy, parts, code
         chosen = policy(select_rows(prompts, index, len(parts)), tokens[index], mask[index]).logits
         alone = policy([parts[2], parts[0]], tokens[index], mask[index]).logits
     assert torch.allclose(chosen, alone, atol=1e-5) and torch.allclose(chosen, whole, atol=1e-4)
+
+
+def as_hub_checkpoint(directory: str, out) -> str:
+    """A copy of ``directory`` as a hub checkpoint is saved: the stock processor class named, and a
+    video processor configured (which needs torchvision to load)."""
+    import json
+    import shutil
+
+    out = str(out / "hub")
+    shutil.copytree(directory, out)
+    path = os.path.join(out, "processor_config.json")
+    with open(path) as fh:
+        saved = json.load(fh)
+    saved["processor_class"] = saved["processor_class"].removeprefix("ImageOnly")
+    with open(path, "w") as fh:
+        json.dump(saved, fh)
+    with open(os.path.join(out, "video_preprocessor_config.json"), "w") as fh:
+        json.dump({"video_processor_type": "Qwen2VLVideoProcessor", "patch_size": 8, "merge_size": 2,
+                   "temporal_patch_size": 2, "processor_class": saved["processor_class"]}, fh)
+    return out
+
+
+def test_a_hub_checkpoint_loads_without_torchvision_as_its_image_only_processor(qwen_dir, parts, tmp_path):
+    from transformers import AutoProcessor
+
+    from policies.processors import load_processor
+
+    hub = as_hub_checkpoint(qwen_dir, tmp_path)
+    if importlib.util.find_spec("torchvision") is None:  # the stock processor cannot load here
+        with pytest.raises(ImportError, match="(?i)torchvision"):
+            AutoProcessor.from_pretrained(hub)
+    processor = load_processor(hub)
+    assert type(processor).__name__ == "ImageOnly" + json_class(hub)
+    policy = make_policy(hub)
+    assert policy.sample(parts, n=1, temperature=1.0, max_new_tokens=4).tokens.shape[0] == len(parts)
+    policy.save(str(tmp_path / "saved"))
+    assert load_policy(str(tmp_path / "saved")).processor.__class__ is processor.__class__
+
+
+def json_class(directory: str) -> str:
+    import json
+
+    with open(os.path.join(directory, "processor_config.json")) as fh:
+        return json.load(fh)["processor_class"]
