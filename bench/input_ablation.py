@@ -12,6 +12,8 @@ measured by ``bench/image_reliance.py`` (true vs shuffled pictures, the sizes ke
     tile64_size  tile64 and the size
     tile16_params        tile16 and the parameter objective (rl.sft_aux.ParamTable, weight 0.5)
     tile16_size_params   tile16_size and the parameter objective
+    tile64_no_pictures   tile64, every SFT row shown by its four views (sft.picture_fraction 0)
+    tile64_pictures      tile64, 20 % of SFT rows shown as one restyled, normalised picture
 
 Per variant and seed: protocol IoU (invalid = 0, and over valid programs), CD x1e3, IR,
 target-frame IoU, distinct greedy programs, image reliance, SFT tokens/s; and each variant's
@@ -47,6 +49,8 @@ VARIANTS = {
     "tile64_size": {**TILE64, "size_in_prompt": True},
     "tile16_params": {**TILE16, "sft.image_param_weight": 0.5},
     "tile16_size_params": {**TILE16, "size_in_prompt": True, "sft.image_param_weight": 0.5},
+    "tile64_no_pictures": {**TILE64, "sft.picture_fraction": 0.0},
+    "tile64_pictures": {**TILE64, "sft.picture_fraction": 0.2},
 }
 SPLITS = ("test", "test_ood")
 
