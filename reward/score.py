@@ -2,7 +2,8 @@
 
 Everything is measured in the **target's** frame (:class:`renderer.views.Frame`:
 bounding-box centre, half-diagonal = 1), so a prediction of the wrong size or
-in the wrong place loses reward. Per target, :func:`prepare_target` computes
+in the wrong place loses reward; with ``RewardWeights.scale_free`` the prediction is put in
+its own frame instead, so only its shape and proportions count. Per target, :func:`prepare_target` computes
 once what every prediction is compared with (views, surface samples,
 occupancy grid); :func:`score` then costs one render, one sampling, two
 nearest-neighbour passes and one occupancy query per prediction.
@@ -74,6 +75,10 @@ class RewardWeights:
     seed: int = 0
     """Seed of the samples' offset along the surface (point-to-surface distances make identical
     meshes 0 whatever the samples)."""
+    scale_free: bool = False
+    """Grade the prediction in its own frame (its bounding box centred, half-diagonal 1), as the
+    target is: shape and proportions count, size and position do not. For a policy that is not
+    shown the part's size (``policy.size_in_prompt`` off), whose input does not reveal them."""
 
     def __post_init__(self):
         weights = (self.ssim, self.chamfer, self.iou, self.valid)
@@ -270,7 +275,16 @@ def score_with_views(
     if len(mesh.faces) == 0:
         status = "empty" if raw_faces is None or np.size(raw_faces) == 0 else "degenerate"
         return _invalid(weights, status, seconds, start), None
+    if weights.scale_free:
+        mesh = _in_own_frame(mesh)
     return _score_mesh(mesh, target, weights, status, seconds, start, threads)
+
+
+def _in_own_frame(mesh: _Mesh) -> _Mesh:
+    """``mesh`` moved and scaled into its own :class:`renderer.views.Frame` (``scale_free``)."""
+    frame = Frame.of(mesh.vertices)
+    areas = None if mesh.areas is None else mesh.areas / frame.scale**2
+    return _Mesh(frame.apply(mesh.vertices), mesh.faces, areas)
 
 
 def _score_mesh(
@@ -410,6 +424,7 @@ class Scorer:
         mesh = _Mesh(*clean_mesh(_in_frame(pred.vertices, prepared.frame), pred.faces)) if ok else None
         if mesh is None or len(mesh.faces) == 0:
             return _blank(prepared)
+        mesh = _in_own_frame(mesh) if self.weights.scale_free else mesh
         identity = Frame((0.0, 0.0, 0.0), 1.0)
         return render(mesh, identity, prepared.cameras, prepared.size, self.threads).images
 

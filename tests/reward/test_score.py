@@ -60,6 +60,18 @@ def test_every_term_drops_for_a_wrong_size(target):
     assert max(result.ssim, result.chamfer, result.iou) < 0.5
 
 
+def test_scale_free_grades_shape_not_size_or_position(target):
+    free = RewardWeights(scale_free=True)
+    for pred in (moved(scale=1.5), moved(shift=(0.3 * DIAGONAL, 0, 0), scale=0.4)):
+        result = score(pred, target, free)
+        assert result.total > 0.99 and result.chamfer_distance < 1e-4  # the same box, resized
+        assert score(pred, target).total < 0.6
+    vertices, faces = box(LO, (3.0, 2.0, 3.0))  # another shape is still wrong at any size
+    assert score(ok(vertices * 2.0, faces), target, free).total < 0.5
+    views = Scorer(free, threads=1).pred_views(moved(scale=1.5), target)
+    assert np.abs(views - target.images).max() < 1e-6
+
+
 def test_same_inputs_give_the_same_breakdown():
     first_target, second_target = (prepare_target(*box(LO, HI), WEIGHTS) for _ in range(2))
     assert np.array_equal(first_target.points, second_target.points)
