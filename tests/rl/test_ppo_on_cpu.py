@@ -310,6 +310,10 @@ def test_real_reward_scores_valid_programs_above_the_penalty_and_the_policy_lear
     assert max(r["iou"] for r in valid) > 0 and max(r["ssim"] for r in valid) > 0
     assert min(m["reward/invalid_frac"] for m in metrics) < 1.0
     assert all(m["reward/infra_failed_frac"] == 0.0 for m in metrics)
+    for it, m in enumerate(metrics, start=1):  # sampled IoU over the valid programs alone
+        ious = [r["iou"] for r in records[8 * (it - 1):8 * it] if r["valid"] > 0]
+        if ious:
+            assert m["reward/iou/valid_mean"] == pytest.approx(np.mean(ious), abs=1e-9)
     assert summary["param_checksum"] != parameter_checksum(load_policy(cube_writer).model)
 
 
