@@ -62,10 +62,11 @@ def normalise_picture(image, size: int = 128, single: bool = True) -> Image.Imag
     luminance = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     grey[mask] = luminance[mask]
     part = _without_specks(mask)
-    if single and part.any():
+    like_training = single and part.any()
+    if like_training:
         grey[mask] = _stretch(luminance[mask], luminance[_inside(part)])
     picture = Image.fromarray((grey * 255.0 + 0.5).astype(np.uint8), mode="L")
-    if single and part.any():
+    if like_training:
         picture = _reframe(picture, part)
     picture = _square(picture)
     return picture.resize((size, size), Image.Resampling.LANCZOS).convert("RGB")

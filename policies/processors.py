@@ -31,7 +31,7 @@ def load_processor(path: str, base: str | None = None):
         except (ImportError, OSError, ValueError) as error:
             if not any(word in str(error).lower() for word in VIDEO_FAILURES):
                 raise
-    return image_only(processor_class_of(base or path)).from_pretrained(path)
+    return image_only(*processor_classes_of(base or path)).from_pretrained(path)
 
 
 def saved_class_name(path: str) -> str | None:
@@ -43,23 +43,24 @@ def saved_class_name(path: str) -> str | None:
         return json.load(fh).get("processor_class")
 
 
-def processor_class_of(model: str):
-    """The processor class ``AutoProcessor`` maps the model type of ``model`` (a folder or a
-    repository id) to."""
+def processor_classes_of(model: str):
+    """``(processor class, config class)``: what ``AutoProcessor`` maps the model type of ``model``
+    (a folder or a repository id) to, and that model's config class."""
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
-    config = AutoConfig.from_pretrained(model)
+    config_class = type(AutoConfig.from_pretrained(model))
     try:
-        return PROCESSOR_MAPPING[type(config)]
+        return PROCESSOR_MAPPING[config_class], config_class
     except KeyError:
-        raise ValueError(f"{model!r}: no processor is known for model type {config.model_type!r}") from None
+        raise ValueError(f"{model!r}: no processor is known for model type "
+                         f"{config_class.model_type!r}") from None
 
 
 @functools.cache
-def image_only(processor_class):
+def image_only(processor_class, config_class):
     """``processor_class`` without its video processor, registered for ``AutoProcessor`` under
-    its model's config so that a processor saved from it loads again by its saved class name
-    (an image-only class comes back as it is)."""
+    ``config_class`` so that a processor saved from it loads again by its saved class name (an
+    image-only class comes back as it is)."""
     if getattr(processor_class, "image_only", False):
         return processor_class
 
@@ -70,17 +71,5 @@ def image_only(processor_class):
 
     cls = type(f"ImageOnly{processor_class.__name__}", (processor_class,),
                {"__init__": __init__, "__module__": __name__, "image_only": True})
-    config_class = _config_class_of(processor_class)
-    if config_class is not None:
-        AutoProcessor.register(config_class, cls, exist_ok=True)
+    AutoProcessor.register(config_class, cls, exist_ok=True)
     return cls
-
-
-def _config_class_of(processor_class):
-    """The config class ``AutoProcessor`` maps to ``processor_class``, or None."""
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
-
-    for config_class, mapped in PROCESSOR_MAPPING.items():
-        if mapped is processor_class:
-            return config_class
-    return None

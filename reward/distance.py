@@ -113,13 +113,14 @@ def stratified_samples(
     corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]  # (M, 3, 3)
     areas = triangle_areas(vertices, faces) if areas is None else np.asarray(areas, dtype=np.float64)
     order = np.argsort(morton_codes(corners.mean(axis=1)), kind="stable")
-    ends = np.cumsum(areas[order])
+    areas = areas[order]
+    ends = np.cumsum(areas)
     if not ends[-1] > 0:
         raise ValueError("cannot sample the surface of a mesh with no area")
     offset = np.random.default_rng(seed).random()
     position = (np.arange(n) + offset) * (ends[-1] / n)
     pick = np.minimum(np.searchsorted(ends, position, side="right"), len(ends) - 1)
-    share = areas[order][pick]
+    share = areas[pick]
     within = np.clip((position - (ends[pick] - share)) / np.maximum(share, 1e-300), 0.0, 1.0)
     r1 = np.sqrt(within)[:, None]
     r2 = np.modf(0.5 + np.arange(n) * GOLDEN_STEP)[0][:, None]

@@ -131,7 +131,7 @@ def save_qwen(name: str, directory: str, tokenizer) -> str:
         patch_size=8, merge_size=2, temporal_patch_size=2,
         size={"shortest_edge": 16 * 16, "longest_edge": 32 * 32},
     )
-    processor_class = image_only(processor_class)
+    processor_class = image_only(processor_class, config_class)
     processor = processor_class(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
