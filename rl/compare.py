@@ -22,7 +22,8 @@ valid programs, median chamfer distance in target half-diagonals, the cadrille p
 median CD x1e3 and IoU, and the share of distinct programs, which exposes a policy that writes
 one program whatever the image) and one column per evaluation, then ``B - A``. For the reward, the
 IoU (an invalid program counts 0), the invalid ratio and the protocol's volumetric IoU over the
-targets where both programs are valid (the geometry of what both wrote), ``B - A`` comes with a
+targets where both programs are valid (the geometry of what both wrote) and the reward over those
+same targets (whether what PPO optimised moved where the geometry is compared), ``B - A`` comes with a
 95 % paired bootstrap interval over the targets (:func:`reward.intervals.paired_interval`: 10,000
 resamples of the targets, BCa); an interval that excludes 0 is marked ``*``.
 
@@ -70,6 +71,7 @@ PAIRED = (  # (label, per-record value, which targets: those where both records 
     ("IoU (invalid = 0)", lambda r: r.iou if r.valid > 0 else 0.0, _always),
     ("invalid", lambda r: 0.0 if r.valid > 0 else 1.0, _always),
     ("protocol IoU, both valid", lambda r: r.extra["protocol_iou"], _protocol_iou_known),
+    ("reward, both valid", lambda r: r.total, _protocol_iou_known),
 )
 SAME = (  # (what, metrics.json key): two evaluations that differ in one of these are not paired
     ("corpus", "corpus_dir"),

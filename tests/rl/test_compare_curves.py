@@ -91,6 +91,8 @@ def test_protocol_iou_is_paired_over_the_targets_where_both_programs_are_valid(t
     assert both["a_mean"] == pytest.approx(0.35) and both["b_mean"] == pytest.approx(0.55)
     assert both["difference"] == pytest.approx(0.2)
     assert "| protocol IoU, both valid (4 targets) | 0.350 | 0.550 | +0.200" in compare.table_markdown(result)
+    reward = result["paired_bootstrap"]["reward, both valid"]  # the same 4 targets: equal rewards there
+    assert reward["n"] == 4 and reward["difference"] == 0 and not reward["excludes_zero"]
 
 
 def test_table_and_files_and_bad_input(tmp_path):
