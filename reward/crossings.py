@@ -9,7 +9,7 @@ per column of the grid, along +z, lists every crossing (``list_intersections``),
 parity is the number of crossings above it; a column of 48 centres costs one ray instead of 48.
 On an open mesh (a cube with one side missing) the parity depends on the direction, so
 :func:`reward.geometry.occupancy` keeps asking ``compute_occupancy`` for those; :func:`is_closed`
-tells them apart.
+tells them apart, and :func:`enclosed_volume` measures what a closed mesh encloses.
 """
 
 from __future__ import annotations
@@ -36,6 +36,17 @@ def is_closed(faces: np.ndarray) -> bool:
     start, end = faces.ravel(), faces[:, [1, 2, 0]].ravel()  # the three edges of every face
     keys = np.sort(np.minimum(start, end) * (int(faces.max()) + 1) + np.maximum(start, end))
     return bool(np.array_equal(keys[0::2], keys[1::2]))  # sorted runs of even length pair up
+
+
+def enclosed_volume(vertices: np.ndarray, faces: np.ndarray) -> float | None:
+    """The volume a closed mesh encloses (divergence theorem: the sum of the signed volumes of the
+    tetrahedra from the origin to each face, made positive), or None for a mesh that is not closed
+    (:func:`is_closed`), whose volume is not defined. OpenSCAD's meshes are closed
+    and consistently oriented."""
+    if not is_closed(faces):
+        return None
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
+    return abs(float(np.einsum("ij,ij->", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])))) / 6.0
 
 
 def column_parity(

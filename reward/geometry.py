@@ -429,15 +429,24 @@ def _mark(grid: np.ndarray, points: np.ndarray, bounds) -> None:
     grid[index[:, 0], index[:, 1], index[:, 2]] = True
 
 
-def iou(occ_a: np.ndarray, occ_b: np.ndarray) -> float:
+def iou(occ_a: np.ndarray, occ_b: np.ndarray, a_volume: float | None = None) -> float:
     """Intersection over union of two occupancy grids of the same shape.
 
     Two empty grids are identical and give 1; otherwise in [0, 1].
+
+    ``a_volume``: A's whole volume in cells, when A may reach past the grid (the reward's
+    prediction; :func:`reward.crossings.enclosed_volume` over the cell volume). A then counts ``max(its cells,
+    a_volume)`` in the union, so volume outside the grid lowers the IoU. A part inside the grid
+    occupies at least its volume in cells (its surface cells are counted whole), so its IoU does
+    not change.
     """
     occ_a, occ_b = np.asarray(occ_a, dtype=bool), np.asarray(occ_b, dtype=bool)
     if occ_a.shape != occ_b.shape:
         raise ValueError(f"occupancy grids differ in shape: {occ_a.shape} and {occ_b.shape}")
     union = np.count_nonzero(occ_a | occ_b)
+    if a_volume is not None and np.isfinite(a_volume):
+        union += max(0.0, float(a_volume) - np.count_nonzero(occ_a))
     if union == 0:
         return 1.0
     return float(np.count_nonzero(occ_a & occ_b) / union)
+

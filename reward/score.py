@@ -25,9 +25,12 @@ Terms, each in [0, 1], higher is better:
   (:func:`reward.distance.stratified_samples`), suffice here; the sample-to-sample
   protocol with 8192 points is kept for evaluation (:mod:`reward.metrics`).
 - ``iou``: volumetric IoU on the occupancy grid over the frame's
-  [-1.05, 1.05]^3 (predicted volume outside it is not counted; the chamfer
-  term still sees it). Dropped from the mean when the target is too thin to
-  occupy any cell.
+  [-1.05, 1.05]^3; predicted volume outside the grid counts in the union
+  (:func:`reward.geometry.iou` with the prediction's
+  :func:`reward.crossings.enclosed_volume`), so a program far too large, which
+  passes through the target wherever it is (a 1180 mm channel for a 57 mm pipe
+  fitting: PPO found it in a main job), gets about none. Dropped from the
+  mean when the target is too thin to occupy any cell.
 - ``valid``: 1 for a program that produced usable geometry.
 
 ``total`` is their weighted mean, in [0, 1], for a usable mesh; a failed
@@ -45,8 +48,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from renderer.views import CANONICAL_CAMERAS, Camera, Frame, make_scene, render, render_scene
+from reward.crossings import enclosed_volume
 from reward.distance import stratified_samples, surface_chamfer
-from reward.geometry import chamfer_reward, clean_mesh, clean_mesh_with_areas, iou, occupancy
+from reward.geometry import (
+    GRID_EXTENT,
+    chamfer_reward,
+    clean_mesh,
+    clean_mesh_with_areas,
+    iou,
+    occupancy,
+)
 from reward.ssim import masked_ssim, target_moments
 
 
@@ -300,7 +311,9 @@ def _score_mesh(
     distance = surface_chamfer(points, scene, target.points, target.scene(), threads)
     resolution = target.occupancy.shape[0]
     grid = occupancy(mesh.vertices, mesh.faces, resolution, threads=threads, scene=scene)
-    iou_term = iou(grid, target.occupancy)
+    volume = enclosed_volume(mesh.vertices, mesh.faces)  # the part outside the grid counts too
+    cell = 2 * GRID_EXTENT / resolution
+    iou_term = iou(grid, target.occupancy, None if volume is None else volume / cell**3)
     terms = {
         "ssim": float(np.clip(_finite(ssim_term), 0.0, 1.0)),
         "chamfer": chamfer_reward(distance, weights.chamfer_scale),

@@ -73,3 +73,15 @@ def test_columns_left_out_come_back_empty():
     columns[3, 4] = True
     parity = column_parity(make_scene(vertices, faces), axis, axis, axis, columns, threads=1)
     assert parity[3, 4].any() and parity.sum() == parity[3, 4].sum()
+
+
+def test_enclosed_volume_of_a_box_and_a_prism_wherever_they_are_and_none_when_open():
+    from reward.crossings import enclosed_volume
+
+    vertices, faces = box((1.0, 2.0, 3.0), (4.0, 4.0, 3.5))
+    assert enclosed_volume(vertices, faces) == pytest.approx(3.0, rel=1e-12)
+    assert enclosed_volume(vertices - 50.0, faces) == pytest.approx(3.0, rel=1e-9)
+    assert enclosed_volume(vertices, faces[:, ::-1]) == pytest.approx(3.0, rel=1e-12)  # turned inside out
+    prism = _tilted_prism()  # hexagon of circumradius 0.6, height 1
+    assert enclosed_volume(*prism) == pytest.approx(1.5 * np.sqrt(3) * 0.36, rel=1e-9)
+    assert enclosed_volume(vertices, BOX_FACES[2:]) is None

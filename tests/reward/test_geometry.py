@@ -212,5 +212,29 @@ def test_a_prediction_1000_times_the_target_scores_in_bounded_memory(centre):
         tracemalloc.stop()
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MB"
     assert breakdown.status == "ok" and 0.0 <= breakdown.total <= 1.0
-    if centre == (0.0, 0.0, 0.0):  # the grid is all inside the prediction
-        assert breakdown.iou == pytest.approx(prepared.occupancy.mean())
+    if centre == (0.0, 0.0, 0.0):  # the target is inside the prediction, a billionth of its volume
+        assert 0.0 < breakdown.iou == pytest.approx(1e-9, rel=0.5)
+
+
+def test_iou_counts_volume_outside_the_grid_only_when_it_exceeds_the_grid_cells():
+    a, b = np.zeros((4, 4, 4), bool), np.zeros((4, 4, 4), bool)
+    a[:2], b[:1] = True, True  # A: 32 cells, B: 16 inside A
+    assert iou(a, b) == 0.5
+    assert iou(a, b, a_volume=20.0) == 0.5  # A's volume fits in its cells: nothing outside
+    assert iou(a, b, a_volume=32.0 + 96.0) == pytest.approx(16 / 128)  # 96 cells' volume outside
+    assert iou(a, b, a_volume=float("nan")) == 0.5
+
+
+def test_a_part_far_longer_than_the_target_gets_the_iou_its_volume_deserves():
+    from reward.crossings import enclosed_volume
+    from reward.geometry import GRID_EXTENT
+
+    target = box((-0.5, -0.3, -0.3), (0.5, 0.3, 0.3))
+    bar = box((-20.0, -0.3, -0.3), (20.0, 0.3, 0.3))  # the target's cross-section, 40x as long
+    cell = 2 * GRID_EXTENT / 48
+    target_grid, bar_grid = occupancy(*target, 48), occupancy(*bar, 48)
+    assert iou(bar_grid, target_grid) > 0.45  # inside the grid the bar covers about half of it
+    exact = 0.36 / (0.36 * 40)
+    assert iou(bar_grid, target_grid, enclosed_volume(*bar) / cell**3) == pytest.approx(exact, abs=0.01)
+    same = iou(target_grid, target_grid, enclosed_volume(*target) / cell**3)
+    assert same == 1.0  # a part inside the grid: unchanged
