@@ -434,11 +434,10 @@ def iou(occ_a: np.ndarray, occ_b: np.ndarray, a_volume: float | None = None) -> 
 
     Two empty grids are identical and give 1; otherwise in [0, 1].
 
-    ``a_volume``: A's whole volume in cells, when A may reach past the grid (the reward's
-    prediction; :func:`reward.crossings.enclosed_volume` over the cell volume). A then counts ``max(its cells,
-    a_volume)`` in the union, so volume outside the grid lowers the IoU. A part inside the grid
-    occupies at least its volume in cells (its surface cells are counted whole), so its IoU does
-    not change.
+    ``a_volume``: A's whole volume in cells (:func:`reward.crossings.enclosed_volume` / cell
+    volume), when A may reach past the grid. A then counts ``max(its cells, a_volume)`` in the
+    union: volume outside the grid lowers the IoU; a part inside it (its surface cells counted
+    whole) keeps its IoU.
     """
     occ_a, occ_b = np.asarray(occ_a, dtype=bool), np.asarray(occ_b, dtype=bool)
     if occ_a.shape != occ_b.shape:
