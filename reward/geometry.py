@@ -430,9 +430,7 @@ def _mark(grid: np.ndarray, points: np.ndarray, bounds) -> None:
 
 
 def iou(occ_a: np.ndarray, occ_b: np.ndarray, a_volume: float | None = None) -> float:
-    """Intersection over union of two occupancy grids of the same shape.
-
-    Two empty grids are identical and give 1; otherwise in [0, 1].
+    """Intersection over union of two occupancy grids of the same shape; two empty grids give 1.
 
     ``a_volume``: A's whole volume in cells (:func:`reward.crossings.enclosed_volume` / cell
     volume), when A may reach past the grid. A then counts ``max(its cells, a_volume)`` in the
