@@ -38,15 +38,16 @@ def is_closed(faces: np.ndarray) -> bool:
     return bool(np.array_equal(keys[0::2], keys[1::2]))  # sorted runs of even length pair up
 
 
-def enclosed_volume(vertices: np.ndarray, faces: np.ndarray) -> float | None:
+def enclosed_volume(vertices: np.ndarray, faces: np.ndarray, closed: bool | None = None) -> float | None:
     """The volume a closed mesh encloses (divergence theorem: the sum of the signed volumes of the
     tetrahedra from the origin to each face, made positive), or None for a mesh that is not closed
-    (:func:`is_closed`), whose volume is not defined. OpenSCAD's meshes are closed
-    and consistently oriented."""
-    if not is_closed(faces):
+    (:func:`is_closed`, or ``closed`` when already known), whose volume is not defined. OpenSCAD's
+    meshes are closed and consistently oriented."""
+    if not (is_closed(faces) if closed is None else closed):
         return None
-    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
-    return abs(float(np.einsum("ij,ij->", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])))) / 6.0
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)].T
+    triple = ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)  # a . (b x c)
+    return abs(float(triple.sum())) / 6.0
 
 
 def column_parity(

@@ -199,6 +199,7 @@ def occupancy(
     bounds: tuple[float, float] = (-GRID_EXTENT, GRID_EXTENT),
     threads: int = 0,
     scene=None,
+    closed: bool | None = None,
 ) -> np.ndarray:
     """Which cells of the cube ``bounds^3`` have their centre inside the mesh or its surface in them.
 
@@ -222,8 +223,8 @@ def occupancy(
         Low and high coordinate of the grid cube, on every axis.
     threads : int
         Embree threads (0: all cores).
-    scene : open3d RaycastingScene, optional
-        The mesh's :func:`renderer.views.make_scene`, if already built.
+    scene, closed : open3d RaycastingScene, bool, optional
+        The mesh's :func:`renderer.views.make_scene` and :func:`reward.crossings.is_closed`, if known.
 
     Returns
     -------
@@ -245,7 +246,7 @@ def occupancy(
         if unknown.any():
             scene = scene if scene is not None else make_scene(vertices, faces)
             centres = [axis[s] for s in box]
-            if is_closed(faces):  # parity is the same along any ray: one per column (reward.crossings)
+            if closed if closed is not None else is_closed(faces):  # same parity on any ray: one per column
                 grid[box] |= unknown & column_parity(scene, *centres, unknown.any(axis=2), threads)
             else:
                 points = np.stack(np.meshgrid(*centres, indexing="ij"), axis=-1)[unknown]

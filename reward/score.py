@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from renderer.views import CANONICAL_CAMERAS, Camera, Frame, make_scene, render, render_scene
-from reward.crossings import enclosed_volume
+from reward.crossings import enclosed_volume, is_closed
 from reward.distance import stratified_samples, surface_chamfer
 from reward.geometry import (
     GRID_EXTENT,
@@ -310,8 +310,9 @@ def _score_mesh(
     points = stratified_samples(mesh.vertices, mesh.faces, len(target.points), target.seed, mesh.areas)
     distance = surface_chamfer(points, scene, target.points, target.scene(), threads)
     resolution = target.occupancy.shape[0]
-    grid = occupancy(mesh.vertices, mesh.faces, resolution, threads=threads, scene=scene)
-    volume = enclosed_volume(mesh.vertices, mesh.faces)  # the part outside the grid counts too
+    closed = is_closed(mesh.faces)
+    grid = occupancy(mesh.vertices, mesh.faces, resolution, threads=threads, scene=scene, closed=closed)
+    volume = enclosed_volume(mesh.vertices, mesh.faces, closed)  # the part outside the grid counts too
     cell = 2 * GRID_EXTENT / resolution
     iou_term = iou(grid, target.occupancy, None if volume is None else volume / cell**3)
     terms = {
