@@ -2,9 +2,9 @@
 
 Commands::
 
-    python -m rl.demo                       # everything into runs/demo (about 25 min on 2 CPU cores)
+    python -m rl.demo                       # everything into runs/demo (about 45 min on 2 CPU cores)
     python -m rl.demo --fresh               # delete runs/demo first and start over
-    python -m rl.demo --sft_steps 2000 --ppo_iterations 100 --out runs/bigger
+    python -m rl.demo --sft_steps 900 --ppo_iterations 20 --out runs/quick   # about 15 min, weaker
     python -m rl.demo --help
 
 Each stage is the project's own command, run as a child process and printed before it runs, so
