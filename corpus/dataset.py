@@ -162,12 +162,14 @@ class _Mesh:
 
 
 def mesh_measures(vertices: np.ndarray, faces: np.ndarray) -> tuple[tuple[float, float, float], float, float]:
-    """Bounding-box ``extents``, surface ``area`` and enclosed ``volume`` (divergence theorem, abs)."""
+    """Bounding-box ``extents``, surface ``area`` and enclosed ``volume`` (divergence theorem, abs;
+    OpenSCAD's meshes are taken as closed)."""
+    from reward.crossings import enclosed_volume
+    from reward.geometry import triangle_areas
+
     v = np.asarray(vertices, dtype=np.float64)
-    corners = v[np.asarray(faces)]
-    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-    area = float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
-    volume = float(abs(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
+    area = float(triangle_areas(v, faces).sum())
+    volume = float(enclosed_volume(v, faces, closed=True))
     extents = tuple(float(e) for e in v.max(axis=0) - v.min(axis=0))
     return extents, area, volume  # type: ignore[return-value]
 

@@ -447,4 +447,3 @@ def iou(occ_a: np.ndarray, occ_b: np.ndarray, a_volume: float | None = None) -> 
     if union == 0:
         return 1.0
     return float(np.count_nonzero(occ_a & occ_b) / union)
-

@@ -6,7 +6,7 @@ import open3d as o3d
 import pytest
 
 from renderer.views import make_scene
-from reward.crossings import column_parity, is_closed
+from reward.crossings import column_parity, enclosed_volume, is_closed
 from reward.geometry import grid_axis
 from tests.reward.meshes import BOX_FACES, box, cube
 
@@ -76,8 +76,6 @@ def test_columns_left_out_come_back_empty():
 
 
 def test_enclosed_volume_of_a_box_and_a_prism_wherever_they_are_and_none_when_open():
-    from reward.crossings import enclosed_volume
-
     vertices, faces = box((1.0, 2.0, 3.0), (4.0, 4.0, 3.5))
     assert enclosed_volume(vertices, faces) == pytest.approx(3.0, rel=1e-12)
     assert enclosed_volume(vertices - 50.0, faces) == pytest.approx(3.0, rel=1e-9)

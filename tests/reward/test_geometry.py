@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from renderer.views import Frame
+from reward.crossings import enclosed_volume
 from reward.geometry import (
     GRID_EXTENT,
     MAX_SURFACE_AREA,
@@ -226,9 +227,6 @@ def test_iou_counts_volume_outside_the_grid_only_when_it_exceeds_the_grid_cells(
 
 
 def test_a_part_far_longer_than_the_target_gets_the_iou_its_volume_deserves():
-    from reward.crossings import enclosed_volume
-    from reward.geometry import GRID_EXTENT
-
     target = box((-0.5, -0.3, -0.3), (0.5, 0.3, 0.3))
     bar = box((-20.0, -0.3, -0.3), (20.0, 0.3, 0.3))  # the target's cross-section, 40x as long
     cell = 2 * GRID_EXTENT / 48
