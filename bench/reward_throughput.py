@@ -25,7 +25,8 @@ Writes ``bench/results/reward_throughput.json``:
   speedup / that ceiling.
 
     .venv/bin/python bench/reward_throughput.py [--programs 68] [--rounds 3] [--out ...] \
-        [--reference bench/results/reward_throughput_before.json] [--n-points 2048]
+        [--reference bench/results/reward_throughput_before.json] [--n-points 2048] \
+        [--view-size 128]
 """
 
 from __future__ import annotations
@@ -127,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", help="an earlier JSON of this bench: report how far each term moved")
     parser.add_argument("--n-points", type=int, default=RewardWeights.n_points,
                         help="surface samples per mesh of the chamfer term (RewardWeights.n_points)")
+    parser.add_argument("--view-size", type=int, default=RewardWeights.view_size,
+                        help="pixels per side of the reward's views (RewardWeights.view_size)")
     args = parser.parse_args(argv)
 
     from renderer.cluster import ensure_ray
 
     ray_start_s = ensure_ray(os.cpu_count())
-    scorer = Scorer(RewardWeights(n_points=args.n_points), threads=1)
+    scorer = Scorer(RewardWeights(n_points=args.n_points, view_size=args.view_size), threads=1)
     rows, terms, actor_starts, batch = run_rounds(args.rounds, args.programs, scorer)
 
     def median(key: str, workers: int) -> float:
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                "bare_openscad_wall_s": {str(k): round(v, 2) for k, v in bare.items()},
                "ray_start_s": round(ray_start_s, 2), "rounds": args.rounds,
                "actors_start_and_prepare_s": actor_starts, "cpus": os.cpu_count(), "scoring": scoring,
-               "n_points": args.n_points,
+               "n_points": args.n_points, "view_size": args.view_size,
                "terms_max_abs_diff_between_runs": largest_term_changes(terms[0], terms[1:])}
     if args.reference:
         with open(args.reference) as fh:

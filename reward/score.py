@@ -10,7 +10,7 @@ nearest-neighbour passes and one occupancy query per prediction.
 
 Terms, each in [0, 1], higher is better:
 
-- ``ssim``: SSIM of the views (:func:`reward.ssim.masked_ssim`) on inverted
+- ``ssim``: SSIM of the four views (:func:`reward.ssim.masked_ssim`) on inverted
   images (background 0), averaged over the union of both silhouettes, clipped
   at 0. Inverted, because SSIM's luminance term hardly separates the white
   background from a bright face (0.98) but does separate black from it
@@ -21,7 +21,7 @@ Terms, each in [0, 1], higher is better:
   samples of each surface measured against the other mesh's triangles. It is
   0 for the same surface however OpenSCAD triangulated it (sample-to-sample
   chamfer is not: two runs of one flange program came out 0.01 apart, a term
-  of 0.90), which is why 768 samples per mesh, spread evenly over the surface
+  of 0.90), which is why 384 samples per mesh, spread evenly over the surface
   (:func:`reward.distance.stratified_samples`), suffice here; the sample-to-sample
   protocol with 8192 points is kept for evaluation (:mod:`reward.metrics`).
 - ``iou``: volumetric IoU on the occupancy grid over the frame's
@@ -77,12 +77,15 @@ class RewardWeights:
     """``total`` of a failed program or an empty mesh (cadrille's RL uses -10 against 10 * IoU)."""
     chamfer_scale: float = 0.1
     """Chamfer distance, in target half-diagonals, at which the chamfer term falls to 1/e."""
-    n_points: int = 768
+    n_points: int = 384
     """Surface samples per mesh for the point-to-surface chamfer term, spread evenly by
-    :func:`reward.distance.stratified_samples` (768 of them come closer to the exact term
-    than 2048 independent ones did)."""
+    :func:`reward.distance.stratified_samples` (384 of them come closer to the exact term than
+    2048 independent ones did: bench/results/chamfer_samples_384.json)."""
     resolution: int = 48
     """Occupancy cells per axis over the target frame's [-1.05, 1.05]^3 (cell 0.044)."""
+    view_size: int = 96
+    """Pixels per side of each view the SSIM term compares: at 96 the total ranks each target's
+    predictions as at 128 (Spearman 0.997) with 44 % fewer pixels (bench/reward_view_size.py)."""
     seed: int = 0
     """Seed of the samples' offset along the surface (point-to-surface distances make identical
     meshes 0 whatever the samples)."""
@@ -102,10 +105,9 @@ class RewardWeights:
             )
         if not self.chamfer_scale > 0:
             raise ValueError(f"chamfer_scale must be > 0, got {self.chamfer_scale}")
-        if self.n_points < 1 or self.resolution < 2:
-            raise ValueError(
-                f"n_points must be >= 1 and resolution >= 2, got {self.n_points}, {self.resolution}"
-            )
+        if self.n_points < 1 or self.resolution < 2 or self.view_size < 16:  # SSIM's window: 11 px
+            raise ValueError(f"n_points must be >= 1, resolution >= 2 and view_size >= 16, got "
+                             f"{self.n_points}, {self.resolution}, {self.view_size}")
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ def prepare_target(
     faces: np.ndarray,
     weights: RewardWeights | None = None,
     cameras: tuple[Camera, ...] = CANONICAL_CAMERAS,
-    size: int = 128,
+    size: int | None = None,
     threads: int = 0,
 ) -> PreparedTarget:
     """Views, surface samples and occupancy of a target mesh, in its own frame.
@@ -212,9 +214,9 @@ def prepare_target(
     vertices : (N, 3) float
     faces : (M, 3) int
     weights : RewardWeights
-        Supplies ``n_points``, ``resolution`` and ``seed``.
+        Supplies ``n_points``, ``resolution``, ``seed`` and ``view_size``.
     cameras, size :
-        Views to render (see :func:`renderer.views.render`).
+        Views to render (see :func:`renderer.views.render`); ``size`` None: ``weights.view_size``.
     threads : int
         Embree threads (0: all cores).
 
@@ -229,11 +231,11 @@ def prepare_target(
     if len(mesh.faces) == 0:
         raise ValueError("target mesh has no usable face (empty, NaN or zero-area)")
     identity = Frame((0.0, 0.0, 0.0), 1.0)  # the mesh is already in the frame
-    views = render(mesh, identity, tuple(cameras), size, threads)
+    views = render(mesh, identity, tuple(cameras), size or weights.view_size, threads)
     return PreparedTarget(
         frame=frame,
         cameras=tuple(cameras),
-        size=size,
+        size=views.images.shape[1],
         images=views.images,
         masks=views.masks,
         points=stratified_samples(mesh.vertices, mesh.faces, weights.n_points, weights.seed),
@@ -393,8 +395,8 @@ class Scorer:
     Parameters
     ----------
     weights : RewardWeights
-    size : int
-        View size in pixels.
+    size : int, optional
+        View size in pixels (None: ``weights.view_size``).
     cameras : tuple of Camera
     threads : int
         Embree threads per call (0: all cores; a worker that owns one CPU passes 1).
@@ -403,12 +405,12 @@ class Scorer:
     def __init__(
         self,
         weights: RewardWeights | None = None,
-        size: int = 128,
+        size: int | None = None,
         cameras: tuple[Camera, ...] = CANONICAL_CAMERAS,
         threads: int = 0,
     ):
         self.weights = weights or RewardWeights()
-        self.size = size
+        self.size = self.weights.view_size if size is None else size
         self.cameras = tuple(cameras)
         self.threads = threads
 

@@ -8,7 +8,7 @@ import pytest
 
 from renderer.openscad import RenderLimits, run
 from renderer.pool import RenderPool, RenderWorker, ScoreRequest
-from reward.score import Scorer
+from reward.score import RewardWeights, Scorer
 from tests.conftest import needs_openscad
 
 pytestmark = needs_openscad
@@ -62,7 +62,8 @@ def test_views_are_saved_when_asked(tmp_path):
     pred, tgt = str(tmp_path / "pred.png"), str(tmp_path / "target.png")
     pool.score([ScoreRequest("cube(4);", "t", views_path=pred, target_views_path=tgt)])
     pred_img, tgt_img = np.asarray(Image.open(pred)), np.asarray(Image.open(tgt))
-    assert pred_img.shape == tgt_img.shape == (128, 4 * 128)
+    size = RewardWeights().view_size  # the views the reward compared
+    assert pred_img.shape == tgt_img.shape == (size, 4 * size)
     assert (pred_img < 250).sum() < (tgt_img < 250).sum()  # the small cube covers less
 
 

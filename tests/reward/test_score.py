@@ -165,11 +165,22 @@ def test_an_empty_target_is_refused():
         ({"invalid_penalty": 0.5}, "invalid_penalty"),
         ({"chamfer_scale": 0.0}, "chamfer_scale"),
         ({"n_points": 0}, "n_points"),
+        ({"view_size": 10}, "view_size"),
     ],
 )
 def test_weights_refuse_bad_values_and_say_why(changes, message):
     with pytest.raises(ValueError, match=message):
         RewardWeights(**changes)
+
+
+def test_the_views_compared_are_view_size_pixels_on_a_side():
+    vertices, faces = cube(1.0)
+    for size in (32, 48):
+        scorer = Scorer(RewardWeights(view_size=size), threads=1)
+        prepared = scorer.prepare(vertices, faces)
+        breakdown, views = scorer.score_with_views(ok(vertices * 0.8, faces), prepared)
+        assert prepared.images.shape[1:] == views.shape[1:] == (size, size)
+        assert 0.0 < breakdown.ssim < 1.0
 
 
 @needs_openscad
