@@ -103,11 +103,13 @@ def test_no_program_is_in_two_splits_and_held_out_families_only_in_test_ood(tiny
 
 
 def test_images_are_the_views_the_reward_renders_for_the_stored_mesh(tiny_build):
+    """Same cameras, frame and shading as the reward's views, at the corpus's size (the reward
+    compares at its own ``view_size``)."""
     from renderer.views import to_uint8
     from reward.score import Scorer
 
-    root, _ = tiny_build
-    scorer = Scorer()
+    root, info = tiny_build
+    scorer = Scorer(size=info["settings"]["size"])
     for split in SPLITS:
         for row in load(root, split, decode=False):
             target = scorer.prepare(*load_mesh(root, row)).images
