@@ -50,15 +50,19 @@ def load_groups(run: str) -> list[list[dict]]:
 
 
 def geometry_share(groups: list[list[dict]], penalty: float | None) -> tuple[float, float]:
-    """Share of the squared GRPO advantages among valid programs: overall, and in mixed groups
-    (``penalty`` None: the recorded scores)."""
+    """Share of the squared GRPO advantages (:func:`rl.core_algos.compute_grpo_outcome_advantage`,
+    as PPO computes them) among valid programs: overall, and in mixed groups (``penalty`` None: the
+    recorded scores)."""
+    import torch
+
+    from rl.core_algos import compute_grpo_outcome_advantage
+
     total = geometry = mixed_total = mixed_geometry = 0.0
     for group in groups:
         valid = np.array([r["valid"] > 0 for r in group])
-        scores = np.array([r["total"] if penalty is None or r["valid"] > 0 else penalty for r in group])
-        if scores.std() < 1e-9:  # a tie: no advantage at all
-            continue
-        advantage = (scores - scores.mean()) / scores.std(ddof=1)
+        scores = torch.tensor([r["total"] if penalty is None or r["valid"] > 0 else penalty for r in group])
+        one_token = torch.ones(len(group), 1)
+        advantage = compute_grpo_outcome_advantage(scores, [0] * len(group), one_token)[:, 0].double().numpy()
         among_valid = ((advantage[valid] - advantage[valid].mean()) ** 2).sum() if valid.sum() >= 2 else 0.0
         total, geometry = total + (advantage**2).sum(), geometry + among_valid
         if not valid.all():
@@ -73,9 +77,8 @@ def measure(run: str, penalties: list[float]) -> dict:
     spreads, headroom = [], []
     for group in groups:
         scores, valid = np.array([r["total"] for r in group]), np.array([r["valid"] > 0 for r in group])
-        parts = [valid, ~valid]
-        within += sum(part.mean() * scores[part].var() for part in parts if part.any())
-        between += scores.var() - sum(part.mean() * scores[part].var() for part in parts if part.any())
+        inside = sum(part.mean() * scores[part].var() for part in (valid, ~valid) if part.any())
+        within, between = within + inside, between + scores.var() - inside
         iou = np.array([r["iou"] for r in group])[valid]
         if len(iou) >= 2:
             spreads.append(iou.std())

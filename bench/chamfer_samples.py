@@ -25,9 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import write_json  # noqa: E402
-from corpus.families import FAMILIES, generate  # noqa: E402
-from renderer.openscad import run  # noqa: E402
+from bench.common import family_programs, write_json  # noqa: E402
 from renderer.views import Frame, make_scene  # noqa: E402
 from reward.distance import spatial_order, stratified_samples, surface_chamfer  # noqa: E402
 from reward.geometry import chamfer_reward, clean_mesh_with_areas, sample_surface  # noqa: E402
@@ -63,15 +61,9 @@ class Pair:
 
 def load_pairs(count: int) -> list[Pair]:
     """``count`` programs cycling through the families, each with its family's target."""
-    families = sorted(FAMILIES)
-    targets = {family: run(generate(family, 10_000).code) for family in families}
-    pairs = []
-    for i in range(count):
-        family = families[i % len(families)]
-        pred = run(generate(family, i).code)
-        if pred.status == "ok" and len(pred.faces):
-            pairs.append(Pair(pred, targets[family]))
-    return pairs
+    targets, programs = family_programs(count)
+    usable = [(family, pred) for family, pred in programs if pred.status == "ok" and len(pred.faces)]
+    return [Pair(pred, targets[family]) for family, pred in usable]
 
 
 def best_ms(pair: Pair, sampler, n: int, repeats: int = 5) -> float:

@@ -1,4 +1,4 @@
-"""Helpers the benches share: bare OpenSCAD runs and writing a result JSON."""
+"""Helpers the benches share: bare OpenSCAD runs, the corpus-family programs, writing a result JSON."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ def run_bare_openscad(code: str) -> None:
             fh.write(code)
         subprocess.run(openscad_command(scad, os.path.join(workdir, "part.stl")),
                        capture_output=True, check=False)
+
+
+def family_programs(count: int) -> tuple[dict, list]:
+    """Each corpus family's target (seed 10,000) and ``(family, result)`` of ``count`` programs
+    cycling through the families (seeds 0, 1, ...), all rendered by :func:`renderer.openscad.run`."""
+    from corpus.families import FAMILIES, generate
+    from renderer.openscad import run
+
+    families = sorted(FAMILIES)
+    targets = {family: run(generate(family, 10_000).code) for family in families}
+    picks = [families[i % len(families)] for i in range(count)]
+    return targets, [(family, run(generate(family, i).code)) for i, family in enumerate(picks)]
 
 
 def write_json(path: str, data: dict) -> str:

@@ -25,19 +25,8 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import write_json  # noqa: E402
-from corpus.families import FAMILIES, generate  # noqa: E402
-from renderer.openscad import run  # noqa: E402
+from bench.common import family_programs, write_json  # noqa: E402
 from reward.score import RewardWeights, Scorer  # noqa: E402
-
-
-def load_programs(count: int) -> tuple[dict, list]:
-    """Each family's target mesh, and ``(family, result)`` of ``count`` programs cycling through them."""
-    families = sorted(FAMILIES)
-    targets = {family: run(generate(family, 10_000).code) for family in families}
-    programs = [(families[i % len(families)], run(generate(families[i % len(families)], i).code))
-                for i in range(count)]
-    return targets, programs
 
 
 def score_all(size: int, targets: dict, programs: list) -> tuple[np.ndarray, float]:
@@ -80,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 112, 96])
     parser.add_argument("--out", default="bench/results/reward_view_size.json")
     args = parser.parse_args(argv)
-    targets, programs = load_programs(args.programs)
+    targets, programs = family_programs(args.programs)
     programs = [(f, r) for f, r in programs if r.status == "ok"]
     print(f"{len(programs)} programs against {len(targets)} targets")
     results, sizes = {}, {}

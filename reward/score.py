@@ -231,7 +231,7 @@ def prepare_target(
     if len(mesh.faces) == 0:
         raise ValueError("target mesh has no usable face (empty, NaN or zero-area)")
     identity = Frame((0.0, 0.0, 0.0), 1.0)  # the mesh is already in the frame
-    views = render(mesh, identity, tuple(cameras), size or weights.view_size, threads)
+    views = render(mesh, identity, tuple(cameras), weights.view_size if size is None else size, threads)
     return PreparedTarget(
         frame=frame,
         cameras=tuple(cameras),
