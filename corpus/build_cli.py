@@ -32,6 +32,7 @@ def settings_of(config: BuildConfig) -> BuildSettings:
         timeout=config.timeout,
         max_tries=config.max_tries,
         chunk_size=config.chunk_size,
+        fractions=tuple(config.fractions),
         ray_address=config.ray_address,
         **families,
     )

@@ -79,7 +79,8 @@ def command_line(settings) -> str:
     return (
         f"python -m corpus.build --n {settings.n} --out {settings.out} --seed {settings.seed} "
         f"--size {settings.size}{families} --holdout_families {holdout} --timeout {settings.timeout:g} "
-        f"--max_tries {settings.max_tries} --chunk_size {settings.chunk_size}"
+        f"--max_tries {settings.max_tries} --chunk_size {settings.chunk_size} "
+        f"--fractions {','.join(f'{f:g}' for f in settings.fractions)}"
     )
 
 

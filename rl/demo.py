@@ -82,12 +82,18 @@ def _json(path: str) -> dict:
         return json.load(fh)
 
 
+def _same_corpus(settings: dict, config: DemoConfig) -> bool:
+    """Whether a finished build's ``settings`` are the corpus ``config`` asks for (size and split)."""
+    shares = [round(f, 6) for f in settings.get("fractions", ())]
+    return settings["n"] == config.corpus_n and shares == [round(f, 6) for f in config.split_fractions]
+
+
 def command(module: str, **options) -> list[str]:
     """``[module, --key, value, ...]`` for the options that are not None (``_`` in a key stays)."""
     args = [module]
     for key, value in options.items():
         if value is not None:
-            args += [f"--{key}", ",".join(value) if isinstance(value, tuple) else str(value)]
+            args += [f"--{key}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
     return args
 
 
@@ -98,7 +104,8 @@ def stages(config: DemoConfig) -> list[Stage]:
     corpus_done = os.path.join(corpus, "build.json")
     sft_done, ppo_done = os.path.join(sft, "sft_summary.json"), os.path.join(ppo, "ppo_summary.json")
     build = command("corpus.build", n=config.corpus_n, out=corpus, seed=seed, workers=workers,
-                    families=config.families or None, holdout_families=config.holdout_families)
+                    families=config.families or None, holdout_families=config.holdout_families,
+                    fractions=config.split_fractions)
     train = command("rl.sft", config=config.sft_config, runs_dir=out, name="sft", corpus_dir=corpus,
                     build_corpus="no", max_steps=config.sft_steps, eval_steps=config.sft_steps, seed=seed,
                     threads=config.sft_threads or os.cpu_count() or 1)
@@ -106,7 +113,7 @@ def stages(config: DemoConfig) -> list[Stage]:
                      checkpoint=os.path.join(sft, "final"), corpus_dir=corpus,
                      iterations=config.ppo_iterations, seed=seed, workers=workers)
     plan = [
-        Stage("corpus", build, corpus_done, check=lambda done: done["settings"]["n"] == config.corpus_n),
+        Stage("corpus", build, corpus_done, check=lambda done: _same_corpus(done["settings"], config)),
         Stage("sft", train, sft_done, corpus_done, os.path.join(sft, "sft_config.json"), sft,
               check=lambda done: done["global_step"] >= config.sft_steps),
         Stage("ppo", refine, ppo_done, sft_done, os.path.join(ppo, "ppo_config.json"), ppo,

@@ -144,6 +144,19 @@ def test_cli_builds_a_dataset_that_load_dataset_reads(tmp_path):
     assert sum(len(t) for t in table.values()) == 3
 
 
+def test_cli_fractions_choose_the_splits_and_are_in_the_reproducing_command(tmp_path):
+    import json
+
+    out = tmp_path / "all_test"
+    proc = _cli("--n", "3", "--out", str(out), "--workers", "0", "--quiet", "--fractions", "0,0,1",
+                "--families", "washer,plate", "--holdout_families", "plate")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((out / "build.json").read_text())
+    assert info["splits"]["test"] == 2 and info["splits"]["test_ood"] == 1
+    assert info["splits"]["train"] == info["splits"]["val"] == 0
+    assert "--fractions 0,0,1" in info["command"] and info["settings"]["fractions"] == [0, 0, 1]
+
+
 def test_cli_bad_n_or_out_is_a_one_line_error(tmp_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
@@ -166,7 +179,8 @@ def test_cli_bad_n_or_out_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize(
     "option, value",
-    [("max_tries", "0"), ("chunk_size", "-1"), ("workers", "many"), ("size", "4"), ("timeout", "x")],
+    [("max_tries", "0"), ("chunk_size", "-1"), ("workers", "many"), ("size", "4"), ("timeout", "x"),
+     ("fractions", "0.9,0.1"), ("fractions", "1,-1,0.5")],
 )
 def test_cli_bad_value_is_one_line_naming_the_key(option, value, tmp_path, capsys):
     from corpus.build_cli import main

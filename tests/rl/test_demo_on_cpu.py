@@ -52,6 +52,8 @@ def test_main_job_runs_every_stage_then_reuses_them(tiny_corpus, tmp_path):
         str(out),
         "--corpus_n",
         "40",
+        "--split_fractions",
+        "0.6,0.2,0.2",  # the tiny corpus's (tests/rl/conftest.py): reused, not rebuilt
         "--sft_config",
         str(tmp_path / "sft.yaml"),
         "--sft_steps",
@@ -146,6 +148,13 @@ def test_stage_commands_name_the_shared_corpus_and_checkpoints():
         "eval sft test_ood",
         "eval ppo test_ood",
     ]
+    build = plan[0].args
+    assert build[build.index("--fractions") + 1] == "0.85,0.05,0.1"
+    assert build[build.index("--n") + 1] == "1600"
+    finished = {"n": 1600, "fractions": [0.85, 0.05, 0.1]}
+    assert plan[0].check({"settings": finished})
+    assert not plan[0].check({"settings": {**finished, "fractions": [0.9, 0.05, 0.05]}})
+    assert not plan[0].check({"settings": {**finished, "n": 1500}})
     ppo = plan[2].args
     assert ppo[ppo.index("--checkpoint") + 1] == os.path.join("runs/x", "sft", "final")
     for stage in plan[3:]:
