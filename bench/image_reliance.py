@@ -7,7 +7,8 @@ the same weights:
 - ``loss_true``, ``loss_shuffled`` (each row shown another row's image), ``loss_blank`` (a
   white image): mean per-token code loss (a policy that reads sizes keeps each row's own size,
   so this measures the pictures alone), and ``reliance`` = shuffled - true (nats/token; 0
-  means the image is ignored);
+  means the image is ignored); ``reliance_numbers`` / ``reliance_other``: the same over the
+  tokens that hold a digit (the dimensions) and over the rest (keywords, names, structure);
 - ``first_line_acc``: greedy programs whose first line (the family's comment, e.g.
   ``// Flat washer``) equals the target program's, against ``first_line_majority``, the
   accuracy of always writing the split's most common first line;
@@ -37,16 +38,25 @@ from bench.common import write_json  # noqa: E402
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "image_reliance.json")
 
 
-def code_loss(policy, images, codes, batch: int = 8) -> float:
-    """Mean per-token code loss of ``codes`` given ``images`` (token-weighted over batches)."""
-    total, tokens = 0.0, 0
+def code_losses(policy, images, codes, batch: int = 8) -> dict[str, float]:
+    """Mean per-token code loss of ``codes`` given ``images``: over all tokens (``all``), over the
+    tokens whose text holds a digit (``numbers``: the dimensions) and over the rest (``other``)."""
+    sums, counts = collections.Counter(), collections.Counter()
     with torch.no_grad():
         for start in range(0, len(codes), batch):
             inputs = policy.collate(images[start : start + batch], codes[start : start + batch])
-            count = int((inputs["labels"] != -100).sum())
-            total += float(policy.model(**inputs).loss) * count
-            tokens += count
-    return total / tokens
+            logits = policy.model(**inputs).logits[:, :-1].float()
+            labels = inputs["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="none")
+            for label, loss in zip(labels.reshape(-1).tolist(), losses.tolist(), strict=True):
+                if label != -100:
+                    digits = any(c.isdigit() for c in policy.tokenizer.decode([label]))
+                    kind = "numbers" if digits else "other"
+                    for name in ("all", kind):
+                        sums[name] += loss
+                        counts[name] += 1
+    return {name: sums[name] / counts[name] for name in ("all", "numbers", "other") if counts[name]}
 
 
 def first_line(code: str) -> str:
@@ -68,7 +78,7 @@ def measure(checkpoint: str, corpus: str, split: str, n: int, max_new_tokens: in
     blank = [PartInput(tuple(np.full((v.height, v.width), 255, np.uint8) for v in part.views), part.size)
              for part in images]
     started = time.perf_counter()
-    losses = {name: code_loss(policy, imgs, codes) for name, imgs in
+    losses = {name: code_losses(policy, imgs, codes) for name, imgs in
               (("true", images), ("shuffled", shuffled), ("blank", blank))}
     greedy = []
     for start in range(0, len(images), 8):
@@ -81,10 +91,13 @@ def measure(checkpoint: str, corpus: str, split: str, n: int, max_new_tokens: in
         "corpus": corpus,
         "split": split,
         "rows": len(codes),
-        "loss_true": losses["true"],
-        "loss_shuffled": losses["shuffled"],
-        "loss_blank": losses["blank"],
-        "reliance": losses["shuffled"] - losses["true"],
+        "loss_true": losses["true"]["all"],
+        "loss_shuffled": losses["shuffled"]["all"],
+        "loss_blank": losses["blank"]["all"],
+        "reliance": losses["shuffled"]["all"] - losses["true"]["all"],
+        "number_tokens_loss_true": losses["true"].get("numbers"),
+        "reliance_numbers": losses["shuffled"].get("numbers", 0.0) - losses["true"].get("numbers", 0.0),
+        "reliance_other": losses["shuffled"].get("other", 0.0) - losses["true"].get("other", 0.0),
         "first_line_acc": first_lines_right / len(targets),
         "first_line_majority": majority,
         "distinct_greedy": len(set(greedy)) / len(greedy),
