@@ -53,6 +53,7 @@ def policy_features(checkpoint: str, rows, batch: int = 32) -> np.ndarray:
 
     from policies.inputs import PartInput, policy_image
     from policies.tiny import TinyPolicy, pixel_values
+    from rl.sft_aux import image_tokens
 
     policy = TinyPolicy.load(checkpoint)
     out = []
@@ -62,9 +63,7 @@ def policy_features(checkpoint: str, rows, batch: int = 32) -> np.ndarray:
         with torch.no_grad():
             tokens = policy.model.model.get_image_features(
                 pixel_values=pixel_values(images, policy.config.image_size)).pooler_output
-        if isinstance(tokens, (list, tuple)):
-            tokens = torch.cat([t.reshape(-1, t.shape[-1]) for t in tokens])
-        out.append(tokens.reshape(len(images), -1).numpy())
+        out.append(image_tokens(tokens, len(images)).reshape(len(images), -1).numpy())
     return np.concatenate(out)
 
 

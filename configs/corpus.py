@@ -14,6 +14,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from corpus.splits import DEFAULT_FRACTIONS, fractions_ok
+
 
 def _need(config, ok: bool, name: str, why: str) -> None:
     if not ok:
@@ -69,7 +71,7 @@ class BuildConfig(RenderActors):
     """Programs tried per part: the first plus retries with derived seeds."""
     chunk_size: int = 128
     """Parts per chunk (the unit of resumption)."""
-    fractions: tuple[float, ...] = (0.90, 0.05, 0.05)
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     """Shares of train, val and test among the parts of families not held out, comma-separated."""
     quiet: bool = False
     """No progress bar."""
@@ -82,9 +84,8 @@ class BuildConfig(RenderActors):
         _need(self, self.timeout > 0, "timeout", "must be > 0")
         _need(self, self.max_tries >= 1, "max_tries", "must be >= 1")
         _need(self, self.chunk_size >= 1, "chunk_size", "must be >= 1")
-        shares = self.fractions
-        _need(self, len(shares) == 3 and min(shares) >= 0 and sum(shares) > 0, "fractions",
-                    "must be three shares >= 0 (train, val, test) with a positive sum")
+        _need(self, fractions_ok(self.fractions), "fractions",
+              "must be three shares >= 0 (train, val, test) with a positive sum")
 
 
 @dataclass

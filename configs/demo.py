@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from corpus.families import FAMILIES
+from corpus.splits import fractions_ok
 
 SPLITS = ("test", "test_ood", "val", "train")
 
@@ -79,8 +80,7 @@ class DemoConfig:
         need(
             set(self.holdout_families) < set(chosen), "holdout_families", "must be some, not all, of families"
         )
-        shares = self.split_fractions
-        need(len(shares) == 3 and min(shares) >= 0 and sum(shares) > 0, "split_fractions",
+        need(fractions_ok(self.split_fractions), "split_fractions",
              "must be three shares >= 0 (train, val, test) with a positive sum")
         need(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", "must be >= 1")
         need(self.workers is None or self.workers >= 0, "workers", "must be >= 0")

@@ -133,10 +133,16 @@ def split_of(anchor: str, seed: int, fractions: Sequence[float] = DEFAULT_FRACTI
     return SPLITS[2]
 
 
-def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    """``fractions`` as a (train, val, test) tuple; raises ValueError unless three shares >= 0, sum > 0."""
+def fractions_ok(fractions: Sequence[float]) -> bool:
+    """Whether ``fractions`` are three (train, val, test) shares >= 0 with a positive sum."""
     values = tuple(float(f) for f in fractions)
-    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
+    return len(values) == 3 and min(values) >= 0 and sum(values) > 0
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """``fractions`` as a (train, val, test) tuple; raises ValueError unless :func:`fractions_ok`."""
+    values = tuple(float(f) for f in fractions)
+    if not fractions_ok(values):
         raise ValueError(f"split fractions must be three shares >= 0 with a positive sum, got {fractions}")
     return values  # type: ignore[return-value]
 

@@ -91,12 +91,17 @@ def corpus_families(dataset) -> tuple[str, ...]:
     return tuple(sorted(set(dataset["family"])))
 
 
-def image_features(features, batch: int) -> torch.Tensor:
-    """``(B, D)``: the mean over each image's tokens of image features as Idefics3 gives them,
-    flattened ``(B * tokens, D)`` (``image_hidden_states``) or one ``(tokens, D)`` per image."""
+def image_tokens(features, batch: int) -> torch.Tensor:
+    """``(B, tokens, D)``: image features as Idefics3 gives them, flattened ``(B * tokens, D)``
+    (``image_hidden_states``) or one ``(tokens, D)`` per image."""
     if isinstance(features, (list, tuple)):
         features = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
-    return features.reshape(batch, -1, features.shape[-1]).mean(dim=1)
+    return features.reshape(batch, -1, features.shape[-1])
+
+
+def image_features(features, batch: int) -> torch.Tensor:
+    """``(B, D)``: the mean over each image's tokens (:func:`image_tokens`)."""
+    return image_tokens(features, batch).mean(dim=1)
 
 
 class ImageAuxModel(nn.Module):
