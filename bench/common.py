@@ -40,3 +40,13 @@ def write_json(path: str, data: dict) -> str:
         json.dump(data, fh, indent=2)
     print(f"wrote {path}")
     return path
+
+
+def add_entry(path: str, key: str, entry: dict) -> str:
+    """Add (or replace) ``entry`` under ``key`` in the JSON object at ``path``, keeping the others."""
+    results = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            results = json.load(fh)
+    results[key] = entry
+    return write_json(path, results)

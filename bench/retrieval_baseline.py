@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from bench.common import write_json  # noqa: E402
+from bench.common import add_entry  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "retrieval_baseline.json")
 
@@ -142,14 +142,7 @@ def main() -> None:
     parser.add_argument("--out", default=OUT, help="result JSON (entries of other corpora are kept)")
     args = parser.parse_args()
     result = measure(args.corpus, args.split, args.n, args.pixels, args.checkpoint)
-    results = {}
-    if os.path.exists(args.out):
-        import json
-
-        with open(args.out, encoding="utf-8") as fh:
-            results = json.load(fh)
-    results[f"{args.corpus}:{args.split}:{result['rows']}"] = result
-    write_json(args.out, results)
+    add_entry(args.out, f"{args.corpus}:{args.split}:{result['rows']}", result)
     print({k: v for k, v in result.items() if k != "per_row"})
 
 

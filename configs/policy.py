@@ -39,6 +39,9 @@ class PolicyConfig:
     """What the image shows: ``iso`` (the iso view) or ``tile`` (iso, front / right, top in a 2x2 grid)."""
     size_in_prompt: bool = False
     """Put the part's bounding-box size in mm into the prompt (``Size: 40 x 30 x 12 mm.``) when known."""
+    exemplars: bool = False
+    """Also put the program of the training part whose views look most alike into the prompt
+    (``policies/exemplars.py``; the index of the train split is saved with the checkpoint)."""
     max_new_tokens: int = 1024
     """Default response budget of ``sample``; SFT responses longer than this are cut (and get no eos)."""
     seed: int = 0
@@ -110,6 +113,7 @@ class PolicyConfig:
         need(self.kind in KINDS, "kind", f"must be one of {', '.join(KINDS)}")
         need(self.views in VIEW_MODES, "views", f"must be one of {', '.join(VIEW_MODES)}")
         need(isinstance(self.size_in_prompt, bool), "size_in_prompt", "must be true or false")
+        need(isinstance(self.exemplars, bool), "exemplars", "must be true or false")
         need(bool(self.instruction.strip()), "instruction", "must not be empty")
         for name in (
             "image_size",

@@ -89,6 +89,7 @@ class Policy(nn.Module):
         self.config = config
         self.model = model
         self.tokenizer = tokenizer
+        self.exemplars = None  # policies.exemplars.ExemplarIndex when config.exemplars is on
         self.value_head = nn.Linear(hidden_size, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
@@ -278,12 +279,15 @@ class Policy(nn.Module):
         return self.collate([image], [code])
 
     def save(self, directory: str) -> str:
-        """Write ``policy.json``, ``value_head.safetensors`` and the backbone (save_pretrained form)."""
+        """Write ``policy.json``, ``value_head.safetensors``, the exemplar index when there is one, and
+        the backbone (save_pretrained form)."""
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, POLICY_JSON), "w", encoding="utf-8") as fh:
             json.dump({"kind": self.kind, "config": self.config.to_dict()}, fh, indent=2)
         state = {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
         save_file(state, os.path.join(directory, VALUE_HEAD))
+        if self.exemplars is not None:
+            self.exemplars.save(directory)
         self._save_backbone(directory)
         return directory
 

@@ -11,6 +11,7 @@ shows SFT a fraction of its rows without their size::
     part = PartInput((iso, front, right, top), size=(135, 40, 7.5))
     image = policy_image(part, config)          # what the vision tower sees
     text = prompt_text(part, config)            # "Write the ... part. Size: 135 x 40 x 7.5 mm."
+                                                # (+ a similar part's program, policies.exemplars)
 
 The four views are :data:`renderer.views.CANONICAL_CAMERAS`' (iso, front, right, top),
 the pictures the reward compares a prediction with. A single picture in ``tile`` mode
@@ -31,11 +32,15 @@ from policies.pictures import as_rgb, normalise_picture, restyle
 
 @dataclass(frozen=True)
 class PartInput:
-    """One part as a policy sees it: 1 picture (the iso view) or 4 (iso, front, right, top), and
-    its bounding-box size in mm (x, y, z) when the input reveals it."""
+    """One part as a policy sees it: 1 picture (the iso view) or 4 (iso, front, right, top), its
+    bounding-box size in mm (x, y, z) when the input reveals it, its corpus ``id`` (a corpus row's;
+    an exemplar is never the part itself) and the ``exemplar`` program shown with it
+    (:mod:`policies.exemplars`; the policy fills it in when it reads exemplars)."""
 
     views: tuple
     size: tuple[float, float, float] | None = None
+    id: str | None = None
+    exemplar: str | None = None
 
     def __post_init__(self):
         if len(self.views) not in (1, 4):
@@ -45,13 +50,13 @@ class PartInput:
 
     @classmethod
     def of(cls, item) -> PartInput:
-        """A :class:`PartInput` from itself, a corpus row (``views`` or ``image``, ``extents``), or
-        one picture (a PIL image or an array)."""
+        """A :class:`PartInput` from itself, a corpus row (``views`` or ``image``, ``extents``,
+        ``id``), or one picture (a PIL image or an array)."""
         if isinstance(item, PartInput):
             return item
         if isinstance(item, Mapping):
             views = item.get("views") or [item["image"]]
-            return cls(tuple(views), item.get("extents"))
+            return cls(tuple(views), item.get("extents"), item.get("id"))
         return cls((item,))
 
     def without_size(self) -> PartInput:
@@ -60,9 +65,10 @@ class PartInput:
 
 def input_columns(config) -> list[str]:
     """The corpus columns a policy with ``config`` reads: ``image``, and ``views`` / ``extents``
-    when it is shown the tile / the size."""
-    return ["image"] + (["views"] if config.views == "tile" else []) + (
-        ["extents"] if config.size_in_prompt else [])
+    when it is shown the tile / the size; ``views`` and ``id`` when it looks up exemplars."""
+    views = config.views == "tile" or config.exemplars
+    return ["image"] + (["views"] if views else []) + (["extents"] if config.size_in_prompt else []) + (
+        ["id"] if config.exemplars else [])
 
 
 def check_size(size) -> tuple[float, float, float]:
@@ -95,12 +101,18 @@ def size_text(size: Sequence[float]) -> str:
     return "Size: " + " x ".join(format_mm(v) for v in size) + " mm."
 
 
+EXEMPLAR_HEADING = "The program of a similar part:"
+
+
 def prompt_text(part: PartInput, config) -> str:
-    """The prompt's text after the image: the instruction, and the size when the policy reads sizes
-    (``config.size_in_prompt``) and the part has one."""
+    """The prompt's text after the image: the instruction, the size when the policy reads sizes
+    (``config.size_in_prompt``) and the part has one, then the exemplar program when it has one."""
+    text = config.instruction
     if config.size_in_prompt and part.size is not None:
-        return f"{config.instruction} {size_text(part.size)}"
-    return config.instruction
+        text = f"{text} {size_text(part.size)}"
+    if part.exemplar is not None:
+        text = f"{text}\n{EXEMPLAR_HEADING}\n{part.exemplar}"
+    return text
 
 
 def policy_image(part: PartInput, config) -> Image.Image:

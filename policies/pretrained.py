@@ -58,7 +58,8 @@ from policies.base import (
     read_policy_json,
     require_safetensors,
 )
-from policies.inputs import PartInput, policy_image, prompt_text
+from policies.exemplars import load_index, shown
+from policies.inputs import policy_image, prompt_text
 from policies.processors import load_processor
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -177,7 +178,7 @@ class PretrainedPolicy(Policy):
         """The processor's output for B prompts (pictures, corpus rows or :class:`PartInput`):
         ``input_ids (B, P)``, ``attention_mask (B, P)``, vision, on ``device`` (default: the
         policy's); prompts of different lengths are padded on the left."""
-        parts = [PartInput.of(item) for item in images]
+        parts = shown(self, images)
         batch = self.processor(
             text=[self.chat_text(prompt_text(part, self.config)) for part in parts],
             images=[[policy_image(part, self.config)] for part in parts],
@@ -249,4 +250,5 @@ class PretrainedPolicy(Policy):
             model.load_adapter(reference, adapter_name=REFERENCE, is_trainable=False)
         policy = cls(config, model, load_processor(directory, config.model_name_or_path))
         policy._load_value_head(directory)
+        policy.exemplars = load_index(directory, config)
         return policy

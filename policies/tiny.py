@@ -37,7 +37,8 @@ from transformers import AutoTokenizer, Idefics3Config, Idefics3ForConditionalGe
 
 from configs.policy import PolicyConfig
 from policies.base import Policy, only_token_ids, read_policy_json, require_safetensors
-from policies.inputs import PartInput, as_rgb, policy_image, prompt_text
+from policies.exemplars import load_index, shown
+from policies.inputs import as_rgb, policy_image, prompt_text
 from policies.tokenizer import GLOBAL_IMAGE, IMAGE, IMAGE_WRAP, corpus_texts, train_tokenizer
 
 MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -149,7 +150,7 @@ class TinyPolicy(Policy):
         """``input_ids (B, P)``, ``attention_mask (B, P)``, ``pixel_values (B, 1, 3, S, S)`` on
         ``device`` (default: the policy's), from B pictures, corpus rows or :class:`PartInput`;
         prompts of different lengths (sizes in the text) are padded on the left."""
-        parts = [PartInput.of(item) for item in images]
+        parts = shown(self, images)
         rows = [self.prompt_ids_of(prompt_text(part, self.config)) for part in parts]
         width = max(len(ids) for ids in rows)
         input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -179,6 +180,7 @@ class TinyPolicy(Policy):
         )
         policy = cls(config, model, AutoTokenizer.from_pretrained(directory))
         policy._load_value_head(directory)
+        policy.exemplars = load_index(directory, config)
         return policy
 
     def freeze_reference(self) -> None:

@@ -86,7 +86,7 @@ def load_rows(corpus_dir: str, split: str, limit: int | None, columns=("image",)
     ``columns`` (what the policy is shown, :func:`policies.inputs.input_columns`)."""
     from corpus.dataset import load
 
-    columns = ["id", "family", "code", "mesh_path", *dict.fromkeys(["image", *columns])]
+    columns = list(dict.fromkeys(["id", "family", "code", "mesh_path", "image", *columns]))
     try:
         dataset = load(corpus_dir, split).select_columns(columns)
     except FileNotFoundError as error:
@@ -304,9 +304,10 @@ def run(config: EvalConfig) -> dict:
 
 
 def policy_input(policy, config: EvalConfig) -> dict:
-    """What the policy was shown: its views, image size, and whether the part's size was in the prompt."""
+    """What the policy was shown: its views, image size, whether the part's size was in the prompt, and
+    whether a similar training part's program was (``policies.exemplars``)."""
     return {"views": policy.views, "image_size": policy.image_size,
-            "size_in_prompt": policy.size_in_prompt and not config.no_size}
+            "size_in_prompt": policy.size_in_prompt and not config.no_size, "exemplars": policy.exemplars}
 
 
 def _ci(interval: list | None) -> str:

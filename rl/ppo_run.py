@@ -49,7 +49,8 @@ def load_train_rows(config: PPOConfig, policy):
 
     corpus_dir = resolve_corpus(config.checkpoint, config.corpus_dir)
     try:
-        rows = load(corpus_dir, "train").select_columns(["id", "mesh_path", *input_columns(policy.config)])
+        rows = load(corpus_dir, "train").select_columns(
+            list(dict.fromkeys(["id", "mesh_path", *input_columns(policy.config)])))
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     if len(rows) == 0:

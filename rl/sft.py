@@ -70,7 +70,7 @@ def run(config: SFTConfig) -> dict:
     train_dataset, val = load_splits(corpus_dir, config.policy)
     check_image_size(train_dataset, config.policy, corpus_dir)
     run_dir = os.path.join(config.runs_dir, config.name)
-    policy = initial_policy(config, run_dir, train_dataset["code"])
+    policy = initial_policy(config, run_dir, train_dataset)
     write_config(config, run_dir)
     print(f"{PROG}: {len(train_dataset)} train / {len(val)} val examples from {corpus_dir}; run in {run_dir}")
     if config.gpus or config.ray_workers:

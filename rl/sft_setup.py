@@ -64,7 +64,8 @@ def load_splits(corpus_dir: str, policy: PolicyConfig):
         wanted = [*columns, "code", "family", "params", "extents"]
         train = load(corpus_dir, "train").select_columns(list(dict.fromkeys(wanted)))
         train = train.add_column("length", [len(code) for code in train["code"]])
-        val = load(corpus_dir, "val").select_columns(["id", *columns, "code", "mesh_path"])
+        val_columns = dict.fromkeys(["id", *columns, "code", "mesh_path"])
+        val = load(corpus_dir, "val").select_columns(list(val_columns))
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     if len(train) == 0:
@@ -80,8 +81,9 @@ def _first_difference(saved: PolicyConfig, wanted: PolicyConfig) -> str | None:
     return None
 
 
-def initial_policy(config: SFTConfig, run_dir: str, train_codes):
-    """The run's starting policy: loaded from ``run_dir/initial``, else built and saved there.
+def initial_policy(config: SFTConfig, run_dir: str, train):
+    """The run's starting policy: loaded from ``run_dir/initial``, else built (tokenizer trained on
+    ``train``'s code; with ``policy.exemplars``, the exemplar index of ``train``) and saved there.
 
     Saving it once makes a resumed run rebuild exactly the same tokenizer and model before
     the Trainer loads the checkpoint's weights. A run folder started with another policy
@@ -99,7 +101,11 @@ def initial_policy(config: SFTConfig, run_dir: str, train_codes):
                 f"{run_dir!r} was started with {difference}; use another --name or delete that folder"
             )
         return load_policy(directory)
-    policy = build_policy(config.policy, texts=list(train_codes))
+    policy = build_policy(config.policy, texts=list(train["code"]))
+    if config.policy.exemplars:
+        from policies.exemplars import ExemplarIndex
+
+        policy.exemplars = ExemplarIndex.build(train.select_columns(["id", "views", "code"]))
     policy.save(directory + ".tmp")
     os.replace(directory + ".tmp", directory)  # a kill mid-save leaves no half-written initial/
     return policy

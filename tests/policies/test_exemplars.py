@@ -1,0 +1,92 @@
+"""Exemplars: the nearest other training part by its views, its program in the prompt, saved with it."""
+
+import numpy as np
+import pytest
+
+from configs.policy import PolicyConfig
+from policies import CheckpointError, PartInput, SFTCollator, load_policy
+from policies.exemplars import FILE, ExemplarIndex, shown
+from policies.inputs import EXEMPLAR_HEADING, input_columns, prompt_text
+from policies.tiny import TinyPolicy
+from tests.policies.conftest import tiny_config
+
+
+def views_of(level: int) -> list:
+    """Four 16 px views, each a flat grey ``level`` with one view marked, so parts differ by level."""
+    views = [np.full((16, 16), level, dtype=np.uint8) for _ in range(4)]
+    views[1][:4, :4] = 255 - level
+    return views
+
+
+def rows(levels=(10, 100, 200, 110)) -> list[dict]:
+    return [{"id": f"p-{i}", "views": views_of(level), "code": f"cube({level});\n"}
+            for i, level in enumerate(levels)]
+
+
+@pytest.fixture
+def index():
+    return ExemplarIndex.build(rows(), pixels=8)
+
+
+def test_the_nearest_part_is_the_most_alike_other_part_never_itself(index):
+    train = rows()
+    assert index.nearest(PartInput(tuple(views_of(105)))) in ("cube(100);\n", "cube(110);\n")
+    assert index.nearest(PartInput(tuple(views_of(12)))) == "cube(10);\n"
+    own = PartInput.of(train[1])
+    assert own.id == "p-1" and index.nearest(own) == "cube(110);\n", "never a row's own program"
+    assert index.nearest(PartInput(tuple(train[1]["views"]))) == "cube(100);\n", "no id: itself"
+
+
+def test_one_picture_is_compared_with_the_iso_views_only(index):
+    picture = np.full((16, 16), 198, dtype=np.uint8)
+    assert index.nearest(PartInput((picture,))) == "cube(200);\n"
+    distances = index.distances(PartInput((picture,)))
+    assert distances.shape == (4,) and np.argmin(distances) == 2
+
+
+def test_the_index_round_trips_without_pickle(index, tmp_path):
+    index.save(str(tmp_path))
+    with np.load(tmp_path / FILE, allow_pickle=False) as saved:
+        assert saved["features"].dtype == np.float16
+    again = ExemplarIndex.load(str(tmp_path))
+    assert again.ids == index.ids and again.codes == index.codes and again.pixels == 8
+    assert np.allclose(again.features, index.features, atol=1e-3)
+
+
+def test_bad_indexes_are_refused():
+    with pytest.raises(ValueError, match="not 4"):
+        ExemplarIndex.build([{"id": "a", "views": views_of(1)[:1], "code": "x"}])
+    with pytest.raises(ValueError, match="at least one"):
+        ExemplarIndex(np.zeros((0, 256)), [], [], pixels=8)
+    alone = ExemplarIndex.build(rows((5,)), pixels=8)
+    with pytest.raises(ValueError, match="no other part"):
+        alone.nearest(PartInput.of(rows((5,))[0]))
+
+
+def test_the_prompt_holds_the_exemplar_after_the_size():
+    part = PartInput(tuple(views_of(0)), (10, 20, 30), exemplar="cube(7);\n")
+    text = prompt_text(part, PolicyConfig(size_in_prompt=True, exemplars=True))
+    assert text == f"{PolicyConfig().instruction} Size: 10 x 20 x 30 mm.\n{EXEMPLAR_HEADING}\ncube(7);\n"
+    assert input_columns(PolicyConfig(exemplars=True)) == ["image", "views", "id"]
+    with pytest.raises(ValueError, match="exemplars"):
+        PolicyConfig(exemplars="yes")
+
+
+def test_a_policy_reading_exemplars_shows_each_row_its_neighbours_program(tokenizer, index, tmp_path):
+    policy = TinyPolicy.build(tiny_config(exemplars=True), tokenizer=tokenizer)
+    with pytest.raises(RuntimeError, match="no exemplar index"):
+        shown(policy, rows()[:1])
+    policy.exemplars = index
+    assert [p.exemplar for p in shown(policy, rows()[:2])] == ["cube(100);\n", "cube(110);\n"]
+    plain = TinyPolicy.build(tiny_config(), tokenizer=tokenizer)
+    batch = SFTCollator(policy)([{**rows()[0], "image": rows()[0]["views"][0]}])
+    without = SFTCollator(plain)([{**rows()[0], "image": rows()[0]["views"][0]}])
+    assert batch["input_ids"].shape[1] > without["input_ids"].shape[1], "the neighbour's program is shown"
+    prompt = tokenizer.decode(batch["input_ids"][0][batch["labels"][0] == -100])
+    assert "cube(100);" in prompt and EXEMPLAR_HEADING in prompt
+
+    policy.save(str(tmp_path / "saved"))
+    assert load_policy(str(tmp_path / "saved")).exemplars.codes == index.codes
+    (tmp_path / "saved" / FILE).unlink()
+    with pytest.raises(CheckpointError, match="exemplars is on but exemplars.npz is unusable"):
+        load_policy(str(tmp_path / "saved"))
