@@ -298,6 +298,7 @@ def predict(image_path: str | None, config: PredictConfig) -> dict:
         "image": image_path, "views": config.views, "tile": config.tile, "mesh": config.mesh,
         "size": list(inputs.image.size) if inputs.image.size else None,
         "size_shown": bool(inputs.image.size) and policy.config.size_in_prompt,
+        "exemplar": exemplar_shown(policy, inputs.image),
         "checkpoint": config.checkpoint, "select": config.select,
         "chosen": prediction.chosen, "valid": prediction.valid, "status": str(prediction.result.status),
         "out": out, "candidates": prediction.candidates(),
@@ -305,6 +306,13 @@ def predict(image_path: str | None, config: PredictConfig) -> dict:
     }
     write_json(os.path.join(out, "candidates.json"), summary)
     return summary
+
+
+def exemplar_shown(policy, part) -> str | None:
+    """Id of the training part whose program the policy was shown with ``part`` (policy.exemplars)."""
+    if policy.exemplars is None:
+        return None
+    return policy.exemplars.ids[policy.exemplars.nearest_row(part)]
 
 
 def _refine(code: str, start, inputs: Inputs, config: PredictConfig, pool, target_id: str):

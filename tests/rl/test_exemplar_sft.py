@@ -46,3 +46,20 @@ def test_eval_states_that_exemplars_were_shown(exemplar_run, tiny_corpus, tmp_pa
     assert completed.returncode == 0, completed.stderr[-2000:]
     metrics = json.loads(open(os.path.join(out, "metrics.json")).read())
     assert metrics["policy_input"]["exemplars"] is True and metrics["policy_input"]["size_in_prompt"] is True
+
+
+def test_predict_names_the_training_part_it_was_shown(exemplar_run, tiny_corpus, tmp_path):
+    from corpus.dataset import load
+
+    row = load(tiny_corpus, "test")[0]
+    picture = str(tmp_path / "part.png")
+    row["views"][0].save(picture)
+    out = str(tmp_path / "predict")
+    checkpoint = os.path.join(exemplar_run, "final")
+    args = ["--checkpoint", checkpoint, picture, "--k", "1", "--max_new_tokens", "16",
+            "--render_workers", "1",
+            "--out", out]
+    completed = run_module("rl.predict", *args)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    summary = json.loads(open(os.path.join(out, "candidates.json")).read())
+    assert summary["exemplar"] in load(tiny_corpus, "train")["id"]
