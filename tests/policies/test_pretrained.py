@@ -86,3 +86,18 @@ def test_lora_targets_can_include_vision(pretrained_dir):
     names = [n for n, p in build_policy(config).named_parameters() if p.requires_grad and "lora_" in n]
     assert any("vision" in n for n in names) and any("text_model" in n for n in names)
     assert all(".q_proj." in n or ".v_proj." in n for n in names)
+
+
+def test_exemplars_reach_the_processor_and_survive_save_load(pretrained_dir, tmp_path):
+    from policies.exemplars import ExemplarIndex
+    from tests.policies.test_exemplars import rows
+
+    config = PolicyConfig(kind="pretrained", model_name_or_path=pretrained_dir, lora_r=4, lora_alpha=8,
+                          exemplars=True)
+    policy = build_policy(config)
+    policy.exemplars = ExemplarIndex.build(rows(), pixels=8)
+    row = {**rows()[0], "image": rows()[0]["views"][0]}
+    prompt = policy.tokenizer.decode(policy.prompt_inputs([row])["input_ids"][0])
+    assert "cube(100);" in prompt and "cube(10);" not in prompt
+    loaded = load_policy(policy.save(str(tmp_path / "ckpt")))
+    assert loaded.exemplars.codes == policy.exemplars.codes
