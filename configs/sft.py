@@ -79,6 +79,10 @@ class SFTConfig:
     size_dropout: float = 0.2
     """Fraction of examples shown without their size when the policy reads sizes
     (``policy.size_in_prompt``), so that it also writes programs for a picture alone."""
+    exemplar_self: float = 0.0
+    """Fraction of examples shown their own program as the exemplar when the policy reads exemplars
+    (``policy.exemplars``; the rest see the nearest other training part's), so that it learns to
+    copy what it is shown as well as to edit it."""
     picture_fraction: float = 0.2
     """Fraction of examples shown as one picture as users make them: the iso view in another
     viewer's colours, light and framing (OpenSCAD's yellow on cream among them), normalised as
@@ -136,6 +140,7 @@ class SFTConfig:
         need(self.image_param_weight >= 0, "image_param_weight", "must be >= 0")
         need(0.0 <= self.size_dropout <= 1.0, "size_dropout", "must be in [0, 1]")
         need(0.0 <= self.picture_fraction <= 1.0, "picture_fraction", "must be in [0, 1]")
+        need(0.0 <= self.exemplar_self <= 1.0, "exemplar_self", "must be in [0, 1]")
         need(not (self.gpus and self.ray_workers), "ray_workers", "cannot be combined with gpus")
 
     @property

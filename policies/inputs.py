@@ -145,20 +145,23 @@ class SFTCollator:
     ``picture_fraction`` of them as one picture a user might take instead (the iso view through
     :func:`policies.pictures.restyle` and :func:`policies.pictures.normalise_picture`, the path a
     user's picture takes), and a fraction ``size_dropout`` without the size, so that a policy that
-    reads sizes also writes programs for a picture alone. Both are drawn afresh per batch (seeded
-    by ``seed`` and a DataLoader worker's id). A class, not a closure, so it pickles. Use
-    ``remove_unused_columns=False``.
+    reads sizes also writes programs for a picture alone. When the policy reads exemplars, a
+    fraction ``exemplar_self`` of rows is shown its own program as the exemplar (the rest the
+    nearest other part's), so that the decoder learns to copy what it is shown as well as to edit
+    it. All are drawn afresh per batch (seeded by ``seed`` and a DataLoader worker's id). A class,
+    not a closure, so it pickles. Use ``remove_unused_columns=False``.
     """
 
     policy: object
     size_dropout: float = 0.0
     seed: int = 0
     picture_fraction: float = 0.0
+    exemplar_self: float = 0.0
     _rng: random.Random = field(init=False, repr=False)
     _worker: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
-        for name in ("size_dropout", "picture_fraction"):
+        for name in ("size_dropout", "picture_fraction", "exemplar_self"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         self._rng = random.Random(self.seed)
@@ -175,6 +178,9 @@ class SFTCollator:
             parts = [self.as_picture(p) if self._rng.random() < self.picture_fraction else p for p in parts]
         if self.size_dropout > 0:
             parts = [p.without_size() if self._rng.random() < self.size_dropout else p for p in parts]
+        if self.exemplar_self > 0 and self.policy.config.exemplars:
+            parts = [replace(p, exemplar=row["code"]) if self._rng.random() < self.exemplar_self else p
+                     for p, row in zip(parts, rows, strict=True)]
         return parts
 
     def as_picture(self, part: PartInput) -> PartInput:

@@ -90,7 +90,8 @@ def training_model(config: SFTConfig, policy, train_dataset):
     :class:`~rl.sft_aux.ImageAuxModel` around it when the image objective is on (a tiny policy,
     weight > 0 and at least two families in ``train_dataset``; a pretrained vision encoder
     already tells images apart)."""
-    collator = SFTCollator(policy, config.size_dropout, config.seed, config.picture_fraction)
+    collator = SFTCollator(policy, config.size_dropout, config.seed, config.picture_fraction,
+                           config.exemplar_self)
     families = corpus_families(train_dataset)
     if policy.kind != "tiny" or config.image_aux_weight <= 0 or len(families) < 2:
         return policy.model, collator

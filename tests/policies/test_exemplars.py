@@ -90,3 +90,18 @@ def test_a_policy_reading_exemplars_shows_each_row_its_neighbours_program(tokeni
     (tmp_path / "saved" / FILE).unlink()
     with pytest.raises(CheckpointError, match="exemplars is on but exemplars.npz is unusable"):
         load_policy(str(tmp_path / "saved"))
+
+
+def test_sft_shows_a_fraction_of_rows_their_own_program(tokenizer, index):
+    policy = TinyPolicy.build(tiny_config(exemplars=True), tokenizer=tokenizer)
+    policy.exemplars = index
+    train = [{**row, "image": row["views"][0]} for row in rows()] * 50
+    parts = shown(policy, SFTCollator(policy, exemplar_self=0.3, seed=1).parts(train))
+    own = [part.exemplar == row["code"] for part, row in zip(parts, train, strict=True)]
+    assert 0.2 < np.mean(own) < 0.4, "about exemplar_self of the rows see their own program"
+    others = [part.exemplar for part, mine in zip(parts, own, strict=True) if not mine]
+    assert others and all(code in index.codes for code in others), "the rest see another part's"
+    plain = TinyPolicy.build(tiny_config(), tokenizer=tokenizer)
+    assert all(part.exemplar is None for part in SFTCollator(plain, exemplar_self=1.0).parts(train))
+    with pytest.raises(ValueError, match="exemplar_self"):
+        SFTCollator(policy, exemplar_self=1.5)
