@@ -38,6 +38,8 @@ def test_sft_saves_the_train_splits_index_with_the_policy(exemplar_run, tiny_cor
 
 
 def test_eval_states_that_exemplars_were_shown(exemplar_run, tiny_corpus, tmp_path):
+    from corpus.dataset import load
+
     out = str(tmp_path / "eval")
     checkpoint = os.path.join(exemplar_run, "final")
     args = ["--checkpoint", checkpoint, "--corpus_dir", tiny_corpus, "--split", "test", "--limit", "2",
@@ -46,6 +48,14 @@ def test_eval_states_that_exemplars_were_shown(exemplar_run, tiny_corpus, tmp_pa
     assert completed.returncode == 0, completed.stderr[-2000:]
     metrics = json.loads(open(os.path.join(out, "metrics.json")).read())
     assert metrics["policy_input"]["exemplars"] is True and metrics["policy_input"]["size_in_prompt"] is True
+
+    from bench.exemplar_copying import measure, structure
+
+    assert structure("cube([10, 2.5]);") == structure("cube([4, 60]);") != structure("cube(1);")
+    copying = measure(checkpoint, out, tiny_corpus, "test")
+    train_ids = set(load(tiny_corpus, "train")["id"])
+    assert copying["rows"] == 2 and all(row["exemplar"] in train_ids for row in copying["per_row"])
+    assert 0 < copying["exemplar_protocol_iou"] <= 1, "a part of the same families overlaps"
 
 
 def test_predict_names_the_training_part_it_was_shown(exemplar_run, tiny_corpus, tmp_path):
