@@ -133,7 +133,7 @@ def test_predict_keeps_a_valid_program_and_writes_its_stl(tiny_corpus, tmp_path,
     fake = SimpleNamespace(sample=lambda images, n=1, **_: SimpleNamespace(
         texts=[broken] * n if _.get("greedy") else [row["code"]] * n),
         config=SimpleNamespace(kind="fake", max_new_tokens=16, views="iso", size_in_prompt=False,
-                              image_size=128))
+                              image_size=128, exemplars=False), exemplars=None)
     monkeypatch.setattr(rl.predict, "load_checkpoint", lambda path: fake)
     image = tmp_path / "wide.jpg"  # another size, aspect and mode than the corpus image
     canvas = Image.new("RGB", (300, 200), (255, 255, 255))
@@ -186,7 +186,7 @@ def fake_policy(texts_of):
         sample=lambda images, n=1, **kw: SimpleNamespace(
             texts=[texts_of(bool(kw.get("greedy")))] * n * len(images)),
         config=SimpleNamespace(kind="fake", max_new_tokens=16, views="iso", size_in_prompt=False,
-                              image_size=128))
+                              image_size=128, exemplars=False), exemplars=None)
 
 
 def test_predict_refine_writes_the_program_before_and_after_with_their_scores(tiny_corpus, tmp_path,
@@ -259,7 +259,7 @@ def test_eval_selects_without_the_target_and_refines_with_paired_figures(tiny_co
             perturbed(codes[part.views[0].tobytes()]) if kw.get("greedy") else "cube([1, 2;"
             for part in images for _ in range(n)]),
         config=SimpleNamespace(kind="fake", max_new_tokens=16, views="iso", size_in_prompt=False,
-                              image_size=128))
+                              image_size=128, exemplars=False), exemplars=None)
     monkeypatch.setattr(rl.eval, "load_checkpoint", lambda path: policy)
     out = tmp_path / "eval"
     rl.eval.main(["--checkpoint", "unused", "--corpus_dir", tiny_corpus, "--split", "test", "--k", "1",
@@ -295,7 +295,7 @@ def test_eval_renders_each_program_once_on_one_pool_and_reads_each_mesh_once(tin
             perturbed(codes[part.views[0].tobytes()]) if kw.get("greedy") else codes[part.views[0].tobytes()]
             for part in images for _ in range(n)]),
         config=SimpleNamespace(kind="fake", max_new_tokens=16, views="iso", size_in_prompt=False,
-                              image_size=128))
+                              image_size=128, exemplars=False), exemplars=None)
     monkeypatch.setattr(rl.eval, "load_checkpoint", lambda path: policy)
     rendered, meshes, pools = [], [], []
     real_run, real_load_mesh = renderer.pool.run, corpus.dataset.load_mesh

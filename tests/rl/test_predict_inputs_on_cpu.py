@@ -15,8 +15,9 @@ class Recorder:
     """A policy that reads the four views and sizes, writes ``code``, and keeps what it was shown."""
 
     def __init__(self, code: str):
-        self.code, self.shown = code, []
-        self.config = SimpleNamespace(kind="fake", max_new_tokens=16, views="tile", size_in_prompt=True)
+        self.code, self.shown, self.exemplars = code, [], None
+        self.config = SimpleNamespace(kind="fake", max_new_tokens=16, views="tile", size_in_prompt=True,
+                                      exemplars=False)
 
     def sample(self, images, n=1, **_):
         self.shown.extend(images)
