@@ -43,10 +43,13 @@ def write_json(path: str, data: dict) -> str:
 
 
 def add_entry(path: str, key: str, entry: dict) -> str:
-    """Add (or replace) ``entry`` under ``key`` in the JSON object at ``path``, keeping the others."""
+    """Add (or replace) ``entry`` under ``key`` in the JSON object at ``path``, keeping the others,
+    and print its figures (all but ``per_row``)."""
     results = {}
     if os.path.exists(path):
         with open(path, encoding="utf-8") as fh:
             results = json.load(fh)
     results[key] = entry
-    return write_json(path, results)
+    written = write_json(path, results)
+    print({k: v for k, v in entry.items() if k != "per_row"})
+    return written

@@ -82,7 +82,6 @@ def main() -> None:
     args = parser.parse_args()
     result = measure(args.eval, args.corpus, args.split, args.n)
     add_entry(args.out, f"{args.eval}:{args.split}:{result['rows']}", result)
-    print({k: v for k, v in result.items() if k != "per_row"})
 
 
 if __name__ == "__main__":

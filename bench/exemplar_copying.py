@@ -55,8 +55,8 @@ def measure(checkpoint: str, eval_dir: str, corpus: str, split: str) -> dict:
     if policy.exemplars is None:
         raise SystemExit(f"{checkpoint}: policy.exemplars is off; nothing to compare")
     records = greedy_records(eval_dir)
-    train = {row_id: i for i, row_id in enumerate(load(corpus, "train")["id"])}
     train_rows = load(corpus, "train").select_columns(["id", "mesh_path"])
+    train = {row_id: i for i, row_id in enumerate(train_rows["id"])}
     rows = [r for r in load(corpus, split).select_columns(["id", "views", "mesh_path"]) if r["id"] in records]
     per_row = []
     for row in rows:
@@ -95,7 +95,6 @@ def main() -> None:
     args = parser.parse_args()
     result = measure(args.checkpoint, args.eval, args.corpus, args.split)
     add_entry(args.out, f"{args.checkpoint}:{args.split}", result)
-    print({k: v for k, v in result.items() if k != "per_row"})
 
 
 if __name__ == "__main__":

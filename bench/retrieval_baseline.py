@@ -42,9 +42,11 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "retri
 
 
 def view_features(row, pixels: int) -> np.ndarray:
-    """A row's four views, grey, ``pixels`` a side, in [0, 1], as one vector."""
-    views = [np.asarray(v.convert("L").resize((pixels, pixels)), dtype=np.float32) for v in row["views"]]
-    return np.concatenate([v.ravel() for v in views]) / 255.0
+    """A row's four views, grey, ``pixels`` a side, in [0, 1], as one vector (the exemplar index's
+    features, :func:`policies.exemplars.view_vector`)."""
+    from policies.exemplars import view_vector
+
+    return np.concatenate([view_vector(v, pixels) for v in row["views"]])
 
 
 def policy_features(checkpoint: str, rows, batch: int = 32) -> np.ndarray:
@@ -143,7 +145,6 @@ def main() -> None:
     args = parser.parse_args()
     result = measure(args.corpus, args.split, args.n, args.pixels, args.checkpoint)
     add_entry(args.out, f"{args.corpus}:{args.split}:{result['rows']}", result)
-    print({k: v for k, v in result.items() if k != "per_row"})
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class ExemplarIndex:
             features.append(np.concatenate([view_vector(v, pixels) for v in row["views"]]))
             ids.append(row["id"])
             codes.append(row["code"])
-        return cls(np.stack(features) if features else np.zeros((0, 0)), ids, codes, pixels)
+        return cls(np.stack(features) if features else np.zeros((0, 4 * pixels * pixels)), ids, codes, pixels)
 
     def distances(self, part) -> np.ndarray:
         """Squared pixel distance of every indexed part to ``part`` (its 4 views, or 1 as the iso view)."""

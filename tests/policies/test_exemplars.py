@@ -58,6 +58,8 @@ def test_bad_indexes_are_refused():
         ExemplarIndex.build([{"id": "a", "views": views_of(1)[:1], "code": "x"}])
     with pytest.raises(ValueError, match="at least one"):
         ExemplarIndex(np.zeros((0, 256)), [], [], pixels=8)
+    with pytest.raises(ValueError, match="at least one"):
+        ExemplarIndex.build([], pixels=8)
     alone = ExemplarIndex.build(rows((5,)), pixels=8)
     with pytest.raises(ValueError, match="no other part"):
         alone.nearest(PartInput.of(rows((5,))[0]))
