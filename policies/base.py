@@ -48,6 +48,7 @@ from torch import nn
 from transformers import GenerationConfig, StoppingCriteriaList
 
 from configs.policy import PolicyConfig
+from policies.padding import original_positions, right_aligned
 from policies.streaming import FinishedRows, OnFinished
 from policies.tokenizer import encode_code
 
@@ -159,11 +160,13 @@ class Policy(nn.Module):
         prompts = self._prompts(images)
         tokens = tokens.to(self.device)
         mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask.to(self.device)
-        inputs = with_response(prompts, tokens, mask)
-        length = tokens.shape[1]
-        out = self.model(**inputs, output_hidden_states=True, use_cache=False, logits_to_keep=length + 1)
-        logits = out.logits[:, -length - 1 : -1]
-        hidden = out.hidden_states[-1][:, -length - 1 : -1]
+        inputs, shift = right_aligned(with_response(prompts, tokens, mask))  # policies.padding
+        width, length = inputs["input_ids"].shape[1], tokens.shape[1]
+        keep = length + 1 + int(shift.max())
+        out = self.model(**inputs, output_hidden_states=True, use_cache=False, logits_to_keep=keep)
+        positions = torch.arange(width - length - 1, width - 1)  # the prompt's last token onwards
+        logits = original_positions(out.logits, shift, positions, offset=width - keep)
+        hidden = original_positions(out.hidden_states[-1], shift, positions)
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
         return PolicyOutput(logits=logits, values=values)
 
@@ -272,7 +275,7 @@ class Policy(nn.Module):
         batch = with_response(prompts, tokens, mask)
         prompt_labels = torch.full_like(prompts["input_ids"], -100)
         batch["labels"] = torch.cat([prompt_labels, tokens.masked_fill(mask == 0, -100)], dim=1)
-        return batch
+        return right_aligned(batch)[0]  # no pad before a real token (policies.padding)
 
     def encode_example(self, image, code: str) -> dict[str, torch.Tensor]:
         """:meth:`collate` of one (image, code) pair; tensors keep their batch dimension of 1."""

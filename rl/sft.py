@@ -35,7 +35,15 @@ from configs.sft import SFTConfig
 from rl.checkpoint import check_image_size
 from rl.files import write_json
 from rl.runtime import quiet_libraries, set_threads
-from rl.sft_setup import FINAL, ensure_corpus, initial_policy, load_splits, save_final, write_config
+from rl.sft_setup import (
+    FINAL,
+    TrainingDiverged,
+    ensure_corpus,
+    initial_policy,
+    load_splits,
+    save_final,
+    write_config,
+)
 
 PROG = "rl.sft"
 SUMMARY = "sft_summary.json"
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = from_args(SFTConfig, args)
         summary = run(config)
-    except (ConfigError, UsageError) as error:
+    except (ConfigError, UsageError, TrainingDiverged) as error:
         fail(PROG, error)
     print(_describe(summary))
     return 0

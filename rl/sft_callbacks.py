@@ -1,8 +1,10 @@
-"""``transformers.Trainer`` callbacks of ``rl.sft``: the metrics line and the generation evaluation.
+"""``transformers.Trainer`` callbacks of ``rl.sft``: metrics line, divergence stop, generation evaluation.
 
 - :class:`MetricsProgress` keeps the Trainer's progress bar and prints one line per logging
   step with namespaced names: ``step 20/300 train/loss=2.31 train/grad_norm=0.84 train/lr=0.00098
   charts/tokens_per_s=4120``.
+- :class:`StopOnNonFinite` ends the run with :class:`TrainingDiverged` at the first NaN or
+  infinite loss or gradient norm, rather than training on and saving NaN weights.
 - :class:`GenerationEval` greedily decodes a program for each of a few val images every
   ``every`` steps (and at the last step), runs and scores them on a
   :class:`renderer.pool.RenderPool`, and logs one line and a ``log_history`` entry:
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -22,6 +25,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from configs.sft import SFTConfig
 from reward.protocol_scorer import ProtocolScorer, summarise_breakdowns
+from rl.sft_setup import TrainingDiverged
 
 _NAMES = {
     "loss": "train/loss",
@@ -50,6 +54,23 @@ class MetricsProgress(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and self.training_bar is not None and logs:
             self.training_bar.write(format_metrics(state.global_step, state.max_steps, logs))
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stop SFT at the first log event whose loss or gradient norm is NaN or infinite.
+
+    Once a step's gradient is NaN, clipping spreads it to every weight and every later step
+    learns nothing; the Trainer would run on and ``final/`` would hold NaN weights. Raises
+    :class:`TrainingDiverged` naming the step (``rl.sft`` prints it as one line; checkpoints
+    written before the step stay)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"training diverged by step {state.global_step}: {_NAMES[key]} is {value}; "
+                    f"final/ not written (checkpoints before that step are kept in {args.output_dir})")
 
 
 def write_line(text: str) -> None:

@@ -51,6 +51,11 @@ def ensure_corpus(config: SFTConfig, progress: bool = True) -> str:
     return corpus_dir
 
 
+class TrainingDiverged(RuntimeError):
+    """SFT logged a loss or gradient norm that is not finite: the weights are no longer usable
+    (raised by :class:`rl.sft_callbacks.StopOnNonFinite`)."""
+
+
 def load_splits(corpus_dir: str, policy: PolicyConfig):
     """``(train, val)`` datasets of the corpus: what ``policy`` is shown (:func:`input_columns`),
     code and family (val also id and mesh_path).

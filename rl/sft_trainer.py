@@ -27,7 +27,7 @@ from transformers.trainer_callback import ProgressCallback
 from configs.sft import SFTConfig
 from policies import SFTCollator
 from rl.sft_aux import FamilyCollator, ImageAuxModel, ParamTable, corpus_families
-from rl.sft_callbacks import MetricsProgress, write_line
+from rl.sft_callbacks import MetricsProgress, StopOnNonFinite, write_line
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -119,6 +119,7 @@ def build_trainer(config: SFTConfig, policy, train_dataset, run_dir: str, callba
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(MetricsProgress())
+    trainer.add_callback(StopOnNonFinite())
     return trainer
 
 

@@ -87,10 +87,15 @@ def pretrained_dir(tmp_path_factory, tokenizer):
 
 
 def response(policy, images, codes):
-    """``(sft batch, response tokens (B, T), mask (B, T))`` of the programs ``codes``."""
+    """``(sft batch, response tokens (B, T), mask (B, T))`` of the programs ``codes`` (each code's
+    tokens and eos, right-padded; the batch has each row's real tokens first, policies.padding)."""
     batch = policy.collate(images, codes)
-    prompt = policy.prompt_inputs(images)["input_ids"].shape[1]
-    return batch, batch["input_ids"][:, prompt:], batch["attention_mask"][:, prompt:].bool()
+    rows = [policy.encode_code(code) + policy.eos_ids[:1] for code in codes]
+    tokens = torch.full((len(rows), max(map(len, rows))), policy.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(tokens.shape, dtype=torch.bool)
+    for i, ids in enumerate(rows):
+        tokens[i, : len(ids)], mask[i, : len(ids)] = torch.tensor(ids), True
+    return batch, tokens, mask
 
 
 def sft_steps(policy, batch, steps: int = 1) -> None:

@@ -60,13 +60,12 @@ def test_prompts_carry_qwen_vision_inputs_left_padded(policy, parts):
 
 def test_sft_labels_only_code_and_eos_and_only_adapters_and_value_head_train(policy, parts, codes):
     batch, tokens, mask = response(policy, parts, codes)
-    prompt = batch["input_ids"].shape[1] - tokens.shape[1]
-    assert (batch["labels"][:, :prompt] == -100).all()
-    for row, code in enumerate(codes):
-        expected = policy.encode_code(code) + policy.eos_ids[:1]
-        assert batch["labels"][row, prompt:][mask[row]].tolist() == expected
-        assert (batch["labels"][row, prompt:][~mask[row]] == -100).all()
-    assert (batch["mm_token_type_ids"][:, prompt:] == 0).all(), "response tokens are text"
+    for row in range(len(codes)):
+        expected, labels = tokens[row, mask[row]].tolist(), batch["labels"][row]
+        end = int(batch["attention_mask"][row].sum())  # the row's real tokens come first
+        assert labels[labels != -100].tolist() == expected == labels[end - len(expected) : end].tolist()
+        assert batch["input_ids"][row, end - len(expected) : end].tolist() == expected
+    assert (batch["mm_token_type_ids"][batch["labels"] != -100] == 0).all(), "response tokens are text"
     trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or n.startswith("value_head.") for n in trainable)
     assert not any("visual" in n for n in trainable), "lora_text_only keeps adapters out of the vision tower"

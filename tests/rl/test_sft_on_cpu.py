@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from configs.policy import PolicyConfig
 from rl.sft_trainer import build_trainer, last_checkpoint
@@ -168,3 +169,23 @@ def test_missing_corpus_is_built_when_asked(tmp_path):
                         corpus_workers=0)
     assert ensure_corpus(config, progress=False) == str(tmp_path / "built")
     assert has_corpus(str(tmp_path / "built"))
+
+
+def test_a_nan_loss_stops_training_with_one_line_and_no_final(tiny_corpus, tmp_path):
+    from policies import build_policy
+    from rl.sft_setup import TrainingDiverged, load_splits
+
+    config = sft_config(tiny_corpus, str(tmp_path), "nan", max_steps=6, logging_steps=1, save_steps=1000)
+    train, _ = load_splits(tiny_corpus, PolicyConfig())
+    policy = build_policy(config.policy, texts=train["code"])
+    steps = []
+    # From the third step on, the logits are NaN (as a CUDA kernel's NaN gradient leaves them).
+    hook = policy.model.get_output_embeddings().register_forward_hook(
+        lambda _module, _inputs, logits: logits * float("nan") if len(steps) >= 2 else logits)
+    trainer = build_trainer(config, policy, train, str(tmp_path / "run"))
+    counter = type("Count", (TrainerCallback,), {"on_step_end": lambda *a, **k: steps.append(1)})
+    trainer.add_callback(counter())
+    with pytest.raises(TrainingDiverged, match=r"diverged by step 3: train/(loss|grad_norm) is nan"):
+        trainer.train()
+    hook.remove()
+    assert len(steps) == 3, "stopped at the first log event after the NaN step"
