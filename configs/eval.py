@@ -58,6 +58,10 @@ class EvalConfig:
     settings the checkpoint's PPO run trained with, else the defaults (configs/reward.py)."""
     no_size: bool = False
     """Hide the part's size from a policy that reads sizes (how it does with the pictures alone)."""
+    retrieve: int = 0
+    """Also try the programs of the N training parts whose four views look most like the input's
+    (pixels, policies.exemplars; the corpus's train split) as candidates of the selected program,
+    chosen like the policy's by agreement with the input, never by the target; 0: off."""
     views: bool = True
     """Write each program's views and the target's as PNG next to the records (for the report)."""
     against: str = "image"
@@ -83,6 +87,7 @@ class EvalConfig:
         _check_refine(self)
         _need(self, self.against in AGAINST, "against", f"must be one of {', '.join(AGAINST)}")
         _need(self, self.k >= 0, "k", "must be >= 0")
+        _need(self, self.retrieve >= 0, "retrieve", "must be >= 0 (0: off)")
         _need(self, self.limit is None or self.limit >= 1, "limit", "must be >= 1")
         _need(self, self.temperature > 0, "temperature", "must be > 0")
         _need(self, 0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
@@ -111,6 +116,12 @@ class PredictConfig:
     """Programs to try: the greedy one plus k - 1 sampled."""
     out: str | None = None
     """Output folder; None: runs/predict/<image file stem>."""
+    retrieve: int = 0
+    """Also try the programs of the N training parts whose views look most like the input (pixels,
+    policies.exemplars; the train split of --corpus_dir, else of the corpus the checkpoint was
+    trained on) beside the policy's k, chosen among them the same way; 0: off."""
+    corpus_dir: str | None = None
+    """Corpus whose train split --retrieve looks in; None: the checkpoint's (its sft_config.json)."""
     select: str = "input"
     """How to rank valid programs: input (agreement of the render with the input: SSIM and silhouette
     IoU with the picture, and with --mesh the mesh's views, chamfer and IoU) or consensus (mean
@@ -154,6 +165,7 @@ class PredictConfig:
     def __post_init__(self):
         _need(self, bool(self.checkpoint), "checkpoint", "must name a policy folder")
         _need(self, self.k >= 1, "k", "must be >= 1")
+        _need(self, self.retrieve >= 0, "retrieve", "must be >= 0 (0: off)")
         _need(self, self.select in SELECT, "select", f"must be one of {', '.join(SELECT)}")
         _need(self, self.mesh is None or bool(self.mesh.strip()), "mesh", "must name a mesh file")
         _check_refine(self)

@@ -73,13 +73,20 @@ class ExemplarIndex:
 
     def nearest_row(self, part) -> int:
         """Row of the nearest indexed part other than ``part`` itself (same ``id``)."""
+        return self.nearest_rows(part, 1)[0]
+
+    def nearest_rows(self, part, n: int) -> list[int]:
+        """Rows of the ``n`` nearest indexed parts other than ``part`` itself, nearest first (fewer
+        when the index holds fewer other parts)."""
         distance = self.distances(part)
         own = self._row_of.get(getattr(part, "id", None))
         if own is not None:
             if len(self.ids) == 1:
                 raise ValueError("an exemplar index of one part has no other part to show")
             distance[own] = np.inf
-        return int(np.argmin(distance))
+        n = min(n, len(distance) - (own is not None))
+        nearest = np.argpartition(distance, n - 1)[:n] if n < len(distance) else np.arange(len(distance))
+        return [int(i) for i in sorted(nearest, key=lambda i: (distance[i], i))][:n]
 
     def nearest(self, part) -> str:
         """Program of the nearest indexed part other than ``part`` itself."""

@@ -9,6 +9,7 @@ Commands::
     python -m rl.eval --checkpoint runs/sft/final --split test --reward_from runs/ppo   # the same ones
     python -m rl.eval --checkpoint runs/ppo/final --split test --k 0 --refine 200       # greedy, refined
     python -m rl.eval --checkpoint runs/ppo/final --split test --k 0 --refine 200 --against mesh
+    python -m rl.eval --checkpoint runs/ppo/final --split test --k 0 --retrieve 1  # + nearest train program
     python -m rl.eval --help
 
 For every image of the split the policy decodes one greedy program and ``k`` sampled ones;
@@ -21,7 +22,9 @@ highest reward (an **oracle** pick: it uses the target, as cadrille's best-of-k 
 **selected** program is what inference without the target keeps (``rl.predict``): among the
 greedy and the ``k`` sampled programs, the one whose render agrees best with the input
 (:func:`rl.refine.choose`, on the agreement the same render gave; ``--against image``: the input
-picture, ``mesh``: the target mesh given as an input, as ``rl.predict --mesh``). ``--refine N``
+pictures, ``mesh``: the target mesh given as an input, as ``rl.predict --mesh``); ``--retrieve N``
+adds the programs of the N training parts whose views are nearest in pixels to the candidates
+(never the part itself; records of mode ``retrieved``, ``extra.retrieved_from``). ``--refine N``
 then tunes the selected program's numeric literals against the same input
 (:func:`rl.refine.refine`, at most N renders and ``--refine_seconds`` per image, on the same pool)
 and scores the refined program like the others. Writes into ``--out`` (default
@@ -72,11 +75,15 @@ from rl.runtime import quiet_libraries, set_threads
 PROG = "rl.eval"
 PICKS = {
     "greedy": "the greedy program",
-    "selected": "among greedy + k sampled, best agreement with the input (rl.refine.choose), not the target",
+    "selected": "among greedy + k sampled (+ retrieve training parts' programs), best agreement with the "
+                "input (rl.refine.choose), not the target",
     "best_of_k": "ORACLE: the sampled program with the highest reward against the hidden target",
     "refined": "the selected program (greedy when k = 0) after rl.refine.refine against the input",
 }
 """What each figure of ``metrics.json`` is computed on."""
+MODES = ("greedy", "sample", "retrieved", "refined")
+NUMBERED = ("sample", "retrieved")
+"""Modes of which a target has several programs, numbered in their record ids."""
 INPUT = "#input"
 """Suffix of the id of a target registered with the input alone (what refinement scores against)."""
 
@@ -99,7 +106,7 @@ def load_rows(corpus_dir: str, split: str, limit: int | None, columns=("image",)
 def _record(row, mode: str, index: int, text: str, scored, config: EvalConfig):
     from reward.records import SampleRecord
 
-    record_id = f"{row['id']}/{mode}" + (f"{index}" if mode == "sample" else "")
+    record_id = f"{row['id']}/{mode}" + (f"{index}" if mode in NUMBERED else "")
     views = {}
     if config.views:
         views = {"target_views": f"views/{row['id']}_target.png",
@@ -114,29 +121,40 @@ def _record(row, mode: str, index: int, text: str, scored, config: EvalConfig):
     return SampleRecord.from_breakdown(record_id, row["id"], text, scored.breakdown, **views, extra=extra)
 
 
+def selects(config: EvalConfig) -> bool:
+    """Whether a program is selected among several (k, retrieve) or refined, by agreement with the input."""
+    return bool(config.k or config.retrieve or config.refine)
+
+
 def register_targets(pool, corpus_dir: str, rows: list[dict], config: EvalConfig) -> None:
     """Register each row's target mesh (read once) on ``pool`` (its scorer a
-    :class:`reward.protocol_scorer.EvalScorer`) with, when programs are selected (``k`` > 0 or
-    ``refine``), the input they are selected on (``against``: the picture, or the same mesh);
-    with ``refine``, the input alone too, as ``id + INPUT``."""
+    :class:`reward.protocol_scorer.EvalScorer`) with, when programs are selected (:func:`selects`),
+    the input they are selected on (``against``: the part's four views when the evaluation reads
+    them, for a tiled policy or ``retrieve``, else its iso view; or the same mesh); with ``refine``,
+    the input alone too, as ``id + INPUT``."""
+    import numpy as np
+
     from corpus.dataset import load_mesh
+    from policies.inputs import PartInput
     from reward.agreement import picture_of
 
     for row in rows:
         mesh = load_mesh(corpus_dir, row)
         inputs = None
-        if config.k or config.refine:
-            inputs = (picture_of(row["image"]), None) if config.against == "image" else (None, mesh)
+        if selects(config):
+            pictures = np.stack([picture_of(view) for view in PartInput.of(row).views])
+            inputs = (pictures, None) if config.against == "image" else (None, mesh)
         pool.add_target(row["id"], mesh, inputs)
         if config.refine:
             pool.add_target(row["id"] + INPUT, None, inputs)
 
 
 def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
-                   agreements: dict | None = None) -> list:
-    """Decode, render and score one batch of rows; one record per program (greedy first). Each
-    program's :class:`reward.agreement.Agreement` (when the pool scores one) goes into
-    ``agreements`` under its record's id."""
+                   agreements: dict | None = None, index=None) -> list:
+    """Decode, render and score one batch of rows; one record per program (greedy first, then
+    sampled, then the programs of the ``config.retrieve`` nearest training parts in ``index``, a
+    :class:`policies.exemplars.ExemplarIndex`). Each program's :class:`reward.agreement.Agreement`
+    (when the pool scores one) goes into ``agreements`` under its record's id."""
     from policies.inputs import PartInput
     from renderer.pool import ScoreRequest
 
@@ -148,17 +166,25 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
         sampled = policy.sample(images, n=config.k, max_new_tokens=config.max_new_tokens,
                                 temperature=config.temperature, top_p=config.top_p).texts
         programs += [(j // config.k, "sample", j % config.k, text) for j, text in enumerate(sampled)]
+    retrieved = {}
+    if config.retrieve and index is not None:
+        for i, part in enumerate(images):
+            for r, found in enumerate(index.nearest_rows(part, config.retrieve)):
+                programs.append((i, "retrieved", r, index.codes[found]))
+                retrieved[(i, r)] = index.ids[found]
     requests = []
     for i, mode, s, text in programs:
         paths = {}
         if config.views:
-            record_id = f"{rows[i]['id']}_{mode}" + (f"{s}" if mode == "sample" else "")
+            record_id = f"{rows[i]['id']}_{mode}" + (f"{s}" if mode in NUMBERED else "")
             paths = {"views_path": os.path.join(out, "views", f"{record_id}.png"),
                      "target_views_path": os.path.join(out, "views", f"{rows[i]['id']}_target.png")}
         requests.append(ScoreRequest(text, rows[i]["id"], **paths))
     records = []
     for (i, mode, s, text), scored in zip(programs, pool.score(requests), strict=True):
         records.append(_record(rows[i], mode, s, text, scored, config))
+        if mode == "retrieved":
+            records[-1].extra["retrieved_from"] = retrieved[(i, s)]
         if agreements is not None and scored.agreement is not None:
             agreements[records[-1].id] = scored.agreement
     return records
@@ -241,26 +267,29 @@ def run(config: EvalConfig) -> dict:
     weights, reward_source = resolve_reward(config.reward_from, config.checkpoint)
     print(f"{PROG}: reward settings from {reward_source}", flush=True)
     corpus_dir = resolve_corpus(config.checkpoint, config.corpus_dir)
-    dataset = load_rows(corpus_dir, config.split, config.limit, input_columns(policy.config))
+    columns = input_columns(policy.config) + (["views"] if config.retrieve else [])
+    dataset = load_rows(corpus_dir, config.split, config.limit, columns)
+    index = retrieval_index(corpus_dir) if config.retrieve else None
     check_image_size(dataset, policy.config, corpus_dir)
     out = config.out or os.path.join(config.checkpoint, f"eval_{config.split}")
     os.makedirs(out, exist_ok=True)
     protocol = ProtocolScorer(Scorer(weights, threads=1), protocol=config.protocol)
     scorer = EvalScorer(protocol, AgreementScorer())  # one render per program: figures and agreement
-    inference = config.k > 0 or config.refine > 0  # a selected program, and maybe its refinement
+    inference = selects(config)  # a selected program, and maybe its refinement
     records, agreements = [], {}
     with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool:
         with tqdm(total=len(dataset), desc=PROG, unit="image", dynamic_ncols=True) as bar:
             for start in range(0, len(dataset), config.batch_size):
                 rows = [dataset[i] for i in range(start, min(start + config.batch_size, len(dataset)))]
                 register_targets(pool, corpus_dir, rows, config)
-                records += evaluate_batch(policy, pool, rows, config, out, agreements)
+                records += evaluate_batch(policy, pool, rows, config, out, agreements, index)
                 bar.update(len(rows))
         if inference:
             refined = select_and_refine(pool, dataset, records, agreements, config)
             records += score_refined(pool, refined, config, out)
     greedy = [r for r in records if r.extra["mode"] == "greedy"]
     selected = [r for r in records if r.extra["selected"]]
+    selected_figures = bool(selected) and bool(config.k or config.retrieve)
     best = mark_best_of_k(records)
     records_path = write_records(os.path.join(out, "records.jsonl"), records)
     seconds = time.perf_counter() - started
@@ -271,6 +300,7 @@ def run(config: EvalConfig) -> dict:
         "limit": config.limit,
         "n_images": len(dataset),
         "k": config.k,
+        "retrieve": config.retrieve,
         "temperature": config.temperature,
         "top_p": config.top_p,
         "max_new_tokens": config.max_new_tokens or policy.config.max_new_tokens,
@@ -283,7 +313,8 @@ def run(config: EvalConfig) -> dict:
                    "target_frame": "the target's own frame (mm), as the reward grades"},
         "picks": PICKS,
         "greedy": figures_of(greedy, config.protocol, intervals=True),
-        "selected": figures_of(selected, config.protocol, intervals=True) if config.k and selected else None,
+        "selected": figures_of(selected, config.protocol, intervals=True) if selected_figures else None,
+        "selected_modes": {m: sum(r.extra["mode"] == m for r in selected) for m in MODES} or None,
         "best_of_k": figures_of(best, config.protocol, intervals=True) if best else None,
         "refined": None,
         "refine": None,
@@ -301,6 +332,24 @@ def run(config: EvalConfig) -> dict:
                                      reward_source=reward_source)
     metrics["out"] = out
     return metrics
+
+
+def retrieval_index(corpus_dir: str, prog: str = PROG):
+    """:class:`policies.exemplars.ExemplarIndex` of the corpus's train split (``--retrieve``)."""
+    from corpus.dataset import load
+    from policies.exemplars import ExemplarIndex
+
+    started = time.perf_counter()
+    try:
+        train = load(corpus_dir, "train").select_columns(["id", "views", "code"])
+    except FileNotFoundError as error:
+        raise UsageError(f"--retrieve looks in the train split: {error}") from None
+    if len(train) == 0:
+        raise UsageError(f"--retrieve looks in the train split, and {corpus_dir!r} has none")
+    index = ExemplarIndex.build(train)
+    print(f"{prog}: --retrieve looks among {len(train)} train parts ({time.perf_counter() - started:.0f} s "
+          "to index)", flush=True)
+    return index
 
 
 def policy_input(policy, config: EvalConfig) -> dict:

@@ -8,6 +8,7 @@ Commands::
     python -m rl.predict --tile views.png                          # the four views tiled 2x2
     python -m rl.predict --mesh part.stl --refine 200              # an STL: its views and its size
     python -m rl.predict part.png --select consensus
+    python -m rl.predict --mesh part.stl --retrieve 4   # also the 4 nearest training parts' programs
     python -m rl.predict part.png --checkpoint runs/ppo/final --refine 200       # then tune its numbers
     python -m rl.predict --help
 
@@ -17,7 +18,9 @@ tiled policy then sees three blank views: a note says quality is lower); ``--siz
 gives the size when no mesh does. Each picture may be any size, RGB, grayscale or with alpha
 (composited on white); it is padded to a square with white and resized by the policy. The
 policy writes ``k`` programs (the greedy one, then ``k - 1`` sampled); each runs in OpenSCAD.
-The kept program is:
+With ``--retrieve N`` the programs of the N training parts whose views are nearest in pixels
+(:class:`policies.exemplars.ExemplarIndex` of the train split) join them as candidates. The kept
+program is:
 
 1. a **valid** one (a usable 3-D mesh) before any invalid one;
 2. among valid ones, by ``--select``:
@@ -59,7 +62,7 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -186,6 +189,8 @@ class Prediction:
     """The kept program's own-frame views; None when no program is valid."""
     refined: object = None
     """The :class:`rl.refine.RefineResult` of ``--refine``, or None."""
+    retrieved: list = field(default_factory=list)
+    """Ids of the training parts whose programs follow the policy's (``--retrieve``), in order."""
 
     @property
     def valid(self) -> bool:
@@ -193,8 +198,11 @@ class Prediction:
 
     def candidates(self) -> list[dict]:
         """Every program as ``candidates.json`` lists it."""
+        first_retrieved = len(self.codes) - len(self.retrieved)
         return [
-            {"index": i, "mode": "greedy" if i == 0 else "sample", "status": str(r.status),
+            {"index": i, "mode": "greedy" if i == 0 else "sample" if i < first_retrieved else "retrieved",
+             "retrieved_from": self.retrieved[i - first_retrieved] if i >= first_retrieved else None,
+             "status": str(r.status),
              "valid": self.views[i] is not None, "score": self.scores[i],
              "agreement": self.agreements[i].to_dict(), "openscad_seconds": r.seconds,
              "stderr": r.stderr.strip().splitlines()[-1:] if not r.ok else [], "code": text}
@@ -203,9 +211,11 @@ class Prediction:
 
 
 def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: str = "input",
-          progress=None) -> Prediction:
-    """Sample ``config.k`` programs of ``inputs.image``, run each in the sandboxed OpenSCAD, keep one
-    by ``config.select`` and, with ``config.refine``, tune its numbers (:func:`rl.refine.refine`).
+          progress=None, index=None) -> Prediction:
+    """Sample ``config.k`` programs of ``inputs.image``, add the programs of the ``config.retrieve``
+    training parts nearest to it in ``index`` (a :class:`policies.exemplars.ExemplarIndex`, when
+    given), run each in the sandboxed OpenSCAD, keep one by ``config.select`` and, with
+    ``config.refine``, tune its numbers (:func:`rl.refine.refine`).
 
     ``pool``: a :class:`renderer.pool.RenderPool` of an :class:`AgreementScorer` for the refinement,
     which registers the inputs there as ``target_id`` (None: a pool of ``config.render_workers`` is
@@ -222,6 +232,10 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     if config.k > 1:
         codes += policy.sample([inputs.image], n=config.k - 1, max_new_tokens=config.max_new_tokens,
                                temperature=config.temperature, top_p=config.top_p).texts
+    retrieved = []
+    if index is not None and config.retrieve:
+        rows = index.nearest_rows(inputs.image, config.retrieve)
+        codes, retrieved = codes + [index.codes[r] for r in rows], [index.ids[r] for r in rows]
     tell(0.4, f"rendering {len(codes)} program{'s' * (len(codes) > 1)} with OpenSCAD")
     with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
         results = list(threads.map(run_openscad, codes))
@@ -236,7 +250,8 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
         if refined.code != code:
             code, result = refined.code, run_openscad(refined.code)
             kept_views = own_views(result)
-    return Prediction(codes, results, views, agreements, scores, best, code, result, kept_views, refined)
+    return Prediction(codes, results, views, agreements, scores, best, code, result, kept_views, refined,
+                      retrieved)
 
 
 def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:
@@ -287,7 +302,8 @@ def predict(image_path: str | None, config: PredictConfig) -> dict:
     stem = os.path.splitext(os.path.basename(source.strip()))[0]
     out = config.out or os.path.join("runs", "predict", stem)
     os.makedirs(out, exist_ok=True)
-    prediction = infer(policy, inputs, config)
+    index = retrieval_index(policy, config) if config.retrieve else None
+    prediction = infer(policy, inputs, config, index=index)
     if prediction.refined is not None:
         with open(os.path.join(out, "unrefined.scad"), "w", encoding="utf-8") as fh:
             fh.write(prediction.refined.start_code)
@@ -299,13 +315,24 @@ def predict(image_path: str | None, config: PredictConfig) -> dict:
         "size": list(inputs.image.size) if inputs.image.size else None,
         "size_shown": bool(inputs.image.size) and policy.config.size_in_prompt,
         "exemplar": exemplar_shown(policy, inputs.image),
-        "checkpoint": config.checkpoint, "select": config.select,
+        "checkpoint": config.checkpoint, "select": config.select, "retrieve": config.retrieve,
         "chosen": prediction.chosen, "valid": prediction.valid, "status": str(prediction.result.status),
         "out": out, "candidates": prediction.candidates(),
         "refine": prediction.refined.to_dict() if prediction.refined else None,
     }
     write_json(os.path.join(out, "candidates.json"), summary)
     return summary
+
+
+def retrieval_index(policy, config: PredictConfig):
+    """The index ``--retrieve`` looks in: the policy's own exemplar index, else one of the train split
+    of ``--corpus_dir`` or the corpus the checkpoint was trained on (:func:`rl.eval.retrieval_index`)."""
+    from rl.checkpoint import resolve_corpus
+    from rl.eval import retrieval_index as corpus_index
+
+    if policy.exemplars is not None:
+        return policy.exemplars
+    return corpus_index(resolve_corpus(config.checkpoint, config.corpus_dir), PROG)
 
 
 def exemplar_shown(policy, part) -> str | None:

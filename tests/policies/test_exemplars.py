@@ -37,6 +37,13 @@ def test_the_nearest_part_is_the_most_alike_other_part_never_itself(index):
     assert index.nearest(PartInput(tuple(train[1]["views"]))) == "cube(100);\n", "no id: itself"
 
 
+def test_the_n_nearest_parts_come_nearest_first_never_the_part_itself(index):
+    assert index.nearest_rows(PartInput(tuple(views_of(104))), 3) == [1, 3, 0]  # levels 100, 110, 10
+    own = PartInput.of(rows()[1])
+    assert index.nearest_rows(own, 3) == [3, 0, 2] and index.nearest_rows(own, 10) == [3, 0, 2]
+    assert index.nearest_rows(PartInput(tuple(views_of(104))), 10) == [1, 3, 0, 2]
+
+
 def test_one_picture_is_compared_with_the_iso_views_only(index):
     picture = np.full((16, 16), 198, dtype=np.uint8)
     assert index.nearest(PartInput((picture,))) == "cube(200);\n"

@@ -334,3 +334,61 @@ def test_eval_renders_each_program_once_on_one_pool_and_reads_each_mesh_once(tin
     protocol = metrics["greedy"]["protocol"]
     low, high = protocol["iou_mean_ci95"]
     assert f"IoU {protocol['iou_mean']:.3f} [{low:.3f}, {high:.3f}]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_eval_retrieve_adds_the_nearest_training_programs_as_candidates(tiny_corpus, tmp_path, monkeypatch,
+                                                                        split):
+    import rl.eval
+    from corpus.dataset import load
+
+    train = {r["id"]: r["code"] for r in load(tiny_corpus, "train")}
+    policy = SimpleNamespace(  # writes a broken program: the selected one can only be retrieved
+        sample=lambda images, n=1, **kw: SimpleNamespace(texts=["cube([1, 2;"] * (len(images) * n)),
+        config=SimpleNamespace(kind="fake", max_new_tokens=16, views="iso", size_in_prompt=False,
+                               image_size=128, exemplars=False), exemplars=None)
+    monkeypatch.setattr(rl.eval, "load_checkpoint", lambda path: policy)
+    out = tmp_path / "eval"
+    rl.eval.main(["--checkpoint", "unused", "--corpus_dir", tiny_corpus, "--split", split, "--k", "0",
+                  "--retrieve", "2", "--limit", "3", "--render_workers", "0", "--reward_from", "default",
+                  "--out", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    retrieved = [r for r in records if r["extra"]["mode"] == "retrieved"]
+    assert len(retrieved) == 6
+    assert {r["id"].rsplit("/", 1)[1] for r in retrieved} == {"retrieved0", "retrieved1"}
+    for record in retrieved:
+        assert record["code"] == train[record["extra"]["retrieved_from"]], "a training part's own program"
+        assert record["extra"]["retrieved_from"] != record["target_id"], "never the part itself"
+    selected = [r for r in records if r["extra"]["selected"]]
+    assert len(selected) == 3 and all(r["extra"]["mode"] == "retrieved" for r in selected)
+    for target in {r["target_id"] for r in retrieved}:
+        group = [r for r in retrieved if r["target_id"] == target]
+        chosen = [r for r in group if r["extra"]["selected"]][0]
+        assert chosen["extra"]["agreement"] == max(r["extra"]["agreement"] for r in group)
+    assert metrics["retrieve"] == 2 and metrics["selected_modes"]["retrieved"] == 3
+    assert metrics["selected"]["invalid_ratio"] == 0 and metrics["greedy"]["invalid_ratio"] == 1
+
+
+def test_predict_retrieve_keeps_a_training_part_program_when_the_policy_writes_none(tiny_corpus, tmp_path,
+                                                                                    monkeypatch):
+    import rl.predict
+    from corpus.dataset import load, load_mesh
+    from renderer.stl import write_binary_stl
+
+    train = {r["id"]: r["code"] for r in load(tiny_corpus, "train")}
+    row = load(tiny_corpus, "test")[0]
+    monkeypatch.setattr(rl.predict, "load_checkpoint", lambda path: fake_policy(lambda greedy: "cube([1, 2;"))
+    write_binary_stl(str(tmp_path / "part.stl"), *load_mesh(tiny_corpus, row))
+    rl.predict.main(["--mesh", str(tmp_path / "part.stl"), "--k", "2", "--retrieve", "3", "--corpus_dir",
+                     tiny_corpus, "--out", str(tmp_path / "pred")])
+    summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
+    modes = [c["mode"] for c in summary["candidates"]]
+    assert modes == ["greedy", "sample", "retrieved", "retrieved", "retrieved"] and summary["retrieve"] == 3
+    retrieved = summary["candidates"][2:]
+    assert all(c["code"] == train[c["retrieved_from"]] for c in retrieved)
+    assert summary["valid"] and summary["chosen"] >= 2
+    assert summary["chosen"] == 2 + max(range(3), key=lambda i: (retrieved[i]["score"], -i))
+    with pytest.raises(SystemExit):  # a corpus without a train split is one line
+        rl.predict.main(["--mesh", str(tmp_path / "part.stl"), "--retrieve", "1", "--corpus_dir",
+                         str(tmp_path), "--out", str(tmp_path / "pred2")])
