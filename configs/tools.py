@@ -15,6 +15,9 @@ def _need(config, ok: bool, name: str, why: str) -> None:
         raise ValueError(f"{name} {why}, got {getattr(config, name)!r}")
 
 
+PICKS = ("greedy", "selected")
+
+
 @dataclass
 class CompareConfig:
     """Compare two rl.eval results of one split, with paired bootstrap intervals on the differences."""
@@ -29,12 +32,18 @@ class CompareConfig:
     """Column names of a and b, comma-separated."""
     out: str | None = None
     """Folder for comparison.json and comparison.md (None: only print the table)."""
+    picks: tuple[str, ...] = ("greedy", "greedy")
+    """Which program of each evaluation, comma-separated: greedy, or selected (the one inference
+    keeps: best agreement with the input among greedy, sampled and retrieved; rl.eval --k/--retrieve).
+    a and b may then be one folder: greedy,selected."""
 
     def __post_init__(self):
         _need(self, bool(self.a), "a", "must name a folder")
         _need(self, bool(self.b), "b", "must name a folder")
         _need(self, len(self.names) == 2 and all(n.strip() for n in self.names), "names",
               "must be two comma-separated names")
+        _need(self, len(self.picks) == 2 and all(p.strip() in PICKS for p in self.picks), "picks",
+              f"must be two comma-separated picks, each one of {', '.join(PICKS)}")
 
 
 @dataclass

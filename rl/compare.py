@@ -4,13 +4,15 @@ Commands::
 
     python -m rl.compare runs/sft/final/eval_test runs/ppo/final/eval_test
     python -m rl.compare A_EVAL B_EVAL --names SFT,PPO --out runs/demo/comparison_test
+    python -m rl.compare EVAL EVAL --picks greedy,selected --names greedy,kept   # what selection adds
     python -m rl.compare --help
 
 Each argument is an ``rl.eval`` output folder (``metrics.json`` + ``records.jsonl``). Two
 evaluations are compared only when they measured the same thing: the same corpus, split and
 number of images (``limit``), the same decoding (``k``, ``temperature``, ``top_p``,
 ``max_new_tokens``), the same reward settings and protocol, and greedy records for the same
-targets; otherwise the command
+targets (``--picks``: or the programs inference selected, see ``rl.eval --k/--retrieve``; sampling
+settings may then differ); otherwise the command
 stops with a one-line reason (exit 2) and names what differs (re-run one ``rl.eval``, e.g. with
 ``--reward_from`` the other's run). A target whose program the render pool failed on in either
 evaluation (a dead worker, a scoring error: ``extra["infrastructure"]``) is left out of both and
@@ -84,10 +86,13 @@ SAME = (  # (what, metrics.json key): two evaluations that differ in one of thes
     ("reward settings", "reward"),
     ("protocol", "protocol_settings"),
 )
+SAMPLING = ("k", "temperature", "top_p")
+"""Settings of :data:`SAME` that only what picked a selected program depends on."""
 
 
-def read_eval(folder: str) -> tuple[dict, dict[str, SampleRecord]]:
-    """``(metrics, {target_id: greedy record})`` of one ``rl.eval`` output folder."""
+def read_eval(folder: str, pick: str = "greedy") -> tuple[dict, dict[str, SampleRecord]]:
+    """``(metrics, {target_id: record})`` of one ``rl.eval`` output folder: each target's greedy
+    record, or with ``pick`` selected the one inference kept (``extra["selected"]``)."""
     metrics_path, records_path = (os.path.join(folder, name) for name in ("metrics.json", "records.jsonl"))
     for path in (metrics_path, records_path):
         if not os.path.isfile(path):
@@ -99,13 +104,15 @@ def read_eval(folder: str) -> tuple[dict, dict[str, SampleRecord]]:
             records = [SampleRecord.from_dict(json.loads(line)) for line in fh if line.strip()]
     except (ValueError, TypeError, KeyError) as error:
         raise UsageError(f"{folder!r} holds a broken metrics.json or records.jsonl: {error}") from None
-    greedy = {}
+    picked = {}
     for record in records:
-        if record.extra.get("mode") == "greedy":
-            if record.target_id in greedy:
-                raise UsageError(f"{records_path} holds two greedy records of {record.target_id!r}")
-            greedy[record.target_id] = record
-    return metrics, greedy
+        if (record.extra.get("mode") == "greedy") if pick == "greedy" else record.extra.get("selected"):
+            if record.target_id in picked:
+                raise UsageError(f"{records_path} holds two {pick} records of {record.target_id!r}")
+            picked[record.target_id] = record
+    if pick == "selected" and not picked:
+        raise UsageError(f"{folder!r} selected no program (rl.eval ran with --k 0 and no --retrieve)")
+    return metrics, picked
 
 
 def _differing(a, b) -> str:
@@ -116,16 +123,19 @@ def _differing(a, b) -> str:
     return f"{a!r} vs {b!r}"
 
 
-def check_comparable(a: tuple[str, dict, dict], b: tuple[str, dict, dict]) -> list[str]:
+def check_comparable(a: tuple[str, dict, dict], b: tuple[str, dict, dict], greedy: bool = True) -> list[str]:
     """The paired targets of two evaluations ``(folder, metrics, greedy records)``, sorted.
 
     Raises :class:`UsageError` with a one-line reason when the two did not measure the same thing:
     a setting of :data:`SAME` differs or is not recorded (an older ``rl.eval``), or the greedy
     records are not for the same targets (a missing target would make the table's means and the
-    intervals describe different sets).
+    intervals describe different sets). Unless both sides are ``greedy`` programs, the sampling
+    settings may differ (what picked the selected programs is what is compared).
     """
     (a_folder, a_metrics, a_records), (b_folder, b_metrics, b_records) = a, b
     for what, key in SAME:
+        if not greedy and key in SAMPLING:
+            continue
         for folder, metrics in ((a_folder, a_metrics), (b_folder, b_metrics)):
             if key not in metrics:
                 raise UsageError(
@@ -158,10 +168,13 @@ def _lookup(section: dict | None, path: tuple[str, ...]):
     return section
 
 
-def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -> dict:
+def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B"),
+            picks: tuple[str, str] = ("greedy", "greedy")) -> dict:
     """The comparison of two evaluations of one split (see the module docstring)."""
-    (a_metrics, a_records), (b_metrics, b_records) = read_eval(a_folder), read_eval(b_folder)
-    shared = check_comparable((a_folder, a_metrics, a_records), (b_folder, b_metrics, b_records))
+    a_metrics, a_records = read_eval(a_folder, picks[0])
+    b_metrics, b_records = read_eval(b_folder, picks[1])
+    shared = check_comparable((a_folder, a_metrics, a_records), (b_folder, b_metrics, b_records),
+                              greedy=picks == ("greedy", "greedy"))
     failed = [t for t in shared if any(r[t].extra.get("infrastructure") for r in (a_records, b_records))]
     shared = [t for t in shared if t not in failed]  # both sides lose the same targets
     if not shared:
@@ -195,6 +208,7 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B")) -
         }
     return {
         "names": list(names),
+        "picks": list(picks),
         "a": a_folder,
         "b": b_folder,
         "split": a_metrics["split"],
@@ -213,7 +227,8 @@ def table_markdown(comparison: dict) -> str:
     """The comparison as a Markdown table (figures, then the paired intervals)."""
     a_name, b_name = comparison["names"]
     lines = [
-        f"split `{comparison['split']}`, greedy programs, {comparison['n_paired']} paired targets"
+        f"split `{comparison['split']}`, {' vs '.join(comparison['picks'])} programs, "
+        f"{comparison['n_paired']} paired targets"
         + (f" ({len(comparison['infra_failed_targets'])} left out: the render pool failed on them)"
            if comparison["infra_failed_targets"] else ""),
         "",
@@ -257,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     description = "Compare two rl.eval results of one split, with paired bootstrap CIs."
     config = parse(PROG, description, CompareConfig, argv)
     try:
-        comparison = compare(config.a, config.b, tuple(name.strip() for name in config.names))
+        comparison = compare(config.a, config.b, tuple(name.strip() for name in config.names),
+                             tuple(pick.strip() for pick in config.picks))
     except UsageError as error:
         fail(PROG, error)
     print(table_markdown(comparison))

@@ -25,8 +25,10 @@ SETTINGS = {
 """What rl.eval records and rl.compare checks (abridged: the comparison only tests equality)."""
 
 
-def write_eval(folder, split: str, rewards: list[float], ious: list[float] | None = None, **settings) -> str:
-    """An rl.eval-shaped folder: one greedy record per target (reward < 0: invalid) and metrics.json."""
+def write_eval(folder, split: str, rewards: list[float], ious: list[float] | None = None, selected=False,
+               **settings) -> str:
+    """An rl.eval-shaped folder: one greedy record per target (reward < 0: invalid) and metrics.json;
+    ``selected``: the sampled record (reward 5, IoU 1) is each target's selected one."""
     folder.mkdir(parents=True)
     ious = ious or [max(r, 0.0) for r in rewards]
     with open(folder / "records.jsonl", "w") as fh:
@@ -38,7 +40,9 @@ def write_eval(folder, split: str, rewards: list[float], ious: list[float] | Non
                       "status": "ok" if valid else "syntax_error", "iou": iou, "valid": float(valid),
                       "extra": {"mode": "greedy", **protocol}}
             sample = {"id": f"t{i}/sample0", "target_id": f"t{i}", "code": "", "status": "ok", "total": 5.0,
-                      "iou": 1.0, "valid": 1.0, "extra": {"mode": "sample"}}
+                      "iou": 1.0, "valid": 1.0,
+                      "extra": {"mode": "sample", "selected": selected, "protocol_valid": True,
+                                "protocol_cd": 0.01, "protocol_iou": 1.0}}
             fh.write(json.dumps(greedy) + "\n" + json.dumps(sample) + "\n")
     invalid = sum(r < 0 for r in rewards) / len(rewards)
     greedy = {"invalid_ratio": invalid, "reward_mean": float(np.mean(rewards))}
@@ -253,3 +257,20 @@ def test_bad_curves_smooth_is_one_line_naming_the_key(tmp_path, capsys):
         curves.main([str(tmp_path), "--smooth", "0"])
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and err == "rl.curves: error: CurvesConfig: smooth must be >= 1, got 0\n"
+
+
+def test_the_selected_programs_compare_with_the_greedy_ones_of_the_same_evaluation(tmp_path):
+    rewards = list(np.linspace(0.1, 0.5, 12))
+    folder = write_eval(tmp_path / "e", "test", rewards, selected=True, k=4)
+    result = compare.compare(folder, folder, ("greedy", "kept"), ("greedy", "selected"))
+    iou = result["paired_bootstrap"]["IoU (invalid = 0)"]
+    assert result["picks"] == ["greedy", "selected"] and iou["b_mean"] == 1.0 and iou["excludes_zero"]
+    other_k = write_eval(tmp_path / "f", "test", rewards, selected=True, k=0)
+    with pytest.raises(UsageError, match="decoding k"):
+        compare.compare(folder, other_k)  # greedy against greedy: the settings must match
+    assert compare.compare(folder, other_k, picks=("selected", "selected"))["n_paired"] == 12
+    none = write_eval(tmp_path / "g", "test", rewards)
+    with pytest.raises(UsageError, match="selected no program"):
+        compare.compare(none, none, picks=("greedy", "selected"))
+    with pytest.raises(SystemExit):
+        compare.main([folder, folder, "--picks", "greedy,best"])
