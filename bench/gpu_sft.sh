@@ -16,7 +16,9 @@
 #     scripts/slim_corpus.py (train and a few val rows, no meshes).
 #
 # Usage, from the repository root: bash bench/gpu_sft.sh
-# Sizes (environment): VARIANTS ("name:flags;name:flags", default below), BATCH (64), WORKERS
+# Sizes (environment): SFT_CONFIG (configs/sft.yaml, the main job's policy: four views tiled, 64
+# image tokens; empty: the PolicyConfig defaults, the iso view and 16 image tokens), VARIANTS
+# ("name:flags;name:flags", default below: flags added to the config's), BATCH (64), WORKERS
 # (dataloader workers per run, 4), CAL_STEPS (40), BUDGET_S (420: the main runs' wall clock),
 # SFT_FLAGS ("--bf16"), STEPS (skip the calibration and train this many steps).
 # Results go to $OUT (default runs/gpu_sft_out): run.log, versions.txt, nvidia_smi.csv,
@@ -36,7 +38,8 @@ WORKERS=${WORKERS:-4}
 CAL_STEPS=${CAL_STEPS:-40}
 BUDGET_S=${BUDGET_S:-420}
 SFT_FLAGS=${SFT_FLAGS:---bf16}
-VARIANTS=${VARIANTS:-"tile64:;size:--policy.size_in_prompt true;size_params:--policy.size_in_prompt true --image_param_weight 0.5"}
+SFT_CONFIG=${SFT_CONFIG-configs/sft.yaml}
+VARIANTS=${VARIANTS:-"tile64:;tile64_size:--policy.size_in_prompt true;tile64_size_params:--policy.size_in_prompt true --image_param_weight 0.5"}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$RUNS"
 exec > >(tee "$OUT/run.log") 2>&1
@@ -67,7 +70,7 @@ train_all() {
     name=${spec%%:*}; flags=${spec#*:}
     rm -rf "${RUNS:?}/$prefix$name"
     # shellcheck disable=SC2086
-    timeout -k 10 "$limit" $PY -m rl.sft --corpus_dir "$CORPUS" --build_corpus no --runs_dir "$RUNS" \
+    timeout -k 10 "$limit" $PY -m rl.sft ${SFT_CONFIG:+--config "$SFT_CONFIG"} --corpus_dir "$CORPUS" --build_corpus no --runs_dir "$RUNS" \
       --name "$prefix$name" $SFT_FLAGS --per_device_batch_size "$BATCH" --max_steps "$steps" \
       --dataloader_workers "$WORKERS" --eval_steps 0 --save_steps "$steps" --logging_steps 50 --seed 0 $flags \
       > "$RUNS/$prefix$name.log" 2>&1 &
