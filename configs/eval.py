@@ -61,7 +61,8 @@ class EvalConfig:
     retrieve: int = 0
     """Also try the programs of the N training parts whose four views look most like the input's
     (pixels, policies.exemplars; the corpus's train split) as candidates of the selected program,
-    chosen like the policy's by agreement with the input, never by the target; 0: off."""
+    each scaled to the part's size when the input gives one, chosen like the policy's by agreement
+    with the input, never by the target; 0: off."""
     views: bool = True
     """Write each program's views and the target's as PNG next to the records (for the report)."""
     against: str = "image"
@@ -119,7 +120,8 @@ class PredictConfig:
     retrieve: int = 0
     """Also try the programs of the N training parts whose views look most like the input (pixels,
     policies.exemplars; the train split of --corpus_dir, else of the corpus the checkpoint was
-    trained on) beside the policy's k, chosen among them the same way; 0: off."""
+    trained on) beside the policy's k, each scaled to the part's size when known (--size, --mesh),
+    chosen among them the same way; 0: off."""
     corpus_dir: str | None = None
     """Corpus whose train split --retrieve looks in; None: the checkpoint's (its sft_config.json)."""
     select: str = "input"

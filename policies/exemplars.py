@@ -26,6 +26,8 @@ import numpy as np
 
 FILE = "exemplars.npz"
 DEFAULT_PIXELS = 32
+SCALED = "retrieved_part"
+"""The module a retrieved program is wrapped in to scale it (:meth:`ExemplarIndex.program`)."""
 
 
 def view_vector(view, pixels: int) -> np.ndarray:
@@ -38,9 +40,10 @@ def view_vector(view, pixels: int) -> np.ndarray:
 
 class ExemplarIndex:
     """Training parts to look up by their views: ``features (N, 4 * pixels**2)`` (iso, front, right,
-    top), ``ids`` and ``codes``."""
+    top), ``ids``, ``codes`` and, when known, ``sizes (N, 3)`` (bounding boxes in mm)."""
 
-    def __init__(self, features: np.ndarray, ids: Sequence[str], codes: Sequence[str], pixels: int):
+    def __init__(self, features: np.ndarray, ids: Sequence[str], codes: Sequence[str], pixels: int,
+                 sizes=None):
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != 4 * pixels * pixels:
             raise ValueError(f"exemplar features must be (N, {4 * pixels * pixels}), got {features.shape}")
@@ -48,19 +51,24 @@ class ExemplarIndex:
             raise ValueError("an exemplar index needs as many ids and codes as feature rows, at least one")
         self.features, self.pixels = features, pixels
         self.ids, self.codes = list(ids), list(codes)
+        self.sizes = None if sizes is None else np.asarray(sizes, dtype=np.float64).reshape(len(ids), 3)
         self._row_of = {part_id: i for i, part_id in enumerate(self.ids)}
 
     @classmethod
     def build(cls, rows: Iterable[Mapping], pixels: int = DEFAULT_PIXELS) -> ExemplarIndex:
-        """An index of corpus rows (``views``, ``id``, ``code``), e.g. the train split."""
-        features, ids, codes = [], [], []
+        """An index of corpus rows (``views``, ``id``, ``code``, and ``extents`` when every row
+        has them), e.g. the train split."""
+        features, ids, codes, sizes = [], [], [], []
         for row in rows:
             if len(row["views"]) != 4:
                 raise ValueError(f"exemplar row {row['id']!r} has {len(row['views'])} views, not 4")
             features.append(np.concatenate([view_vector(v, pixels) for v in row["views"]]))
             ids.append(row["id"])
             codes.append(row["code"])
-        return cls(np.stack(features) if features else np.zeros((0, 4 * pixels * pixels)), ids, codes, pixels)
+            sizes.append(row.get("extents"))
+        known = bool(sizes) and all(size is not None for size in sizes)
+        return cls(np.stack(features) if features else np.zeros((0, 4 * pixels * pixels)), ids, codes, pixels,
+                   sizes if known else None)
 
     def distances(self, part) -> np.ndarray:
         """Squared pixel distance of every indexed part to ``part`` (its 4 views, or 1 as the iso view)."""
@@ -92,11 +100,24 @@ class ExemplarIndex:
         """Program of the nearest indexed part other than ``part`` itself."""
         return self.codes[self.nearest_row(part)]
 
+    def program(self, row: int, size=None) -> str:
+        """The program of ``row``, scaled per axis to ``size`` (mm) when both sizes are known (the
+        lookup compares views in each part's own frame, so a look-alike part may be any size).
+
+        The program becomes the body of a module that is called scaled: OpenSCAD allows module,
+        function and variable definitions in a module's body, not in a transform's block."""
+        code = self.codes[row]
+        if size is None or self.sizes is None or not np.all(self.sizes[row] > 0):
+            return code
+        factors = ", ".join(f"{f:.6g}" for f in np.asarray(size, dtype=np.float64) / self.sizes[row])
+        return f"module {SCALED}() {{\n{code.rstrip()}\n}}\nscale([{factors}]) {SCALED}();\n"
+
     def save(self, directory: str) -> str:
         path = os.path.join(directory, FILE)
+        sizes = {} if self.sizes is None else {"sizes": self.sizes}
         np.savez_compressed(
             path, features=self.features.astype(np.float16), ids=np.array(self.ids, dtype=str),
-            codes=np.array(self.codes, dtype=str), pixels=np.array(self.pixels))
+            codes=np.array(self.codes, dtype=str), pixels=np.array(self.pixels), **sizes)
         return path
 
     @classmethod
@@ -104,7 +125,8 @@ class ExemplarIndex:
         """The index :meth:`save` wrote (FileNotFoundError when there is none); no pickle is read."""
         with np.load(os.path.join(directory, FILE), allow_pickle=False) as saved:
             ids, codes = saved["ids"].tolist(), saved["codes"].tolist()
-            return cls(saved["features"], ids, codes, int(saved["pixels"]))
+            sizes = saved["sizes"] if "sizes" in saved.files else None
+            return cls(saved["features"], ids, codes, int(saved["pixels"]), sizes)
 
 
 def shown(policy, images) -> list:

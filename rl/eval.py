@@ -170,7 +170,7 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
     if config.retrieve and index is not None:
         for i, part in enumerate(images):
             for r, found in enumerate(index.nearest_rows(part, config.retrieve)):
-                programs.append((i, "retrieved", r, index.codes[found]))
+                programs.append((i, "retrieved", r, index.program(found, part.size)))
                 retrieved[(i, r)] = index.ids[found]
     requests = []
     for i, mode, s, text in programs:
@@ -341,7 +341,7 @@ def retrieval_index(corpus_dir: str, prog: str = PROG):
 
     started = time.perf_counter()
     try:
-        train = load(corpus_dir, "train").select_columns(["id", "views", "code"])
+        train = load(corpus_dir, "train").select_columns(["id", "views", "code", "extents"])
     except FileNotFoundError as error:
         raise UsageError(f"--retrieve looks in the train split: {error}") from None
     if len(train) == 0:

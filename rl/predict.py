@@ -235,7 +235,8 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     retrieved = []
     if index is not None and config.retrieve:
         rows = index.nearest_rows(inputs.image, config.retrieve)
-        codes, retrieved = codes + [index.codes[r] for r in rows], [index.ids[r] for r in rows]
+        codes = codes + [index.program(r, inputs.image.size) for r in rows]
+        retrieved = [index.ids[r] for r in rows]
     tell(0.4, f"rendering {len(codes)} program{'s' * (len(codes) > 1)} with OpenSCAD")
     with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
         results = list(threads.map(run_openscad, codes))

@@ -44,6 +44,16 @@ def test_the_n_nearest_parts_come_nearest_first_never_the_part_itself(index):
     assert index.nearest_rows(PartInput(tuple(views_of(104))), 10) == [1, 3, 0, 2]
 
 
+def test_a_program_is_scaled_to_the_size_asked_for_when_both_sizes_are_known(tmp_path):
+    sized = ExemplarIndex.build([{**row, "extents": [10.0, 20.0, 4.0]} for row in rows()], pixels=8)
+    assert sized.program(1) == "cube(100);\n" == sized.program(1, None)
+    assert sized.program(1, (20.0, 20.0, 1.0)) == (
+        "module retrieved_part() {\ncube(100);\n}\nscale([2, 1, 0.25]) retrieved_part();\n")
+    assert ExemplarIndex.build(rows(), pixels=8).program(1, (20.0, 20.0, 1.0)) == "cube(100);\n", "no sizes"
+    sized.save(str(tmp_path))
+    assert np.array_equal(ExemplarIndex.load(str(tmp_path)).sizes, sized.sizes)
+
+
 def test_one_picture_is_compared_with_the_iso_views_only(index):
     picture = np.full((16, 16), 198, dtype=np.uint8)
     assert index.nearest(PartInput((picture,))) == "cube(200);\n"

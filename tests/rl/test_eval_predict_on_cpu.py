@@ -386,9 +386,15 @@ def test_predict_retrieve_keeps_a_training_part_program_when_the_policy_writes_n
     modes = [c["mode"] for c in summary["candidates"]]
     assert modes == ["greedy", "sample", "retrieved", "retrieved", "retrieved"] and summary["retrieve"] == 3
     retrieved = summary["candidates"][2:]
-    assert all(c["code"] == train[c["retrieved_from"]] for c in retrieved)
+    for c in retrieved:  # scaled to the mesh's size: a look-alike part may be of any size
+        assert "scale([" in c["code"] and train[c["retrieved_from"]].rstrip() in c["code"]
+        assert c["valid"], c["stderr"]  # modules and functions of the program still parse
     assert summary["valid"] and summary["chosen"] >= 2
     assert summary["chosen"] == 2 + max(range(3), key=lambda i: (retrieved[i]["score"], -i))
+    vertices, _ = read_binary_stl(str(tmp_path / "pred" / "prediction.stl"))
+    target, _ = load_mesh(tiny_corpus, row)
+    extents = np.ptp(vertices, axis=0)
+    assert np.allclose(extents, np.ptp(target, axis=0), rtol=0.02), (extents, np.ptp(target, axis=0))
     with pytest.raises(SystemExit):  # a corpus without a train split is one line
         rl.predict.main(["--mesh", str(tmp_path / "part.stl"), "--retrieve", "1", "--corpus_dir",
                          str(tmp_path), "--out", str(tmp_path / "pred2")])
