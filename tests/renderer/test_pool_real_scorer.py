@@ -42,7 +42,8 @@ def test_ray_actors_with_the_real_scorer_agree_with_the_in_process_pool(scorer_p
     requests = [ScoreRequest(code, "t") for code in PROGRAMS]
     remote, here = scorer_pool.score(requests), local.score(requests)
     assert [r.status for r in remote] == ["ok", "syntax_error", "ok", "forbidden", "ok", "not_3d"]
-    assert [r.total for r in remote] == pytest.approx([r.total for r in here], abs=1e-9)
+    # equal to float rounding (a Ray actor and this process differed by 6e-9 on an AVX-512 EPYC)
+    assert [r.total for r in remote] == pytest.approx([r.total for r in here], abs=1e-6)
     assert remote[0].total > 0.99 and remote[1].total == -1.0
 
 

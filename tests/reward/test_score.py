@@ -39,8 +39,9 @@ def assert_finite(result: RewardBreakdown):
 
 def test_identical_mesh_gets_full_marks(target):
     result = score(moved(), target)
-    assert (result.total, result.ssim, result.chamfer, result.iou, result.valid) == (1, 1, 1, 1, 1)
-    assert result.chamfer_distance == 0.0 and result.status == "ok"
+    # to float rounding: on an AVX-512 EPYC, SSIM of two equal images came out 1 - 8e-9
+    assert (result.total, result.ssim, result.chamfer, result.iou) == pytest.approx((1, 1, 1, 1), abs=1e-6)
+    assert result.valid == 1 and result.chamfer_distance == 0.0 and result.status == "ok"
 
 
 def test_position_error_lowers_the_reward(target):
@@ -134,7 +135,7 @@ def test_total_stays_between_penalty_and_one(target):
 def test_plain_string_status_is_accepted(target):
     vertices, faces = box(LO, HI)
     result = score(SimpleNamespace(status="ok", vertices=vertices, faces=faces, seconds=0.0), target)
-    assert result.total == 1.0
+    assert result.total == pytest.approx(1.0, abs=1e-6) and result.status == "ok"
 
 
 def test_scorer_and_prepared_target_survive_pickling(target):

@@ -357,7 +357,8 @@ def test_chunks_scored_on_a_ray_pool_get_the_scores_of_one_sequential_call():
         for chunk in chunks:
             overlapped.submit(chunk)
         got = overlapped.collect()
-    assert [(b.total, b.status) for b in got] == [(b.total, b.status) for b in want]
+    assert [b.status for b in got] == [b.status for b in want]  # totals to float rounding (actors vs here)
+    assert [b.total for b in got] == pytest.approx([b.total for b in want], abs=1e-6)
     assert [b.status for b in got] == ["ok", "ok", "ok", "syntax_error", "truncated"]
     assert got[0].total > 0.99 and got[1].total < got[0].total and got[2].total > 0.99  # each on its target
     assert overlapped.truncated == sequential.truncated == [False, False, False, False, True]
