@@ -47,6 +47,12 @@ class AppConfig:
     """Derivative-free optimiser of the refinement: cma or powell."""
     select: str = "input"
     """How to rank valid programs: input (agreement with the pictures or mesh) or consensus."""
+    retrieve: int = 0
+    """Also try the programs of the N training parts whose views look most like the upload
+    (rl.predict --retrieve; indexed once at start from corpus_dir's train split, else the corpus
+    the checkpoint was trained on); 0: off."""
+    corpus_dir: str | None = None
+    """Corpus whose train split retrieve looks in; None: the checkpoint's."""
     render_workers: int | None = None
     """Render pool actors of the refinement, made once at start (0: render in the app's process;
     None: one per CPU)."""
@@ -78,6 +84,7 @@ class AppConfig:
         _need(self, bool(self.host.strip()), "host", "must name an address")
         _need(self, 0 <= self.port <= 65535, "port", "must be in 0..65535")
         _need(self, self.max_k >= 1, "max_k", "must be >= 1")
+        _need(self, self.retrieve >= 0, "retrieve", "must be >= 0 (0: off)")
         _need(self, 1 <= self.k <= self.max_k, "k", "must be in 1..max_k")
         _need(self, self.max_refine >= 0, "max_refine", "must be >= 0")
         _need(self, 0 <= self.refine <= self.max_refine, "refine", "must be in 0..max_refine")

@@ -74,10 +74,12 @@ class Answer:
 class AppService:
     """The policy, the render pool and the results folder of a running app."""
 
-    def __init__(self, config: AppConfig, policy=None, pool=None, problem: str | None = None):
+    def __init__(self, config: AppConfig, policy=None, pool=None, problem: str | None = None, index=None):
         self.config = config
         self.policy = policy
         self.pool = pool
+        self.index = index
+        """The :class:`policies.exemplars.ExemplarIndex` of ``config.retrieve``, or None."""
         self.problem = problem
         """Why there is no policy (the page then says how to make one), or None."""
         self.folder = tempfile.mkdtemp(prefix="scadloop-app-")
@@ -95,9 +97,18 @@ class AppService:
             policy = load_checkpoint(config.checkpoint)
         except UsageError as error:
             return cls(config, problem=str(error))
+        index = None
+        if config.retrieve:
+            from rl.predict import retrieval_index
+
+            try:
+                index = retrieval_index(policy, PredictConfig(checkpoint=config.checkpoint,
+                                                              corpus_dir=config.corpus_dir))
+            except UsageError as error:
+                return cls(config, problem=f"retrieve {config.retrieve}: {error}")
         pool = RenderPool(AgreementScorer(VIEW_SIZE), workers=config.render_workers,
                           ray_address=config.ray_address)
-        return cls(config, policy, pool)
+        return cls(config, policy, pool, index=index)
 
     def missing_page(self) -> str:
         """Markdown of the page shown when there is no policy: what is wrong and which command fixes it."""
@@ -124,7 +135,7 @@ class AppService:
             return Answer(f"**Upload refused:** {_plain(error)}")
         target_id = uuid.uuid4().hex
         try:
-            prediction = infer(self.policy, inputs, config, self.pool, target_id, tell)
+            prediction = infer(self.policy, inputs, config, self.pool, target_id, tell, self.index)
         except RendererUnavailable as error:  # no OpenSCAD or no sandbox on this machine
             return Answer(f"**OpenSCAD cannot run here:** {_plain(error)}")
         finally:
@@ -160,6 +171,7 @@ class AppService:
         if not 0 <= refine <= c.max_refine:
             raise UsageError(f"refinement renders must be in 0..{c.max_refine}, got {refine}")
         return PredictConfig(checkpoint=c.checkpoint, k=k, select=c.select, refine=refine,
+                             retrieve=c.retrieve if self.index is not None else 0,
                              refine_seconds=c.refine_seconds, refine_optimiser=c.refine_optimiser,
                              render_workers=c.render_workers, ray_address=c.ray_address,
                              temperature=c.temperature, top_p=c.top_p, max_new_tokens=c.max_new_tokens,

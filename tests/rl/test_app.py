@@ -329,3 +329,27 @@ def test_only_the_newest_request_folders_are_kept(files):
     finally:
         service.close()
     assert not os.path.exists(service.folder)
+
+
+def test_retrieve_offers_a_training_program_scaled_to_the_upload(files, tmp_path):
+    from configs.app import AppConfig
+    from corpus.dataset import target_views
+    from policies.exemplars import ExemplarIndex
+    from rl.app_service import AppService
+
+    twice = run(TWICE)
+    views, _ = target_views(twice.vertices, twice.faces, 128)
+    index = ExemplarIndex.build([{"id": "train-1", "views": list(views), "code": TWICE,
+                                  "extents": [60.0, 40.0, 12.0]}])
+    service = AppService(AppConfig(checkpoint=files.checkpoint, retrieve=1, k=1, render_workers=0),
+                         policy=known_policy("cube([1, 2;", "cube([1, 2;"), index=index)
+    try:
+        answer = service.handle([], mesh_path=files.stl)  # the policy writes nothing that runs
+        kept = answer.summary["candidates"][answer.summary["chosen"]]
+        assert kept["mode"] == "retrieved" and kept["retrieved_from"] == "train-1" and answer.summary["valid"]
+        vertices, _ = read_binary_stl(answer.stl_path)
+        assert np.allclose(np.ptp(vertices, axis=0), [30, 20, 6], rtol=0.02), "scaled to the mesh's size"
+    finally:
+        service.close()
+    missing = AppService.start(AppConfig(checkpoint=files.checkpoint, retrieve=1, corpus_dir=str(tmp_path)))
+    assert missing.policy is None and "retrieve 1" in missing.problem and "no corpus" in missing.problem
