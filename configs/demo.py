@@ -59,6 +59,10 @@ class DemoConfig:
     """Refinement renders per image in the evaluation (rl.eval --refine N: the greedy program's
     numbers tuned against the input picture, never the target; about 5 s per image on 2 cores at
     200). The summary and the printed lines then add the refined figures. 0: off."""
+    eval_retrieve: int = 1
+    """Programs of the nearest training parts tried beside each greedy one in the evaluation
+    (rl.eval --retrieve N: scaled to the part's size, kept by agreement with the input, never the
+    target). The summary and the printed lines then add the kept programs' figures. 0: off."""
     workers: int | None = None
     """Render actors of every stage (0: render in the stage's process; None: one per CPU)."""
 
@@ -73,6 +77,7 @@ class DemoConfig:
         need(self.corpus_n >= 40, "corpus_n", "must be >= 40 (every split needs parts)")
         need(self.seed >= 0, "seed", "must be >= 0")
         need(self.eval_k >= 0, "eval_k", "must be >= 0")
+        need(self.eval_retrieve >= 0, "eval_retrieve", "must be >= 0 (0: off)")
         need(self.eval_refine >= 0, "eval_refine", "must be >= 0")
         chosen = self.families or tuple(FAMILIES)
         unknown = sorted(set(chosen) - set(FAMILIES))

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from configs.cli import Parser, UsageError, fail
+from configs.cli import Parser, UsageError, fail, fmt
 from configs.demo import DemoConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.reward import RUN_CONFIG
@@ -125,14 +125,16 @@ def stages(config: DemoConfig) -> list[Stage]:
         reward = _json(trained_with).get("reward") if os.path.exists(trained_with) else None
         refined = (metrics.get("refine") or {}).get("renders", 0)
         return (metrics["k"] == config.eval_k and metrics["n_images"] <= (config.eval_limit or float("inf"))
-                and metrics.get("reward") == reward and refined == config.eval_refine)
+                and metrics.get("reward") == reward and refined == config.eval_refine
+                and metrics.get("retrieve", 0) == config.eval_retrieve)
 
     for split in config.eval_splits:
         for policy, upstream in (("sft", sft_done), ("ppo", ppo_done)):
             folder = eval_folder(config, policy, split)
             evaluate = command("rl.eval", checkpoint=os.path.join(out, policy, "final"), corpus_dir=corpus,
                                split=split, k=config.eval_k, out=folder, seed=seed, limit=config.eval_limit,
-                               render_workers=workers, reward_from=ppo, refine=config.eval_refine or None)
+                               render_workers=workers, reward_from=ppo, refine=config.eval_refine or None,
+                               retrieve=config.eval_retrieve or None)
             done = os.path.join(folder, "metrics.json")
             plan.append(Stage(f"eval {policy} {split}", evaluate, done, upstream, check=same_evaluation))
     return plan
@@ -214,6 +216,7 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         "ppo_throughput": curves.throughput(lines),
     }
     summary["refined"] = refined_figures(config) if config.eval_refine else None
+    summary["kept"] = kept_figures(config) if config.eval_retrieve or config.eval_k else None
     first_split = config.eval_splits[0]
     summary["example"] = demo_page.example_figure(
         eval_folder(config, "ppo", first_split), os.path.join(config.out, "example.png")
@@ -228,6 +231,17 @@ def refined_figures(config: DemoConfig) -> dict:
     def of(policy: str, split: str) -> dict:
         refine = _json(os.path.join(eval_folder(config, policy, split), "metrics.json"))["refine"]
         return {k: refine[k] for k in ("n", "paired", "seconds_per_image")}
+
+    return {split: {policy: of(policy, split) for policy in ("sft", "ppo")} for split in config.eval_splits}
+
+
+def kept_figures(config: DemoConfig) -> dict:
+    """Per split and policy, the protocol figures of the greedy and of the kept program (rl.eval's
+    ``selected``: greedy, sampled or retrieved, by agreement with the input)."""
+    def of(policy: str, split: str) -> dict:
+        metrics = _json(os.path.join(eval_folder(config, policy, split), "metrics.json"))
+        return {pick: metrics[pick]["protocol"] for pick in ("greedy", "selected")} | {
+            "selected_modes": metrics.get("selected_modes")}
 
     return {split: {policy: of(policy, split) for policy in ("sft", "ppo")} for split in config.eval_splits}
 
@@ -255,6 +269,14 @@ def run(config: DemoConfig) -> dict:
             paired = "  ".join(f"{label} {p['before']:.3f} -> {p['after']:.3f} ({p['difference']:+.3f})"
                                for label, p in r["paired"].items())
             print(f"{PROG}: {policy} {split} refined ({r['n']} images): {paired}")
+    for split, policies in (summary["kept"] or {}).items():
+        for policy, k in policies.items():
+            greedy, kept = k["greedy"], k["selected"]
+            retrieved = (k["selected_modes"] or {}).get("retrieved", 0)
+            print(f"{PROG}: {policy} {split} kept program (--retrieve {config.eval_retrieve}, --k "
+                  f"{config.eval_k}): protocol IoU {fmt(greedy['iou_mean'], '.3f')} -> "
+                  f"{fmt(kept['iou_mean'], '.3f')}, IR {greedy['ir']:.3f} -> {kept['ir']:.3f} "
+                  f"({retrieved} retrieved)")
     print(f"{PROG}: curves {summary['curves']}; open {summary['index']}")
     return summary
 

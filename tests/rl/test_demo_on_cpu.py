@@ -77,6 +77,9 @@ def test_main_job_runs_every_stage_then_reuses_them(tiny_corpus, tmp_path):
     comparison = summary["comparisons"]["test"]
     assert comparison["names"] == ["SFT", "PPO"] and comparison["n_paired"] == 2
     assert "| invalid ratio |" in first.stdout and "[95% CI]" in first.stdout
+    kept = summary["kept"]["test"]["ppo"]  # greedy or the nearest training part's program (--retrieve 1)
+    assert kept["selected"]["n"] == 2 and kept["selected"]["ir"] <= kept["greedy"]["ir"]
+    assert "ppo test kept program (--retrieve 1" in first.stdout
     page = (out / "index.html").read_text()
     for link in (
         "reward_curves.png",
@@ -167,13 +170,17 @@ def test_refinement_in_the_evaluation_stages_and_a_changed_setting_reruns_them(t
     plan = demo.stages(DemoConfig(out=str(tmp_path), eval_splits=("test",), eval_refine=50))
     for stage in plan[3:]:
         assert stage.args[stage.args.index("--refine") + 1] == "50"
-    metrics = {"k": 0, "n_images": 40, "reward": None}
+    metrics = {"k": 0, "n_images": 40, "reward": None, "retrieve": 1}  # --retrieve 1 by default
     assert plan[3].check({**metrics, "refine": {"renders": 50}})
     assert not plan[3].check({**metrics, "refine": {"renders": 20}})
     assert not plan[3].check({**metrics, "refine": None})
     plain = demo.stages(DemoConfig(out=str(tmp_path), eval_splits=("test",)))
     assert plain[3].check({**metrics, "refine": None})
     assert not plain[3].check({**metrics, "refine": {"renders": 50}})
+    assert plain[3].args[plain[3].args.index("--retrieve") + 1] == "1"
+    assert not plain[3].check({**metrics, "refine": None, "retrieve": 0}), "evaluated without retrieval"
+    greedy_only = demo.stages(DemoConfig(out=str(tmp_path), eval_splits=("test",), eval_retrieve=0))
+    assert "--retrieve" not in greedy_only[3].args and greedy_only[3].check({**metrics, "retrieve": 0})
 
 
 def test_default_stage_configs_load():
