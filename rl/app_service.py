@@ -102,8 +102,7 @@ class AppService:
             from rl.predict import retrieval_index
 
             try:
-                index = retrieval_index(policy, PredictConfig(checkpoint=config.checkpoint,
-                                                              corpus_dir=config.corpus_dir))
+                index = retrieval_index(policy, config.checkpoint, config.corpus_dir)
             except UsageError as error:
                 return cls(config, problem=f"retrieve {config.retrieve}: {error}")
         pool = RenderPool(AgreementScorer(VIEW_SIZE), workers=config.render_workers,

@@ -226,24 +226,24 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
     return summary
 
 
-def refined_figures(config: DemoConfig) -> dict:
-    """Per split and policy, rl.eval's paired greedy -> refined figures (``metrics["refine"]``)."""
+def per_evaluation(config: DemoConfig, figures) -> dict:
+    """``{split: {policy: figures(metrics)}}`` over the evaluations' ``metrics.json``."""
     def of(policy: str, split: str) -> dict:
-        refine = _json(os.path.join(eval_folder(config, policy, split), "metrics.json"))["refine"]
-        return {k: refine[k] for k in ("n", "paired", "seconds_per_image")}
+        return figures(_json(os.path.join(eval_folder(config, policy, split), "metrics.json")))
 
     return {split: {policy: of(policy, split) for policy in ("sft", "ppo")} for split in config.eval_splits}
+
+
+def refined_figures(config: DemoConfig) -> dict:
+    """Per split and policy, rl.eval's paired greedy -> refined figures (``metrics["refine"]``)."""
+    return per_evaluation(config, lambda m: {k: m["refine"][k] for k in ("n", "paired", "seconds_per_image")})
 
 
 def kept_figures(config: DemoConfig) -> dict:
     """Per split and policy, the protocol figures of the greedy and of the kept program (rl.eval's
     ``selected``: greedy, sampled or retrieved, by agreement with the input)."""
-    def of(policy: str, split: str) -> dict:
-        metrics = _json(os.path.join(eval_folder(config, policy, split), "metrics.json"))
-        return {pick: metrics[pick]["protocol"] for pick in ("greedy", "selected")} | {
-            "selected_modes": metrics.get("selected_modes")}
-
-    return {split: {policy: of(policy, split) for policy in ("sft", "ppo")} for split in config.eval_splits}
+    return per_evaluation(config, lambda m: {pick: m[pick]["protocol"] for pick in ("greedy", "selected")}
+                          | {"selected_modes": m.get("selected_modes")})
 
 
 def run(config: DemoConfig) -> dict:

@@ -303,7 +303,7 @@ def predict(image_path: str | None, config: PredictConfig) -> dict:
     stem = os.path.splitext(os.path.basename(source.strip()))[0]
     out = config.out or os.path.join("runs", "predict", stem)
     os.makedirs(out, exist_ok=True)
-    index = retrieval_index(policy, config) if config.retrieve else None
+    index = retrieval_index(policy, config.checkpoint, config.corpus_dir) if config.retrieve else None
     prediction = infer(policy, inputs, config, index=index)
     if prediction.refined is not None:
         with open(os.path.join(out, "unrefined.scad"), "w", encoding="utf-8") as fh:
@@ -325,7 +325,7 @@ def predict(image_path: str | None, config: PredictConfig) -> dict:
     return summary
 
 
-def retrieval_index(policy, config: PredictConfig):
+def retrieval_index(policy, checkpoint: str, corpus_dir: str | None):
     """The index ``--retrieve`` looks in: the policy's own exemplar index, else one of the train split
     of ``--corpus_dir`` or the corpus the checkpoint was trained on (:func:`rl.eval.retrieval_index`)."""
     from rl.checkpoint import resolve_corpus
@@ -333,7 +333,7 @@ def retrieval_index(policy, config: PredictConfig):
 
     if policy.exemplars is not None:
         return policy.exemplars
-    return corpus_index(resolve_corpus(config.checkpoint, config.corpus_dir), PROG)
+    return corpus_index(resolve_corpus(checkpoint, corpus_dir), PROG)
 
 
 def exemplar_shown(policy, part) -> str | None:

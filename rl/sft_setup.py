@@ -110,7 +110,8 @@ def initial_policy(config: SFTConfig, run_dir: str, train):
     if config.policy.exemplars:
         from policies.exemplars import ExemplarIndex
 
-        policy.exemplars = ExemplarIndex.build(train.select_columns(["id", "views", "code"]))
+        columns = [c for c in ("id", "views", "code", "extents") if c in train.column_names]
+        policy.exemplars = ExemplarIndex.build(train.select_columns(columns))  # sizes: --retrieve scales
     policy.save(directory + ".tmp")
     os.replace(directory + ".tmp", directory)  # a kill mid-save leaves no half-written initial/
     return policy

@@ -31,6 +31,8 @@ def test_sft_saves_the_train_splits_index_with_the_policy(exemplar_run, tiny_cor
         assert os.path.isfile(os.path.join(exemplar_run, folder, FILE))
     policy = load_policy(os.path.join(exemplar_run, "final"))
     assert sorted(policy.exemplars.ids) == sorted(train["id"])
+    sizes = dict(zip(train["id"], train["extents"], strict=True))  # --retrieve scales with them
+    assert all(list(policy.exemplars.sizes[i]) == sizes[part] for i, part in enumerate(policy.exemplars.ids))
     row = load(tiny_corpus, "test")[0]
     shown_code = policy.exemplars.nearest(PartInput.of(row))
     prompt = policy.tokenizer.decode(policy.prompt_inputs([row])["input_ids"][0])
