@@ -44,6 +44,11 @@ class DemoConfig:
     sft_threads: int | None = None
     """torch threads of the SFT stage (None: one per CPU; the stage runs alone, and on 2 cores
     2 threads trained 1.58x the tokens/s of 1)."""
+    sft_bf16: bool | None = None
+    """Train SFT under bf16 autocast (weights stay fp32; rl.sft --bf16). None: where the machine
+    computes bf16 natively (a CUDA GPU that supports it, or a CPU with avx512_bf16 / amx_bf16;
+    ``rl.runtime.bf16_native``), else fp32. On this project's 2-core AVX-512 machine it makes SFT
+    steps 1.67x faster (``bench/sft_precision.py``); elsewhere CPU bf16 is emulated and slower."""
     ppo_config: str = "configs/ppo_demo.yaml"
     """YAML of the PPO stage (the demo sets checkpoint, run folder and iterations); the file says
     why its settings differ from configs/ppo.yaml."""

@@ -371,6 +371,10 @@ def compute_value_loss(
     return vf_loss, vf_clipfrac.detach()
 
 
+K3_MAX = 10.0
+"""The per-token cap of the ``"k3"`` KL estimate (:func:`kl_penalty`)."""
+
+
 def kl_penalty(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kind: str = "k1") -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from the sampled tokens' log-probs.
 
@@ -378,7 +382,13 @@ def kl_penalty(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kind: str = "
     result (or pass it to :func:`terminal_rewards`, which does). Kinds (Schulman's estimators):
     ``"k1"``: logp - ref (unbiased, can be negative); ``"abs"``: |logp - ref|;
     ``"mse"`` (k2): 0.5 (logp - ref)^2; ``"k3"``: exp(ref - logp) - (ref - logp) - 1 (unbiased,
-    always >= 0; its log ratio is clamped to [-20, 20]).
+    always >= 0; its log ratio is clamped to [-20, 20] and the estimate to at most
+    :data:`K3_MAX`, as veRL's ``low_var_kl`` does).
+
+    Why the cap: a token the reference finds e^15 times likelier than the policy does gives k3 of
+    about 3e6; in a loss clipped to ``max_grad_norm`` that one token then takes the whole minibatch's
+    update (the main job's PPO logged minibatch KL losses of 17 and 118 against a typical 0.1).
+    Above the cap the token adds a constant, no gradient.
     """
     diff = log_prob - ref_log_prob
     if kind == "k1":
@@ -389,7 +399,7 @@ def kl_penalty(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kind: str = "
         return 0.5 * diff**2
     if kind == "k3":
         log_ratio = (-diff).clamp(-20.0, 20.0)
-        return torch.exp(log_ratio) - log_ratio - 1.0
+        return (torch.exp(log_ratio) - log_ratio - 1.0).clamp(max=K3_MAX)
     raise ValueError(f"kind must be one of {KL_KINDS}, got {kind!r}")
 
 

@@ -36,6 +36,7 @@ from configs.demo import DemoConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.reward import RUN_CONFIG
 from rl.files import write_json
+from rl.runtime import bf16_native
 
 PROG = "rl.demo"
 SUMMARY = "demo_summary.json"
@@ -108,7 +109,8 @@ def stages(config: DemoConfig) -> list[Stage]:
                     fractions=config.split_fractions)
     train = command("rl.sft", config=config.sft_config, runs_dir=out, name="sft", corpus_dir=corpus,
                     build_corpus="no", max_steps=config.sft_steps, eval_steps=config.sft_steps, seed=seed,
-                    threads=config.sft_threads or os.cpu_count() or 1)
+                    threads=config.sft_threads or os.cpu_count() or 1,
+                    bf16=bf16_native() if config.sft_bf16 is None else config.sft_bf16)
     refine = command("rl.ppo", config=config.ppo_config, runs_dir=out, name="ppo",
                      checkpoint=os.path.join(sft, "final"), corpus_dir=corpus,
                      iterations=config.ppo_iterations, seed=seed, workers=workers)

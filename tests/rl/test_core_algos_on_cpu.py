@@ -12,6 +12,7 @@ import torch
 
 from rl.core_algos import (
     ESTIMATORS,
+    K3_MAX,
     KL_KINDS,
     KL_LOSS_KINDS,
     AdaptiveKLController,
@@ -377,8 +378,26 @@ def test_kl_estimators_match_their_formulas_and_k3_is_never_negative(seed):
     assert got["abs"] == pytest.approx([abs(lp - rp) for lp, rp in pairs], abs=1e-6)
     assert got["mse"] == pytest.approx([0.5 * (lp - rp) ** 2 for lp, rp in pairs], abs=1e-5)
     assert got["k3"] == pytest.approx(
-        [math.exp(rp - lp) - (rp - lp) - 1 for lp, rp in pairs], rel=1e-5, abs=1e-6
+        [min(math.exp(rp - lp) - (rp - lp) - 1, K3_MAX) for lp, rp in pairs], rel=1e-5, abs=1e-6
     )
+
+
+def test_k3_is_capped_so_one_unlikely_token_cannot_take_a_minibatch_update():
+    # one token the reference finds e^15 times likelier than the policy does, beside 99 agreeing ones
+    log_prob = torch.zeros(1, 100, requires_grad=True)
+    ref = torch.zeros(1, 100)
+    ref[0, 0] = 15.0
+    kl = kl_penalty(log_prob, ref, "k3")
+    assert kl[0, 0].item() == K3_MAX
+    assert kl[0, 1:].abs().max().item() == 0
+    kl.mean().backward()
+    assert log_prob.grad.abs().max().item() == 0  # above the cap: a constant, no gradient
+    # just under the cap the estimate and its gradient are the formula's
+    under = torch.tensor([[-2.0]], requires_grad=True)
+    value = kl_penalty(under, torch.zeros(1, 1), "k3")
+    assert value.item() == pytest.approx(math.exp(2.0) - 2.0 - 1.0, rel=1e-6) and value.item() < K3_MAX
+    value.sum().backward()
+    assert under.grad.item() == pytest.approx(1.0 - math.exp(2.0), rel=1e-5)  # d/dlogp of e^(r-lp)-(r-lp)-1
 
 
 @pytest.mark.parametrize("kind", ["k1", "k3", "abs", "mse"])

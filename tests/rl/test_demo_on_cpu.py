@@ -166,6 +166,27 @@ def test_stage_commands_name_the_shared_corpus_and_checkpoints():
         assert "--refine" not in stage.args  # off by default
 
 
+def test_sft_stage_trains_in_bf16_where_the_machine_computes_it_natively():
+    from rl.runtime import bf16_native
+
+    def bf16_of(**settings) -> str:
+        sft = demo.stages(DemoConfig(out="runs/x", **settings))[1].args
+        return sft[sft.index("--bf16") + 1]
+
+    assert bf16_of() == str(bf16_native())
+    assert bf16_of(sft_bf16=False) == "False" and bf16_of(sft_bf16=True) == "True"
+
+
+def test_bf16_native_reads_the_cpu_flags():
+    from rl.runtime import bf16_native
+
+    zen4 = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+    sapphire = "flags\t\t: fpu avx512f amx_tile amx_bf16\n"
+    skylake = "flags\t\t: fpu sse avx2 avx512f avx512bw\nbugs\t\t: avx512_bf16_is_not_a_flag_here\n"
+    assert bf16_native(zen4) and bf16_native(sapphire)
+    assert not bf16_native(skylake) and not bf16_native("")
+
+
 def test_refinement_in_the_evaluation_stages_and_a_changed_setting_reruns_them(tmp_path):
     plan = demo.stages(DemoConfig(out=str(tmp_path), eval_splits=("test",), eval_refine=50))
     for stage in plan[3:]:
