@@ -8,7 +8,8 @@ finite. Names follow CleanRL (``advantages``, ``returns``, ``pg_loss``, ``clipfr
 and veRL (``token_level_rewards``, ``loss_agg_mode``).
 
 The advantage estimators are one table, :data:`ESTIMATORS`, that ``configs.ppo`` validates against
-and ``rl.ppo_loop`` branches on. The only stateful pieces are the two KL controllers at the end.
+and ``rl.ppo_loop`` branches on. The KL estimators and the two (stateful) KL controllers are in
+:mod:`rl.kl`, re-exported here.
 """
 
 from collections.abc import Callable, Hashable, Sequence
@@ -17,10 +18,16 @@ from typing import Protocol
 
 import torch
 
+from rl.kl import (  # noqa: F401  (re-exported: PPO code imports its math from this module)
+    K3_MAX,
+    KL_KINDS,
+    KL_LOSS_KINDS,
+    AdaptiveKLController,
+    FixedKLController,
+    kl_penalty,
+)
+
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-KL_KINDS = ("k1", "abs", "mse", "k3")
-KL_LOSS_KINDS = ("k3", "mse")
-"""The KL kinds fit for the loss: as a loss, k1's gradient is 0 in expectation, abs's is biased."""
 
 
 def _zero_outside(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -154,6 +161,7 @@ def compute_grpo_outcome_advantage(
     norm_by_std: bool = True,
     eps: float = 1e-6,
     sample_mask: torch.Tensor | None = None,
+    baseline: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Group-relative advantages (GRPO; Dr. GRPO with ``norm_by_std=False``).
 
@@ -167,6 +175,10 @@ def compute_grpo_outcome_advantage(
         norm_by_std: divide by the group's (unbiased) standard deviation plus ``eps``.
         sample_mask: shape is (bs,), bool; samples set to False (e.g. infrastructure failures)
             get 0 and are left out of their group's mean and standard deviation. None: all count.
+        baseline: shape is (bs,): what each score is measured against instead of its group's
+            mean, e.g. the score of the image's greedy program (ReMax's baseline, Li et al.
+            2023), so that only samples better than the greedy one are made likelier; NaN: the
+            group mean for that sample. The standard deviation stays the group's spread.
 
     Returns:
         advantages, shape is (bs, response_length): ``score - group mean`` (over std) on every
@@ -188,13 +200,19 @@ def compute_grpo_outcome_advantage(
     n_groups = int(group.max()) + 1 if group.numel() else 0
     count = torch.zeros(n_groups, dtype=scores.dtype, device=scores.device).index_add_(0, group, weight)
     total = torch.zeros_like(count).index_add_(0, group, scores)
-    centred = (scores - (total / count.clamp_min(1.0))[group]) * weight
+    mean = (total / count.clamp_min(1.0))[group]
+    spread = (scores - mean) * weight
+    if baseline is not None:
+        baseline = baseline.to(scores.device, scores.dtype)
+        centred = (scores - torch.where(torch.isnan(baseline), mean, baseline)) * weight
+    else:
+        centred = spread
     inf = torch.full_like(scores, torch.inf)
     high = (-inf[:n_groups]).scatter_reduce(0, group, torch.where(counted, scores, -inf), "amax")
     low = inf[:n_groups].scatter_reduce(0, group, torch.where(counted, scores, inf), "amin")
     centred = torch.where((high <= low)[group], torch.zeros_like(centred), centred)  # a tie: exactly 0
     if norm_by_std:
-        sq = torch.zeros_like(count).index_add_(0, group, centred**2)
+        sq = torch.zeros_like(count).index_add_(0, group, spread**2)
         std = (sq / (count - 1).clamp_min(1.0)).sqrt()
         centred = centred / (std[group] + eps)
     return _zero_outside(centred.unsqueeze(-1).expand(response_mask.shape), response_mask)
@@ -214,12 +232,15 @@ Tensor = torch.Tensor
 
 @torch.no_grad()
 def gae_advantages(scores: Tensor, mask: Tensor, index: Tensor, values: Tensor, kl: Tensor, kl_coef: float,
-                   settings: AdvantageSettings) -> tuple[Tensor, Tensor]:
+                   settings: AdvantageSettings, baseline: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The ``gae`` estimator: ``(advantages, returns)``, each (bs, response_length), 0 off ``mask``.
 
     ``scores (bs,)``; ``mask``, ``values``, ``kl`` (bs, response_length); ``index`` unused. The KL
     penalty goes into :func:`terminal_rewards`; advantages whitened if ``settings.whiten_advantages``.
+    The critic is the baseline: a ``baseline`` is refused.
     """
+    if baseline is not None:
+        raise ValueError("gae's baseline is its critic; a per-sample baseline is for grpo")
     rewards = terminal_rewards(scores, mask, kl, kl_coef)
     advantages, returns = compute_gae_advantage_return(rewards, values, mask, settings.gamma, settings.lam)
     if settings.whiten_advantages:
@@ -229,15 +250,16 @@ def gae_advantages(scores: Tensor, mask: Tensor, index: Tensor, values: Tensor, 
 
 @torch.no_grad()
 def grpo_advantages(scores: Tensor, mask: Tensor, index: Tensor, values: Tensor, kl: Tensor, kl_coef: float,
-                    settings: AdvantageSettings) -> tuple[Tensor, Tensor]:
+                    settings: AdvantageSettings, baseline: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The ``grpo`` estimator: ``(advantages, zeros)``, the group baseline of the scores alone.
 
     As :func:`gae_advantages`, ``index (bs,)`` the groups; no critic, and the KL is in the loss. A
-    program with no token in ``mask`` is left out of its group's statistics.
+    program with no token in ``mask`` is left out of its group's statistics. ``baseline (bs,)``: see
+    :func:`compute_grpo_outcome_advantage` (the greedy programs' scores, ``grpo_baseline greedy``).
     """
     counted = mask.bool().any(dim=-1)
     advantages = compute_grpo_outcome_advantage(scores, index, mask, norm_by_std=settings.grpo_norm_by_std,
-                                                sample_mask=counted)
+                                                sample_mask=counted, baseline=baseline)
     return advantages, torch.zeros_like(advantages)
 
 
@@ -256,7 +278,7 @@ class Estimator:
     min_group: int
     """Fewest programs per target image it works with (a group baseline needs two)."""
     compute: Callable[..., tuple[Tensor, Tensor]]
-    """:func:`gae_advantages`' signature: ``-> (advantages, returns)``."""
+    """:func:`gae_advantages`' signature (``baseline`` optional): ``-> (advantages, returns)``."""
 
 
 ESTIMATORS: dict[str, Estimator] = {
@@ -371,38 +393,6 @@ def compute_value_loss(
     return vf_loss, vf_clipfrac.detach()
 
 
-K3_MAX = 10.0
-"""The per-token cap of the ``"k3"`` KL estimate (:func:`kl_penalty`)."""
-
-
-def kl_penalty(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kind: str = "k1") -> torch.Tensor:
-    """Per-token estimate of KL(policy || reference) from the sampled tokens' log-probs.
-
-    ``log_prob``, ``ref_log_prob`` and the result have shape (bs, response_length); mask the
-    result (or pass it to :func:`terminal_rewards`, which does). Kinds (Schulman's estimators):
-    ``"k1"``: logp - ref (unbiased, can be negative); ``"abs"``: |logp - ref|;
-    ``"mse"`` (k2): 0.5 (logp - ref)^2; ``"k3"``: exp(ref - logp) - (ref - logp) - 1 (unbiased,
-    always >= 0; its log ratio is clamped to [-20, 20] and the estimate to at most
-    :data:`K3_MAX`, as veRL's ``low_var_kl`` does).
-
-    Why the cap: a token the reference finds e^15 times likelier than the policy does gives k3 of
-    about 3e6; in a loss clipped to ``max_grad_norm`` that one token then takes the whole minibatch's
-    update (the main job's PPO logged minibatch KL losses of 17 and 118 against a typical 0.1).
-    Above the cap the token adds a constant, no gradient.
-    """
-    diff = log_prob - ref_log_prob
-    if kind == "k1":
-        return diff
-    if kind == "abs":
-        return diff.abs()
-    if kind == "mse":
-        return 0.5 * diff**2
-    if kind == "k3":
-        log_ratio = (-diff).clamp(-20.0, 20.0)
-        return (torch.exp(log_ratio) - log_ratio - 1.0).clamp(max=K3_MAX)
-    raise ValueError(f"kind must be one of {KL_KINDS}, got {kind!r}")
-
-
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the softmax distribution at each position; logits shape is
     (bs, response_length, vocab_size), result shape is (bs, response_length).
@@ -424,37 +414,3 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     if var_returns.item() == 0:
         return float("nan")
     return float(1.0 - masked_var(returns - values, mask, unbiased=False) / var_returns)
-
-
-class FixedKLController:
-    """A constant KL coefficient; ``update`` does nothing."""
-
-    def __init__(self, kl_coef: float):
-        self.value = kl_coef
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        """Keep ``value`` as it is (same signature as :class:`AdaptiveKLController`)."""
-
-
-class AdaptiveKLController:
-    """Adaptive KL coefficient (Ziegler et al. 2019, as in TRL): steers the KL towards ``target``.
-
-    After each batch of ``n_steps``, ``value *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps /
-    horizon``: the coefficient grows while the KL is above target and shrinks below, by at most a
-    factor e^(0.2 k / horizon) over k steps. ``n_steps`` and ``horizon`` share a unit: Ziegler and
-    TRL count samples (horizon 10,000); :mod:`rl.ppo` counts iterations and sizes the horizon to
-    the run, since a horizon of 10,000 samples moves the coefficient by at most 1.3 % over a run
-    of 20 iterations of 32 programs.
-    """
-
-    def __init__(self, init_kl_coef: float, target: float, horizon: float):
-        if target <= 0 or horizon <= 0:
-            raise ValueError(f"target and horizon must be positive, got {target} and {horizon}")
-        self.value = init_kl_coef
-        self.target = target
-        self.horizon = horizon
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        """Move ``value`` after a batch of ``n_steps`` samples whose mean KL was ``current_kl``."""
-        proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + proportional_error * n_steps / self.horizon

@@ -34,6 +34,7 @@ by itself (syntax, timeout, too large, forbidden, an OpenSCAD crash) keeps the p
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -195,15 +196,17 @@ class Batch:
     """Of the value head before the update (NaN without a critic)."""
 
 
-def advantages_of(config: PPOConfig, scores, mask, kl, kl_coef, values, index):
+def advantages_of(config: PPOConfig, scores, mask, kl, kl_coef, values, index, baseline=None):
     """(advantages, returns, explained_var) with the configured estimator; shapes (N, T).
 
     ``scores (N,)`` are the task scores; ``mask (N, T)`` the loss mask (a program with no token
     in it is left out, of the group statistics too); ``index (N,)`` each program's image. What
-    the estimator does with them is :data:`rl.core_algos.ESTIMATORS`' ``compute``.
+    the estimator does with them is :data:`rl.core_algos.ESTIMATORS`' ``compute``; ``baseline (N,)``,
+    with ``grpo_baseline greedy``, each program's image's greedy score (NaN: its group's mean).
     """
     estimator = config.advantage_estimator
-    advantages, returns = estimator.compute(scores, mask, index, values, kl, kl_coef, config)
+    extra = {} if baseline is None else {"baseline": baseline}
+    advantages, returns = estimator.compute(scores, mask, index, values, kl, kl_coef, config, **extra)
     explained_var = algos.explained_variance(values, returns, mask) if estimator.uses_critic else float("nan")
     return advantages, returns, explained_var
 
@@ -226,8 +229,10 @@ def rollout_passes(learner: Learner, rows: list, rollout) -> tuple:
     return prompts, tokens, mask, old_log_prob, ref_log_prob, values
 
 
-def finish_batch(learner: Learner, rows: list, passes: tuple, breakdowns: list[RewardBreakdown]) -> Batch:
-    """The :class:`Batch` of :func:`rollout_passes`' output: the KL, and the advantages of the scores."""
+def finish_batch(learner: Learner, rows: list, passes: tuple, breakdowns: list[RewardBreakdown],
+                 greedy: list[RewardBreakdown] | None = None) -> Batch:
+    """The :class:`Batch` of :func:`rollout_passes`' output: the KL, and the advantages of the scores
+    (against ``greedy``, the breakdowns of each image's greedy program, when given)."""
     config = learner.config
     prompts, tokens, mask, old_log_prob, ref_log_prob, values = passes
     kl = algos.kl_penalty(old_log_prob, ref_log_prob, config.kl_estimator).masked_fill(~mask, 0.0)
@@ -236,7 +241,11 @@ def finish_batch(learner: Learner, rows: list, passes: tuple, breakdowns: list[R
     scores = torch.tensor([b.total for b in breakdowns], dtype=torch.float32)
     index = torch.arange(len(rows)).repeat_interleave(config.k)
     kl_coef = float(learner.kl_ctl.value)
-    advantages, returns, explained_var = advantages_of(config, scores, loss_mask, kl, kl_coef, values, index)
+    baseline = None
+    if greedy is not None:  # a greedy program the pool failed on: its group's mean instead
+        baseline = torch.tensor([math.nan if b.infrastructure else b.total for b in greedy])[index]
+    advantages, returns, explained_var = advantages_of(config, scores, loss_mask, kl, kl_coef, values, index,
+                                                       baseline)
     return Batch(prompts, tokens, mask, loss_mask, old_log_prob, ref_log_prob, values, kl, kl_coef,
                  advantages, returns, explained_var)
 
@@ -311,12 +320,19 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
     max_len = config.max_new_tokens or policy.config.max_new_tokens
     started = time.perf_counter()
     policy.eval()
+    greedy_scoring, generate_s = None, 0.0
+    if config.grpo_baseline == "greedy":  # rendered while the samples are drawn
+        greedy_scoring = Scoring(learner.rewarder, policy.eos_ids, config.length_guard, rows, 1)
+        greedy_scoring.submit(policy.sample(rows, n=1, max_new_tokens=max_len, greedy=True))
+        generate_s = time.perf_counter() - started
     scoring = Scoring(learner.rewarder, policy.eos_ids, config.length_guard, rows, k, records_dir)
-    rollout, generate_s = sample_and_submit(policy, config, rows, scoring)
+    rollout, sampling_s = sample_and_submit(policy, config, rows, scoring)
+    generate_s += sampling_s
     passes = rollout_passes(learner, rows, rollout)  # needs no score: the last chunk renders meanwhile
     breakdowns = scoring.collect()
+    greedy = greedy_scoring.collect() if greedy_scoring else None
     records = scoring.records(rollout, breakdowns, iteration) if records_dir else []
-    batch = finish_batch(learner, rows, passes, breakdowns)
+    batch = finish_batch(learner, rows, passes, breakdowns, greedy)
     losses = update(learner, batch, max_len)
     kl_per_program = batch.kl.sum(dim=-1)
     kl_mean = float(kl_per_program.mean())
@@ -349,4 +365,15 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
         "timing_s/render_span": scoring.span_s(),
         "timing_s/learner_idle_frac": scoring.wait_s / (done - started),  # a share: with its timings
     }
+    if greedy is not None:
+        metrics.update(greedy_metrics(greedy, breakdowns, k))
     return metrics, records
+
+
+def greedy_metrics(greedy: list[RewardBreakdown], breakdowns: list[RewardBreakdown], k: int) -> dict:
+    """``reward/greedy/mean`` (each image's greedy program, pool failures out) and
+    ``reward/above_greedy_frac``: the share of samples scoring above their image's greedy program."""
+    pairs = [(b, greedy[i // k]) for i, b in enumerate(breakdowns)]
+    counted = [(b, g) for b, g in pairs if not (b.infrastructure or g.infrastructure)]
+    return {"reward/greedy/mean": _mean([g.total for g in greedy if not g.infrastructure]),
+            "reward/above_greedy_frac": _mean([b.total > g.total for b, g in counted])}

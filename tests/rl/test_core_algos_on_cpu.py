@@ -5,6 +5,7 @@ every comparison also checks that padding never leaks into a result.
 """
 
 import math
+import statistics
 from types import SimpleNamespace
 
 import pytest
@@ -263,6 +264,22 @@ def test_grpo_advantages_sum_to_zero_per_group_and_a_single_sample_group_gets_ze
     assert advantages[5].item() == 0.0
     dr_grpo = compute_grpo_outcome_advantage(scores, groups, mask, norm_by_std=False)[:, 0]
     assert dr_grpo.tolist() == pytest.approx([0.5, -0.5, 0.0, 0.5, -0.5, 0.0])
+
+
+def test_a_greedy_baseline_replaces_the_group_mean_and_keeps_the_groups_spread():
+    scores = torch.tensor([0.2, 0.4, 0.9, 0.5, 0.1, 0.3, 0.7, 0.7])
+    groups = [0, 0, 0, 0, 1, 1, 2, 2]
+    greedy = torch.tensor([0.5] * 4 + [math.nan] * 2 + [0.2] * 2)  # group 1: its greedy program failed
+    mask = torch.ones(8, 2, dtype=torch.bool)
+    got = compute_grpo_outcome_advantage(scores, groups, mask, baseline=greedy)[:, 0].tolist()
+    spread = statistics.stdev([0.2, 0.4, 0.9, 0.5])
+    want = [(s - 0.5) / (spread + 1e-6) for s in (0.2, 0.4, 0.9, 0.5)]
+    want += [(s - 0.2) / (statistics.stdev([0.1, 0.3]) + 1e-6) for s in (0.1, 0.3)]  # NaN: the mean
+    assert got[:6] == pytest.approx(want, rel=1e-5)
+    assert got[6:] == [0.0, 0.0]  # a tie stays 0, whatever the greedy program scored
+    assert got[3] == 0.0 and got[2] > 0 > got[0]  # only what beats the greedy program is made likelier
+    unnormalised = compute_grpo_outcome_advantage(scores, groups, mask, norm_by_std=False, baseline=greedy)
+    assert unnormalised[:4, 1].tolist() == pytest.approx([-0.3, -0.1, 0.4, 0.0], abs=1e-6)
 
 
 def test_grpo_rejects_an_index_of_the_wrong_length():

@@ -203,6 +203,56 @@ def test_iteration_metrics_count_infrastructure_failures_apart(policy):
     assert metrics["kl/coef"] == 0.5 and metrics["losses/kl_loss"] > 0
 
 
+class TextReward:
+    """Scores a program by its text (the same text always scores the same); remembers every call."""
+
+    invalid_penalty = -1.0
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    @staticmethod
+    def total(code: str) -> float:
+        return (sum(map(ord, code)) % 97) / 97
+
+    def score(self, codes, rows, views):
+        self.calls.append(list(codes))
+        return [RewardBreakdown(total=self.total(c), ssim=0.0, chamfer=0.0, iou=0.0, valid=1.0, status="ok",
+                                seconds=0.0) for c in codes]
+
+
+def test_a_greedy_baseline_decodes_and_scores_each_images_greedy_program(policy):
+    config = config_of(estimator="grpo", grpo_baseline="greedy")
+    rows, rewarder = toy_rows()[:2], TextReward()
+    greedy_texts = policy.sample(rows, n=1, greedy=True).texts
+    metrics, _ = iterate(build_learner(config, policy, rewarder), rows, iteration=1)
+    greedy_call, samples = sorted(rewarder.calls, key=len)  # one greedy program per image, and k each
+    assert greedy_call == greedy_texts and len(samples) == config.batch_size * K
+    score = TextReward.total
+    assert metrics["reward/greedy/mean"] == pytest.approx(np.mean([score(t) for t in greedy_texts]))
+    above = [score(t) > score(greedy_texts[i // K]) for i, t in enumerate(samples)]
+    assert metrics["reward/above_greedy_frac"] == pytest.approx(np.mean(above))
+    plain, _ = iterate(build_learner(config_of(estimator="grpo"), policy, TextReward()), rows, iteration=1)
+    assert "reward/greedy/mean" not in plain
+
+
+def test_the_batchs_advantages_are_measured_against_the_greedy_scores(policy):
+    config = config_of(estimator="grpo", grpo_baseline="greedy")
+    rows = toy_rows()[: config.batch_size]
+    totals = [0.1, 0.5, 0.3, 0.9, 0.2, 0.2, 0.6, 0.4]
+    learner = build_learner(config, policy, FixedReward(totals))
+    rollout = policy.sample(rows, n=K, temperature=config.temperature)
+    breakdowns, _, _ = score_samples(learner, rollout, rows, K, 1, None)
+    greedy = FixedReward([0.5, 0.0]).score(["g0", "g1"], rows, [None, None])
+    batch = ppo_loop.finish_batch(learner, rows, ppo_loop.rollout_passes(learner, rows, rollout), breakdowns,
+                                  greedy)
+    first = torch.tensor([float(batch.advantages[i][batch.mask[i]][0]) for i in range(8)])
+    std = [np.std(totals[:4], ddof=1), np.std(totals[4:], ddof=1)]
+    want = [(t - [0.5, 0.0][i // K]) / (std[i // K] + 1e-6) for i, t in enumerate(totals)]
+    assert first.tolist() == pytest.approx(want, rel=1e-4)
+    assert (first[:4] > 0).tolist() == [False, False, False, True]  # only 0.9 beats the greedy 0.5
+
+
 @pytest.mark.parametrize("estimator, critic, kl_in_loss", [("gae", True, False), ("grpo", False, True)])
 def test_gae_trains_a_critic_and_grpo_puts_the_kl_in_the_loss_instead(policy, estimator, critic, kl_in_loss):
     config = config_of(estimator=estimator)

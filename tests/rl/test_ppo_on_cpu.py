@@ -234,6 +234,10 @@ def test_shipped_yaml_is_the_defaults_and_bad_values_name_the_field():
         load(PPOConfig, None, ["estimator=grpo", "k=1"])
     with pytest.raises(ConfigError, match="kl_kind must be k3 or mse with estimator grpo"):
         load(PPOConfig, None, ["estimator=grpo", "kl_kind=k1"])
+    with pytest.raises(ConfigError, match="grpo_baseline must be one of group, greedy"):
+        load(PPOConfig, None, ["estimator=grpo", "grpo_baseline=best"])
+    with pytest.raises(ConfigError, match="grpo_baseline must be group unless estimator is grpo"):
+        load(PPOConfig, None, ["estimator=gae", "grpo_baseline=greedy"])
     with pytest.raises(ConfigError, match="unknown config key 'kl_horizon'"):  # it counted programs
         load(PPOConfig, None, ["kl_horizon=10000"])
 
