@@ -1,8 +1,8 @@
 """``DemoConfig``: the main job (``python -m rl.demo``), corpus -> SFT -> PPO -> evaluation -> report.
 
-The defaults are sized for a laptop with 2 CPU cores and no GPU (about 50 minutes); every
-stage's other settings come from its own YAML (``sft_config``, ``ppo_config``), so the demo
-only decides the sizes and where things go.
+The defaults are sized for a laptop with 2 CPU cores and no GPU (about 30 minutes, SFT in bf16
+where the CPU has it); every stage's other settings come from its own YAML (``sft_config``,
+``ppo_config``), so the demo only decides the sizes and where things go.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class DemoConfig:
     sft_steps: int = 2700
     """SFT optimizer steps. At 900 the tiny policy was undertrained (loss 1.1-1.3) and varied from
     run to run (greedy IR 0.1-0.675, protocol IoU 0.001-0.19 on one corpus); 2700 took the loss
-    to 0.46, IR to 0 and protocol IoU to 0.175 (about 25 min on 2 cores)."""
+    to 0.46, IR to 0 and protocol IoU to 0.175 (about 25 min on 2 cores in fp32, 15 in bf16)."""
     sft_threads: int | None = None
     """torch threads of the SFT stage (None: one per CPU; the stage runs alone, and on 2 cores
     2 threads trained 1.58x the tokens/s of 1)."""
@@ -53,7 +53,7 @@ class DemoConfig:
     """YAML of the PPO stage (the demo sets checkpoint, run folder and iterations); the file says
     why its settings differ from configs/ppo.yaml."""
     ppo_iterations: int = 60
-    """PPO iterations (about 12 min on 2 cores)."""
+    """PPO iterations (about 8-9 min on 2 cores)."""
     eval_splits: tuple[str, ...] = ("test", "test_ood")
     """Splits on which both checkpoints are evaluated and compared."""
     eval_k: int = 0

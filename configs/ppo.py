@@ -145,7 +145,8 @@ class PPOConfig:
     tensorboard: bool = True
     """Also write TensorBoard scalars when torch.utils.tensorboard imports."""
     threads: int = 1
-    """torch CPU threads (1 is fastest on a shared 2-core machine)."""
+    """torch CPU threads (1 is fastest on a 2-core machine shared with other jobs; the main job,
+    alone on it, uses 2: configs/ppo_demo.yaml)."""
     gpus: int = 0
     """Data-parallel learners on this many GPUs through Ray Train, NCCL (0: no GPU learners)."""
     ray_workers: int = 0
