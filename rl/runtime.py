@@ -33,7 +33,7 @@ def bf16_native(cpuinfo: str | None = None) -> bool:
     """Whether this machine computes bf16 natively: a CUDA GPU that supports it, else a CPU with one
     of :data:`BF16_CPU_FLAGS` (read from ``cpuinfo``, the text of ``/proc/cpuinfo`` by default;
     a machine without that file counts as not native). ``bench/sft_precision.py`` measures what
-    it gives: 1.67x faster SFT steps on this project's 2-core AVX-512 machine."""
+    it gives: 1.71x faster SFT steps on this project's 2-core AVX-512 machine."""
     import torch
 
     if cpuinfo is None:
