@@ -34,11 +34,11 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "greed
 
 def gap(eval_dir: str, margin: float) -> dict:
     """The figures of one ``rl.eval`` folder (its ``records.jsonl`` must hold greedy and samples)."""
+    from reward.records import read_records
+
     totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    with open(os.path.join(eval_dir, "records.jsonl"), encoding="utf-8") as fh:
-        for line in fh:
-            record = json.loads(line)
-            totals[record["target_id"]][record["extra"]["mode"]].append(record["total"])
+    for record in read_records(os.path.join(eval_dir, "records.jsonl")):
+        totals[record.target_id][record.extra.get("mode")].append(record.total)
     images = {t: modes for t, modes in totals.items() if modes.get("greedy") and modes.get("sample")}
     if not images:
         raise SystemExit(f"greedy_gap: {eval_dir} has no image with both a greedy and a sampled program "

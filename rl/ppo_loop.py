@@ -205,8 +205,8 @@ def advantages_of(config: PPOConfig, scores, mask, kl, kl_coef, values, index, b
     with ``grpo_baseline greedy``, each program's image's greedy score (NaN: its group's mean).
     """
     estimator = config.advantage_estimator
-    extra = {} if baseline is None else {"baseline": baseline}
-    advantages, returns = estimator.compute(scores, mask, index, values, kl, kl_coef, config, **extra)
+    advantages, returns = estimator.compute(scores, mask, index, values, kl, kl_coef, config,
+                                            baseline=baseline)
     explained_var = algos.explained_variance(values, returns, mask) if estimator.uses_critic else float("nan")
     return advantages, returns, explained_var
 

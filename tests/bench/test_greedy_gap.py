@@ -7,16 +7,18 @@ import json
 import pytest
 
 from bench.greedy_gap import gap
+from reward.records import SampleRecord, write_records
 
 
 def write_eval(folder, programs: dict[str, tuple[float, list[float]]]) -> str:
     """An rl.eval-shaped folder: per target, a greedy total and sampled totals."""
-    folder.mkdir()
-    lines = []
+    records = []
     for target, (greedy, samples) in programs.items():
-        lines.append({"target_id": target, "total": greedy, "extra": {"mode": "greedy"}})
-        lines += [{"target_id": target, "total": s, "extra": {"mode": "sample"}} for s in samples]
-    (folder / "records.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        records.append(SampleRecord(f"{target}/greedy", target, "cube(1);", "ok", greedy,
+                                    extra={"mode": "greedy"}))
+        records += [SampleRecord(f"{target}/s{i}", target, "cube(1);", "ok", s, extra={"mode": "sample"})
+                    for i, s in enumerate(samples)]
+    write_records(folder / "records.jsonl", records)
     (folder / "metrics.json").write_text(json.dumps({"split": "train", "k": 4, "temperature": 0.7}))
     return str(folder)
 
