@@ -27,7 +27,7 @@ from transformers.trainer_callback import ProgressCallback
 from configs.sft import SFTConfig
 from policies import SFTCollator
 from rl.sft_aux import FamilyCollator, ImageAuxModel, ParamTable, corpus_families
-from rl.sft_callbacks import MetricsProgress, StopOnNonFinite, write_line
+from rl.sft_callbacks import MetricsProgress, StepClock, StopOnNonFinite, write_line
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -120,6 +120,7 @@ def build_trainer(config: SFTConfig, policy, train_dataset, run_dir: str, callba
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(MetricsProgress())
     trainer.add_callback(StopOnNonFinite())
+    trainer.add_callback(StepClock())
     return trainer
 
 
@@ -146,12 +147,18 @@ def _last_logged(history: list[dict], key: str):
     return None
 
 
+def _steady_rate(trainer: Trainer) -> float | None:
+    clocks = [c for c in trainer.callback_handler.callbacks if isinstance(c, StepClock)]
+    return clocks[0].steady_rate() if clocks else None
+
+
 def train(trainer: Trainer, run_dir: str) -> dict:
     """Train, resuming from the last complete checkpoint in ``run_dir``; figures of this run.
 
     Returns ``resumed_from`` (a checkpoint path or None), ``start_step``, ``global_step``,
     ``steps_this_run``, ``train_seconds``, ``examples_per_s`` and ``tokens_per_s`` (non-padding
-    prompt + image + code tokens, all processes, this run only), ``train_loss_last`` (the last
+    prompt + image + code tokens, all processes, this run only), ``steady_steps_per_s`` (the
+    second half of this run's steps, see :class:`~rl.sft_callbacks.StepClock`), ``train_loss_last`` (the last
     logged loss), ``train_loss_mean`` (mean over this run's steps) and ``eval`` (the last
     :class:`rl.sft_callbacks.GenerationEval` entry of the log history). A checkpoint already at
     ``max_steps`` is loaded and not trained further (the Trainer would take one more step).
@@ -171,6 +178,7 @@ def train(trainer: Trainer, run_dir: str) -> dict:
             "train_seconds": 0.0,
             "examples_per_s": None,
             "tokens_per_s": None,
+            "steady_steps_per_s": None,
             "train_loss_last": _last_logged(saved.get("log_history", []), "loss"),
             "train_loss_mean": None,
             "eval": _last_eval(saved.get("log_history", [])),
@@ -189,6 +197,7 @@ def train(trainer: Trainer, run_dir: str) -> dict:
         "train_seconds": seconds,
         "examples_per_s": examples / seconds if seconds > 0 else None,
         "tokens_per_s": tokens / seconds if seconds > 0 else None,
+        "steady_steps_per_s": _steady_rate(trainer),
         "train_loss_last": _last_logged(state.log_history, "loss"),
         "train_loss_mean": output.training_loss if steps else None,
         "eval": _last_eval(state.log_history),

@@ -23,13 +23,26 @@ def test_smoke_command_writes_final_policy_and_summary(smoke_run):
     assert completed.returncode == 0, completed.stderr[-2000:]
     summary = json.loads(open(os.path.join(run_dir, "sft_summary.json")).read())
     assert summary["global_step"] == 4 and summary["steps_this_run"] == 4
-    for key in ("wall_seconds", "examples_per_s", "tokens_per_s", "train_loss_last"):
+    for key in ("wall_seconds", "examples_per_s", "tokens_per_s", "steady_steps_per_s", "train_loss_last"):
         assert summary[key] > 0, key
     assert {"eval/valid_frac", "eval/reward_mean", "eval/iou_mean", "eval/ssim_mean"} <= set(summary["eval"])
     assert os.path.exists(os.path.join(run_dir, "final", "policy.json"))
     assert os.path.exists(os.path.join(run_dir, "final", "sft_config.json"))
     assert "train/loss=" in completed.stdout + completed.stderr  # one metrics line per logging step
     assert "eval/valid_frac=" in completed.stdout + completed.stderr
+
+
+def test_step_clock_rate_leaves_the_slow_start_out():
+    """Six steps ending at 10, 11, ... 15 s: the first took 10 s of start-up; the steady rate
+    is the last three steps over the 3 s they took, not 6 steps in 15 s."""
+    from rl.sft_callbacks import StepClock
+
+    ends = iter((10.0, 11.0, 12.0, 13.0, 14.0, 15.0))
+    clock = StepClock(clock=lambda: next(ends))
+    assert clock.steady_rate() is None
+    for _ in range(6):
+        clock.on_step_end(None, None, None)
+    assert clock.steady_rate() == pytest.approx(1.0)
 
 
 def test_steps_lower_the_loss_and_change_every_parameter(tiny_corpus, tmp_path):
