@@ -35,7 +35,10 @@ class PPOConfig:
     checkpoint: str = "runs/sft/final"
     """The SFT policy to start from (Policy.save form); also the frozen KL reference."""
     corpus_dir: str | None = None
-    """Corpus folder (train split used); None: the one the checkpoint was trained on, else runs/corpus."""
+    """Corpus folder; None: the one the checkpoint was trained on, else runs/corpus."""
+    split: str = "train"
+    """The corpus split whose images PPO trains on. ``train`` holds the parts SFT fitted (their
+    greedy programs score far above unseen parts'); ``val`` holds parts SFT never trained on."""
 
     iterations: int = 100
     """PPO iterations in total (a resumed run continues up to this one)."""

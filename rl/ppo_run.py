@@ -42,19 +42,19 @@ def describe(iteration: int, total: int, m: dict, eta_s: float | None = None) ->
 
 
 def load_train_rows(config: PPOConfig, policy):
-    """``(corpus_dir, train rows)``: the train split's id, image and mesh_path columns."""
+    """``(corpus_dir, rows)``: the id, input and mesh_path columns of ``config.split``."""
     from corpus.dataset import load
     from policies.inputs import input_columns
     from rl.checkpoint import check_image_size, resolve_corpus
 
     corpus_dir = resolve_corpus(config.checkpoint, config.corpus_dir)
     try:
-        rows = load(corpus_dir, "train").select_columns(
+        rows = load(corpus_dir, config.split).select_columns(
             list(dict.fromkeys(["id", "mesh_path", *input_columns(policy.config)])))
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     if len(rows) == 0:
-        raise UsageError(f"the train split of {corpus_dir!r} is empty")
+        raise UsageError(f"the {config.split} split of {corpus_dir!r} is empty")
     check_image_size(rows, policy.config, corpus_dir)
     return corpus_dir, rows
 

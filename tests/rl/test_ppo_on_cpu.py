@@ -274,6 +274,23 @@ def test_command_scores_with_openscad_and_writes_records_and_report(six_part_cor
     assert (run_dir / "checkpoint-1" / "state.json").exists()
 
 
+def test_ppo_trains_on_the_split_it_is_given(six_part_corpus, checkpoint):
+    """``--split val``: the parts SFT never fitted; a split the corpus lacks is a one-line error."""
+    from configs.cli import UsageError
+    from corpus.dataset import load as load_split
+    from policies import load_policy
+    from rl.ppo_run import load_train_rows
+
+    policy = load_policy(checkpoint)
+    for split in ("train", "test_ood"):  # test_ood: the held-out family, panel
+        config = PPOConfig(checkpoint=checkpoint, corpus_dir=six_part_corpus, split=split)
+        _, rows = load_train_rows(config, policy)
+        assert sorted(rows["id"]) == sorted(load_split(six_part_corpus, split, decode=False)["id"])
+    assert set(load_split(six_part_corpus, "test_ood", decode=False)["family"]) == {"panel"}
+    with pytest.raises(UsageError, match="no split 'nosuch'"):
+        load_train_rows(PPOConfig(checkpoint=checkpoint, corpus_dir=six_part_corpus, split="nosuch"), policy)
+
+
 CUBES = ("cube([4, 3, 2]);", "cube([6, 2, 1]);")
 
 
