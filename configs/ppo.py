@@ -98,6 +98,12 @@ class PPOConfig:
     """Weight of the value loss (gae only)."""
     ent_coef: float = 0.0
     """Weight of the entropy bonus."""
+    ptx_coef: float = 0.0
+    """PPO-ptx (InstructGPT): weight of the SFT loss on corpus train programs added to every
+    minibatch step (:mod:`rl.ppo_ptx`), so that PPO keeps what SFT taught on parts it is not
+    rewarded on. 0: off."""
+    ptx_batch_size: int = 8
+    """Train programs per minibatch step of the ``ptx_coef`` term."""
     loss_agg_mode: str = "token-mean"
     """How per-token losses become one: token-mean, seq-mean-token-sum, seq-mean-token-mean,
     seq-mean-token-sum-norm."""
@@ -170,10 +176,10 @@ class PPOConfig:
         modes = ", ".join(LOSS_AGG_MODES)
         need(self.loss_agg_mode in LOSS_AGG_MODES, "loss_agg_mode", f"must be one of {modes}")
         for name in ("iterations", "batch_size", "k", "ppo_epochs", "minibatch_size", "save_every",
-                     "records_every", "threads", "rollout_chunks"):
+                     "records_every", "threads", "rollout_chunks", "ptx_batch_size"):
             need(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("seed", "gpus", "ray_workers", "weight_decay", "max_grad_norm", "cliprange_value",
-                     "vf_coef", "ent_coef", "kl_coef"):
+                     "vf_coef", "ent_coef", "kl_coef", "ptx_coef"):
             need(getattr(self, name) >= 0, name, "must be >= 0")
         need(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         need(self.workers is None or self.workers >= 0, "workers", "must be >= 0")

@@ -30,6 +30,8 @@ died or hung, or scoring raised: ``RewardBreakdown.infrastructure``) keeps its b
 records but is left out of the update: out of the loss mask, the advantages, the group
 statistics and the reward means; ``reward/infra_failed_frac`` counts it. A program that fails
 by itself (syntax, timeout, too large, forbidden, an OpenSCAD crash) keeps the penalty.
+With ``ptx_coef > 0`` every minibatch step also takes the SFT loss of train programs
+(:mod:`rl.ppo_ptx`, InstructGPT's PPO-ptx).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from rl import core_algos as algos
 from rl.ppo_rollout import Scoring, sample_and_submit
 
 if TYPE_CHECKING:  # only named in annotations
+    from rl.ppo_ptx import SFTMix
     from rl.world import World
 
 
@@ -115,6 +118,8 @@ class Learner:
     """Scores the sampled programs."""
     world: World | None = None
     """:class:`rl.world.World` when this is one of several data-parallel learners."""
+    ptx: SFTMix | None = None
+    """PPO-ptx's train programs (:mod:`rl.ppo_ptx`) when ``config.ptx_coef > 0``."""
 
 
 def duplicate_fraction(texts: list[str], target_ids: list[str]) -> float:
@@ -285,17 +290,25 @@ def minibatch_loss(policy: Policy, config: PPOConfig, batch: Batch, index: torch
     return loss, {f"losses/{k}": float(v.detach()) for k, v in parts.items()}
 
 
-def update(learner: Learner, batch: Batch, max_len: int) -> dict:
-    """``ppo_epochs`` passes of minibatch steps; the mean of each loss figure over the steps."""
+def update(learner: Learner, batch: Batch, max_len: int, iteration: int = 0) -> dict:
+    """``ppo_epochs`` passes of minibatch steps; the mean of each loss figure over the steps.
+    With ``learner.ptx``, each step also takes ``ptx_coef`` times the SFT loss of train programs
+    drawn for ``(iteration, step)``."""
     policy, optimizer, config = learner.policy, learner.optimizer, learner.config
     params = [p for p in policy.parameters() if p.requires_grad]
     stats: dict[str, list[float]] = defaultdict(list)
     policy.train()
+    step = 0
     for _ in range(config.ppo_epochs):
         order = torch.randperm(batch.tokens.shape[0])
         for start in range(0, len(order), config.minibatch_size):
             loss, parts = minibatch_loss(policy, config, batch, order[start : start + config.minibatch_size],
                                          max_len)
+            if learner.ptx is not None:
+                ptx_loss = learner.ptx.loss(policy, iteration, step)
+                loss = loss + config.ptx_coef * ptx_loss
+                parts["losses/ptx_loss"] = float(ptx_loss.detach())
+            step += 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if learner.world is not None:
@@ -333,7 +346,7 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
     greedy = greedy_scoring.collect() if greedy_scoring else None
     records = scoring.records(rollout, breakdowns, iteration) if records_dir else []
     batch = finish_batch(learner, rows, passes, breakdowns, greedy)
-    losses = update(learner, batch, max_len)
+    losses = update(learner, batch, max_len, iteration)
     kl_per_program = batch.kl.sum(dim=-1)
     kl_mean = float(kl_per_program.mean())
     if learner.world is not None:  # every learner steers its coefficient by the same global mean

@@ -187,6 +187,7 @@ def train(config: PPOConfig, rewarder=None, rows=None, world: World | None = Non
 
     from rl.checkpoint import load_checkpoint
     from rl.ppo_loop import iterate
+    from rl.ppo_ptx import load_sft_mix
     from rl.ppo_state import TrainState, batch_indices, latest_checkpoint, load_train_state, plain
     from rl.runtime import quiet_libraries, set_threads
 
@@ -206,6 +207,7 @@ def train(config: PPOConfig, rewarder=None, rows=None, world: World | None = Non
     if rewarder is None:
         pool, rewarder = _pool_rewarder(config, corpus_dir)
     learner = build_learner(config, policy, rewarder, world)
+    learner.ptx = load_sft_mix(config, policy, corpus_dir, world.rank if world else 0)
     state, resumed_from = TrainState(kl_coef=learner.kl_ctl.value), latest_checkpoint(run_dir)
     if resumed_from:
         state = load_train_state(resumed_from, policy, learner.optimizer)
