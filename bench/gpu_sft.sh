@@ -18,6 +18,11 @@
 # Usage, from the repository root: bash bench/gpu_sft.sh
 # Measured (bench/results/gpu_sft_h100_corpus10k.json): three runs sharing one H100, fp32, batch 64,
 # 2,400 steps each in 290-318 s (tile64 7.5-8 steps/s, iso16 8.3 once warm).
+# There the tile (patch 16) did not beat the iso view (patch 8); the open question is the tile at
+# the iso view's detail, two seeds each (SFT's run-to-run spread is as large as the differences):
+#   STEPS=2400 SFT_FLAGS='' VARIANTS='tile_p8:--policy.patch_size 8 --policy.scale_factor 4;iso16:--policy.views iso
+#   --policy.image_size 128 --policy.patch_size 8 --policy.scale_factor 4' bash bench/gpu_sft.sh   (then again with
+#   --seed 1 added to both)
 # Sizes (environment): SFT_CONFIG (configs/sft.yaml, the main job's policy: four views tiled, 64
 # image tokens; empty: the PolicyConfig defaults, the iso view and 16 image tokens), VARIANTS
 # ("name:flags;name:flags", default below: flags added to the config's), BATCH (64), WORKERS
