@@ -61,6 +61,20 @@ def resolve_corpus(checkpoint: str, corpus_dir: str | None) -> str:
     return corpus_dir
 
 
+def load_split_rows(corpus_dir: str, split: str, columns: list[str]):
+    """``columns`` (duplicates dropped, order kept) of ``split`` of ``corpus_dir`` as a
+    ``datasets.Dataset``; a split the corpus lacks or one with no rows is a one-line error."""
+    from corpus.dataset import load
+
+    try:
+        rows = load(corpus_dir, split).select_columns(list(dict.fromkeys(columns)))
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    if len(rows) == 0:
+        raise UsageError(f"the {split} split of {corpus_dir!r} has no rows")
+    return rows
+
+
 def check_image_size(dataset, policy: PolicyConfig, corpus_dir: str) -> None:
     """A tiny policy's vision tower is built for ``policy.image_size``: the corpus images must match
     (the views tiled 2x2 make an image twice their side)."""

@@ -91,15 +91,9 @@ INPUT = "#input"
 def load_rows(corpus_dir: str, split: str, limit: int | None, columns=("image",)):
     """The split's rows (first ``limit``) as a ``datasets.Dataset``: id, family, code, mesh_path and
     ``columns`` (what the policy is shown, :func:`policies.inputs.input_columns`)."""
-    from corpus.dataset import load
+    from rl.checkpoint import load_split_rows
 
-    columns = list(dict.fromkeys(["id", "family", "code", "mesh_path", "image", *columns]))
-    try:
-        dataset = load(corpus_dir, split).select_columns(columns)
-    except FileNotFoundError as error:
-        raise UsageError(str(error)) from None
-    if len(dataset) == 0:
-        raise UsageError(f"split {split!r} of {corpus_dir!r} has no rows")
+    dataset = load_split_rows(corpus_dir, split, ["id", "family", "code", "mesh_path", "image", *columns])
     return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
 
 

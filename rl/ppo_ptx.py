@@ -25,6 +25,7 @@ import torch
 from configs.cli import UsageError
 from configs.ppo import PPOConfig
 from policies.inputs import SFTCollator, input_columns
+from rl.checkpoint import load_split_rows
 
 
 @dataclass
@@ -57,13 +58,5 @@ def load_sft_mix(config: PPOConfig, policy, corpus_dir: str | None, rank: int = 
         return None
     if corpus_dir is None:
         raise UsageError("ptx_coef needs a corpus with a train split (--corpus_dir)")
-    from corpus.dataset import load
-
-    columns = list(dict.fromkeys(["code", *input_columns(policy.config)]))
-    try:
-        rows = load(corpus_dir, "train").select_columns(columns)
-    except FileNotFoundError as error:
-        raise UsageError(str(error)) from None
-    if len(rows) == 0:
-        raise UsageError(f"ptx_coef: the train split of {corpus_dir!r} is empty")
+    rows = load_split_rows(corpus_dir, "train", ["code", *input_columns(policy.config)])
     return SFTMix(rows, SFTCollator(policy, seed=config.seed), config.ptx_batch_size, config.seed, rank)

@@ -16,7 +16,7 @@ import random
 import shutil
 import time
 
-from configs.cli import UsageError, fmt
+from configs.cli import fmt
 from configs.ppo import PPOConfig
 from configs.reward import RUN_CONFIG, as_dict
 from rl.files import write_json
@@ -43,18 +43,11 @@ def describe(iteration: int, total: int, m: dict, eta_s: float | None = None) ->
 
 def load_train_rows(config: PPOConfig, policy):
     """``(corpus_dir, rows)``: the id, input and mesh_path columns of ``config.split``."""
-    from corpus.dataset import load
     from policies.inputs import input_columns
-    from rl.checkpoint import check_image_size, resolve_corpus
+    from rl.checkpoint import check_image_size, load_split_rows, resolve_corpus
 
     corpus_dir = resolve_corpus(config.checkpoint, config.corpus_dir)
-    try:
-        rows = load(corpus_dir, config.split).select_columns(
-            list(dict.fromkeys(["id", "mesh_path", *input_columns(policy.config)])))
-    except FileNotFoundError as error:
-        raise UsageError(str(error)) from None
-    if len(rows) == 0:
-        raise UsageError(f"the {config.split} split of {corpus_dir!r} is empty")
+    rows = load_split_rows(corpus_dir, config.split, ["id", "mesh_path", *input_columns(policy.config)])
     check_image_size(rows, policy.config, corpus_dir)
     return corpus_dir, rows
 
