@@ -15,6 +15,8 @@ reward. From ``N`` images this bench estimates, without bias:
 - ``cos_expected[m]``: the expected cosine of a batch of ``m`` images' gradient with ``E g``
   (``sqrt(signal / (signal + noise / m))``, at that bound when unresolved), for batch sizes PPO uses;
 - ``images_for_even_halves``: that figure from each half of the images alone (its spread);
+- ``by_module``: per part of the model (vision tower, connector, token embeddings, each text
+  layer, output head): its images for even alone and its share of the noise and of the signal;
 - ``split_half_cos``: the measured cosine between the mean gradients of two disjoint halves of
   the images (expected ``signal / (signal + 2 noise / N)``), a check on the estimates.
 
@@ -72,7 +74,7 @@ def flat_grad(loss, params, retain: bool = False) -> np.ndarray:
     grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=retain)
     pieces = [(g if g is not None else torch.zeros_like(p)).reshape(-1)
               for g, p in zip(grads, params, strict=True)]
-    return torch.cat(pieces).double().numpy()
+    return torch.cat(pieces).float().numpy()
 
 
 def sft_gradient(policy, row) -> np.ndarray:
@@ -99,8 +101,51 @@ def advantages(scores: np.ndarray, norm_by_std: bool) -> np.ndarray:
     return out[:, 0].double().numpy()
 
 
+def module_slices(policy) -> dict[str, np.ndarray]:
+    """Which entries of :func:`flat_grad`'s vector belong to each part of the model: the vision tower, the
+    connector, the token embeddings, each text layer, the output head (by parameter name)."""
+    spans: dict[str, list[np.ndarray]] = {}
+    start = 0
+    for name, param in policy.named_parameters():
+        if not param.requires_grad:
+            continue
+        if "vision" in name:
+            part = "vision"
+        elif "connector" in name:
+            part = "connector"
+        elif "embed_tokens" in name:
+            part = "embed_tokens"
+        elif ".layers." in name:
+            part = "text_layer_" + name.split(".layers.")[1].split(".")[0]
+        elif "lm_head" in name:
+            part = "lm_head"
+        else:
+            part = "other"
+        spans.setdefault(part, []).append(np.arange(start, start + param.numel()))
+        start += param.numel()
+    return {part: np.concatenate(pieces) for part, pieces in spans.items()}
+
+
+def by_module(per_image: np.ndarray, slices: dict[str, np.ndarray]) -> dict:
+    """Signal, noise and images for even of each part of the model alone."""
+    out = {}
+    for part, where in slices.items():
+        figures = signal_figures(per_image[:, where])
+        if figures["noise"] <= 0:
+            continue  # a part the loss does not reach (the value head)
+        signal = max(figures["signal"], 0.0)
+        out[part] = {"resolved": figures["resolved"], "images_for_even": half_figure_of(figures),
+                     "signal": signal, "noise": figures["noise"]}
+    noise, signal = sum(v["noise"] for v in out.values()), sum(v["signal"] for v in out.values())
+    for v in out.values():  # each part's share of the whole gradient's noise and (resolved or not) signal
+        v["noise_share"] = round(v.pop("noise") / noise, 4)
+        v["signal_share"] = round(v.pop("signal") / signal, 4) if signal > 0 else None
+    return out
+
+
 def signal_figures(per_image: np.ndarray) -> dict:
     """The figures of the module docstring from ``(N, P)`` per-image gradients (N >= 4)."""
+    per_image = np.asarray(per_image, dtype=np.float64)
     n = len(per_image)
     total = per_image.sum(axis=0)
     own = np.einsum("ij,ij->i", per_image, per_image)  # |g_i|^2
@@ -127,7 +172,11 @@ def signal_figures(per_image: np.ndarray) -> dict:
 
 def half_figure(per_image: np.ndarray) -> str:
     """``images_for_even`` of some of the images, as text: ``"120.5"`` or ``">= 800.0"``."""
-    figures = signal_figures(per_image)
+    return half_figure_of(signal_figures(per_image))
+
+
+def half_figure_of(figures: dict) -> str:
+    """``images_for_even`` of :func:`signal_figures`'s result, as text."""
     if figures["resolved"]:
         return str(figures["images_for_even"])
     return f">= {figures['images_for_even_at_least']}"
@@ -192,6 +241,7 @@ def measure(args) -> dict:
     for name in ESTIMATORS:
         grads = np.stack(per_image[name])
         entry[name] = signal_figures(grads)
+        entry[name]["by_module"] = by_module(grads, module_slices(policy))
         half = len(grads) // 2  # the same from each half of the images: how stable the estimate is
         entry[name]["images_for_even_halves"] = [
             half_figure(part) for part in (grads[:half], grads[half : 2 * half])]
@@ -205,6 +255,7 @@ def measure_sft(args, policy, rows) -> dict:
     started = time.perf_counter()
     grads = np.stack([sft_gradient(policy, row) for row in rows])
     figures = signal_figures(grads)
+    figures["by_module"] = by_module(grads, module_slices(policy))
     half = len(grads) // 2
     figures["images_for_even_halves"] = [half_figure(part) for part in (grads[:half], grads[half : 2 * half])]
     return {"objective": "sft", "checkpoint": args.checkpoint, "corpus": args.corpus, "split": args.split,
