@@ -24,11 +24,16 @@ An image's gradient is that of ``-sum_j A_j sum_t log pi(token_jt)`` over its pr
 (the sampling temperature's log-probs, every trainable weight), for each advantage estimator:
 GRPO (``score - group mean`` over the group's std; ``rl.ppo``'s default) and Dr. GRPO (not
 divided by the std: ``--grpo_norm_by_std false``). The scale of ``g`` cancels in every ratio.
+``--objective sft`` gives the same figures for the SFT loss of the rows' own programs (one
+gradient per row): the check that the estimate finds signal where there is some (at
+initialisation, and on parts SFT never saw).
 
 Writes (adds an entry to) ``bench/results/pg_signal.json``::
 
     .venv/bin/python bench/pg_signal.py --checkpoint runs/demo/sft/final --corpus runs/demo/corpus \\
-        --reward_from runs/demo/ppo --images 64 --label main_job_sft
+        --reward_from runs/demo/ppo --images 128 --label ppo_at_sft_train
+    .venv/bin/python bench/pg_signal.py --objective sft --checkpoint runs/demo/sft/final \
+        --corpus runs/demo/corpus --split test --images 114 --label sft_loss_at_sft_test
 """
 
 from __future__ import annotations
