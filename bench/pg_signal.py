@@ -56,15 +56,15 @@ ESTIMATORS = {"grpo": True, "dr_grpo": False}
 BATCHES = (4, 16, 64)
 
 
-def image_gradients(policy, row, rollout, temperature: float, weights: dict) -> dict:
-    """``{name: (P,) float64}``: the gradient of ``-sum_j A_j sum_t log pi(token_jt)`` over the
-    image's programs for each estimator's advantages ``weights[name] (k,)`` (one forward pass)."""
+def image_gradients(policy, row, tokens, mask, temperature: float, weights: dict) -> dict:
+    """``{name: (P,) float32}``: the gradient of ``-sum_j A_j sum_t log pi(token_jt)`` over one
+    image's programs ``tokens (k, T)`` (``mask`` marks real tokens) for each estimator's advantages
+    ``weights[name] (k,)`` (one forward pass)."""
     import torch
 
     params = [p for p in policy.parameters() if p.requires_grad]
-    prompts = policy.prompt_inputs([row] * rollout.tokens.shape[0])
-    logprobs = policy.logprobs_of(prompts, rollout.tokens, rollout.mask, temperature=temperature)
-    per_program = logprobs.sum(dim=1)
+    prompts = policy.prompt_inputs([row] * tokens.shape[0])
+    per_program = policy.logprobs_of(prompts, tokens, mask, temperature=temperature).sum(dim=1)
     out, names = {}, list(weights)
     for i, name in enumerate(names):
         loss = -(torch.as_tensor(weights[name], dtype=per_program.dtype) * per_program).sum()
@@ -73,7 +73,7 @@ def image_gradients(policy, row, rollout, temperature: float, weights: dict) -> 
 
 
 def flat_grad(loss, params, retain: bool = False) -> np.ndarray:
-    """``d loss / d params`` as one float64 vector (zeros for a weight the loss does not reach)."""
+    """``d loss / d params`` as one float32 vector (zeros for a weight the loss does not reach)."""
     import torch
 
     grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=retain)
@@ -83,12 +83,12 @@ def flat_grad(loss, params, retain: bool = False) -> np.ndarray:
 
 
 def sft_gradient(policy, row) -> np.ndarray:
-    """``(P,) float64``: the gradient of the SFT loss of ``row``'s own program (summed over its
-    tokens and eos), the supervised counterpart of :func:`image_gradients`."""
+    """``(P,) float32``: the gradient of the SFT loss of ``row``'s own program (summed over the
+    tokens SFT trains on, :meth:`policies.base.Policy.response_ids`), the supervised counterpart
+    of :func:`image_gradients`."""
     import torch
 
-    ids = policy.encode_code(row["code"])[: policy.config.max_new_tokens]
-    tokens = torch.tensor([ids + [policy.eos_ids[0]]], dtype=torch.long)
+    tokens = torch.tensor([policy.response_ids(row["code"])], dtype=torch.long)
     params = [p for p in policy.parameters() if p.requires_grad]
     loss = -policy.logprobs_of(policy.prompt_inputs([row]), tokens).sum()
     return flat_grad(loss, params)
@@ -175,13 +175,19 @@ def signal_figures(per_image: np.ndarray) -> dict:
     return out
 
 
-def half_figure(per_image: np.ndarray) -> str:
-    """``images_for_even`` of some of the images, as text: ``"120.5"`` or ``">= 800.0"``."""
-    return half_figure_of(signal_figures(per_image))
+def gradient_figures(grads: np.ndarray, policy) -> dict:
+    """:func:`signal_figures` of ``(N, P)`` gradients, with :func:`by_module` and the figure of
+    each half of the images alone (how stable the estimate is)."""
+    figures = signal_figures(grads)
+    figures["by_module"] = by_module(grads, module_slices(policy))
+    half = len(grads) // 2
+    figures["images_for_even_halves"] = [half_figure_of(signal_figures(part))
+                                         for part in (grads[:half], grads[half : 2 * half])]
+    return figures
 
 
 def half_figure_of(figures: dict) -> str:
-    """``images_for_even`` of :func:`signal_figures`'s result, as text."""
+    """``images_for_even`` of :func:`signal_figures`'s result, as text: ``"120.5"`` or ``">= 800.0"``."""
     if figures["resolved"]:
         return str(figures["images_for_even"])
     return f">= {figures['images_for_even_at_least']}"
@@ -193,7 +199,6 @@ def measure(args) -> dict:
     from configs.reward import resolve
     from corpus.dataset import load_mesh
     from policies import load_policy
-    from policies.base import Rollout
     from policies.inputs import input_columns
     from renderer.pool import RenderPool, ScoreRequest
     from reward.score import Scorer
@@ -228,9 +233,10 @@ def measure(args) -> dict:
             scores = np.array([s.total for s in scored[b * args.k : (b + 1) * args.k]])
             scores_all.append(scores)
             weights_of = {name: advantages(scores, norm) for name, norm in ESTIMATORS.items()}
-            own = Rollout(*(x[b * args.k : (b + 1) * args.k] for x in (rollout.tokens, rollout.logprobs,
-                                                                         rollout.mask, rollout.texts)))
-            for name, grad in image_gradients(policy, row, own, args.temperature, weights_of).items():
+            rows_of_image = slice(b * args.k, (b + 1) * args.k)
+            grads = image_gradients(policy, row, rollout.tokens[rows_of_image], rollout.mask[rows_of_image],
+                                    args.temperature, weights_of)
+            for name, grad in grads.items():
                 per_image[name].append(grad)
         phase["gradient"] += time.perf_counter() - began
         seconds = time.perf_counter() - started
@@ -244,12 +250,7 @@ def measure(args) -> dict:
              "groups_tied": int(sum(np.ptp(s) == 0 for s in scores)),
              "group_reward_std_mean": round(float(scores.std(axis=1, ddof=1).mean()), 4)}
     for name in ESTIMATORS:
-        grads = np.stack(per_image[name])
-        entry[name] = signal_figures(grads)
-        entry[name]["by_module"] = by_module(grads, module_slices(policy))
-        half = len(grads) // 2  # the same from each half of the images: how stable the estimate is
-        entry[name]["images_for_even_halves"] = [
-            half_figure(part) for part in (grads[:half], grads[half : 2 * half])]
+        entry[name] = gradient_figures(np.stack(per_image[name]), policy)
     entry["seconds"] = round(time.perf_counter() - started, 1)
     entry["phase_seconds"] = {name: round(value, 1) for name, value in phase.items()}
     return entry
@@ -258,11 +259,7 @@ def measure(args) -> dict:
 def measure_sft(args, policy, rows) -> dict:
     """The same figures for the SFT loss of the rows' own programs (one gradient per row)."""
     started = time.perf_counter()
-    grads = np.stack([sft_gradient(policy, row) for row in rows])
-    figures = signal_figures(grads)
-    figures["by_module"] = by_module(grads, module_slices(policy))
-    half = len(grads) // 2
-    figures["images_for_even_halves"] = [half_figure(part) for part in (grads[:half], grads[half : 2 * half])]
+    figures = gradient_figures(np.stack([sft_gradient(policy, row) for row in rows]), policy)
     return {"objective": "sft", "checkpoint": args.checkpoint, "corpus": args.corpus, "split": args.split,
             "images": len(rows), "seed": args.seed, "sft": figures,
             "seconds": round(time.perf_counter() - started, 1)}

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import glob
-import json
 import os
 import sys
 import time
@@ -58,34 +56,28 @@ class ThreeWayScorer:
                 "protocol": protocol_metrics(result, *mesh, threads=1)}
 
 
-def load_groups(run: str) -> dict[tuple, list[dict]]:
-    """Valid recorded programs of ``run``, grouped by (iteration, target)."""
-    groups: dict[tuple, list[dict]] = collections.defaultdict(list)
-    for path in sorted(glob.glob(os.path.join(run, "records", "it*", "records.jsonl"))):
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                record = json.loads(line)
-                if record["status"] == "ok":
-                    groups[(record["extra"]["iteration"], record["target_id"])].append(record)
-    return groups
+def valid_groups(run: str) -> list[list[dict]]:
+    """The valid recorded programs of ``run``, grouped by iteration and target
+    (:func:`bench.advantage_split.load_groups`); groups with none are left out."""
+    from bench.advantage_split import load_groups
+
+    groups = [[r for r in group if r["status"] == "ok"] for group in load_groups(run)]
+    return [group for group in groups if group]
 
 
-def score_groups(groups, corpus: str, weights) -> dict[tuple, list[dict]]:
+def score_groups(groups, corpus: str, weights) -> list[list[dict]]:
     """Each program's three scores, by group, rendered again by OpenSCAD in this process."""
     from corpus.dataset import load, load_mesh
     from renderer.pool import RenderPool, ScoreRequest
 
-    wanted = {target for _, target in groups}
+    wanted = {group[0]["target_id"] for group in groups}
     pool = RenderPool(ThreeWayScorer(weights), workers=0)
     rows = load(corpus, "train").select_columns(["id", "mesh_path"])
     for row in rows:
         if row["id"] in wanted:
             pool.add_target(row["id"], *load_mesh(corpus, row))
-    scored = {}
-    for key, records in groups.items():
-        results = pool.score([ScoreRequest(r["code"], r["target_id"]) for r in records])
-        scored[key] = [figures(r) for r in results]
-    return scored
+    return [[figures(r) for r in pool.score([ScoreRequest(r["code"], r["target_id"]) for r in group])]
+            for group in groups]
 
 
 def figures(scored) -> dict:
@@ -102,7 +94,7 @@ def concordance(scored, keys, margin: float) -> dict:
     agree = collections.Counter()
     pairs = 0
     rhos = collections.defaultdict(list)
-    for programs in scored.values():
+    for programs in scored:
         programs = [p for p in programs if p["protocol_iou"] is not None]
         iou = np.array([p["protocol_iou"] for p in programs])
         for i in range(len(programs)):
@@ -144,13 +136,13 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     weights, _ = resolve(args.run, args.run)
-    groups = load_groups(args.run)
+    groups = valid_groups(args.run)
     if not groups:
         raise SystemExit(f"{args.run}: no valid recorded programs under records/it*/records.jsonl")
     scored = score_groups(groups, args.corpus, weights)
     keys = [f"{frame}/{term}" for frame in ("frame", "free") for term in TERMS]
     entry = {"run": args.run, "corpus": args.corpus, "margin": args.margin,
-             "groups": len(scored), "programs": sum(len(v) for v in scored.values()),
+             "groups": len(scored), "programs": sum(len(group) for group in scored),
              **concordance(scored, keys, args.margin),
              "seconds": round(time.perf_counter() - started, 1)}
     add_entry(args.out, args.label, entry)

@@ -260,11 +260,7 @@ class Policy(nn.Module):
         than ``config.max_new_tokens`` tokens is cut there and gets no eos.
         """
         prompts = self.prompt_inputs(images, device="cpu")
-        limit = self.config.max_new_tokens
-        responses = []
-        for code in codes:
-            ids = self.encode_code(code)
-            responses.append(ids[:limit] if len(ids) >= limit else ids + [self.eos_ids[0]])
+        responses = [self.response_ids(code) for code in codes]
         width = max(len(r) for r in responses)
         pad = self.tokenizer.pad_token_id
         tokens = torch.full((len(responses), width), pad, dtype=torch.long)
@@ -276,6 +272,11 @@ class Policy(nn.Module):
         prompt_labels = torch.full_like(prompts["input_ids"], -100)
         batch["labels"] = torch.cat([prompt_labels, tokens.masked_fill(mask == 0, -100)], dim=1)
         return right_aligned(batch)[0]  # no pad before a real token (policies.padding)
+
+    def response_ids(self, code: str) -> list[int]:
+        """SFT's tokens for ``code``: its tokens and eos, cut at ``max_new_tokens`` with no eos."""
+        ids, limit = self.encode_code(code), self.config.max_new_tokens
+        return ids[:limit] if len(ids) >= limit else ids + [self.eos_ids[0]]
 
     def encode_example(self, image, code: str) -> dict[str, torch.Tensor]:
         """:meth:`collate` of one (image, code) pair; tensors keep their batch dimension of 1."""

@@ -55,7 +55,7 @@ def test_concordance_counts_pairs_ordered_as_the_protocol():
              {"protocol_iou": 0.1, "good": 1.0, "bad": 3.0},
              {"protocol_iou": 0.12, "good": 0.0, "bad": 0.0},  # within the margin of 0.1: no pair with it
              {"protocol_iou": None, "good": 9.0, "bad": 9.0}]  # invalid: left out
-    figures = concordance({("it1", "a"): group}, ["good", "bad"], margin=0.05)
+    figures = concordance([group], ["good", "bad"], margin=0.05)
     assert figures["pairs"] == 5  # 0.9-0.5, 0.9-0.1, 0.9-0.12, 0.5-0.1, 0.5-0.12
     assert figures["concordance"]["bad"] < 0.5
     assert figures["spearman_mean"]["bad"] < 0 < figures["spearman_mean"]["good"]
