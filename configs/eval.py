@@ -58,6 +58,10 @@ class EvalConfig:
     settings the checkpoint's PPO run trained with, else the defaults (configs/reward.py)."""
     no_size: bool = False
     """Hide the part's size from a policy that reads sizes (how it does with the pictures alone)."""
+    fit: bool = True
+    """Also score the greedy program fitted to the size the policy is shown (renderer.fit: each axis
+    scaled so its render's bounding box is the size; records of mode fitted, figures under fitted,
+    a candidate of the selected program). Only where a size is shown; never the target's shape."""
     retrieve: int = 0
     """Also try the programs of the N training parts whose four views look most like the input's
     (pixels, policies.exemplars; the corpus's train split) as candidates of the selected program,
@@ -124,6 +128,9 @@ class PredictConfig:
     chosen among them the same way; 0: off."""
     corpus_dir: str | None = None
     """Corpus whose train split --retrieve looks in; None: the checkpoint's (its sft_config.json)."""
+    fit: bool = True
+    """When the size is known (--size, --mesh), also try the greedy program fitted to it (renderer.fit:
+    each axis scaled so its render's bounding box is the size), chosen among the others the same way."""
     select: str = "input"
     """How to rank valid programs: input (agreement of the render with the input: SSIM and silhouette
     IoU with the picture, and with --mesh the mesh's views, chamfer and IoU) or consensus (mean

@@ -12,7 +12,8 @@ in ``python -m rl.ppo --help`` as the ``--reward.*`` options). Where each comman
 - ``rl.ppo`` trains with ``PPOConfig.reward`` and records it in ``ppo_config.json`` (run folder
   and ``final/``), ``ppo_summary.json`` and the reward report.
 - ``rl.eval`` scores with :func:`resolve`: ``--reward_from`` when given, else what the PPO run
-  the checkpoint belongs to recorded, else the defaults; ``metrics.json`` records the settings
+  the checkpoint belongs to recorded, else the defaults, each program as written
+  (:func:`as_written`); ``metrics.json`` records the settings
   (``reward``) and where they came from (``reward_source``), and the report shows them.
 - ``rl.compare`` refuses two evaluations scored with different settings.
 
@@ -112,3 +113,13 @@ def resolve(source: str | None, checkpoint: str) -> tuple[RewardWeights, str]:
     if not os.path.isfile(source):
         raise ConfigError(f"reward_from {source!r}: no such file or folder")
     return _from_file(source), f"{source} (--reward_from)"
+
+
+def as_written(weights: RewardWeights, source: str) -> tuple[RewardWeights, str]:
+    """``(weights, source)`` as ``rl.eval`` scores with them: every program graded as written
+    (``fit_size`` off). ``rl.eval`` scores the programs fitted to the size as records of their own
+    (mode ``fitted``), so a greedy record is never fitted behind its back."""
+    if not weights.fit_size:
+        return weights, source
+    note = "fit_size off: fitted programs are records of their own"
+    return dataclasses.replace(weights, fit_size=False), f"{source}; {note}"

@@ -15,7 +15,7 @@ def _need(config, ok: bool, name: str, why: str) -> None:
         raise ValueError(f"{name} {why}, got {getattr(config, name)!r}")
 
 
-PICKS = ("greedy", "selected")
+PICKS = ("greedy", "fitted", "selected")
 
 
 @dataclass
@@ -33,9 +33,10 @@ class CompareConfig:
     out: str | None = None
     """Folder for comparison.json and comparison.md (None: only print the table)."""
     picks: tuple[str, ...] = ("greedy", "greedy")
-    """Which program of each evaluation, comma-separated: greedy, or selected (the one inference
-    keeps: best agreement with the input among greedy, sampled and retrieved; rl.eval --k/--retrieve).
-    a and b may then be one folder: greedy,selected."""
+    """Which program of each evaluation, comma-separated: greedy, fitted (the greedy one scaled to the
+    size the policy is shown; rl.eval --fit), or selected (the one inference keeps: best agreement
+    with the input among greedy, fitted, sampled and retrieved; rl.eval --k/--retrieve). a and b may
+    then be one folder: greedy,fitted."""
 
     def __post_init__(self):
         _need(self, bool(self.a), "a", "must name a folder")

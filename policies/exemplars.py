@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from renderer.fit import scaled_program
+
 FILE = "exemplars.npz"
 DEFAULT_PIXELS = 32
 SCALED = "retrieved_part"
@@ -109,8 +111,7 @@ class ExemplarIndex:
         code = self.codes[row]
         if size is None or self.sizes is None or not np.all(self.sizes[row] > 0):
             return code
-        factors = ", ".join(f"{f:.6g}" for f in np.asarray(size, dtype=np.float64) / self.sizes[row])
-        return f"module {SCALED}() {{\n{code.rstrip()}\n}}\nscale([{factors}]) {SCALED}();\n"
+        return scaled_program(code, np.asarray(size, dtype=np.float64) / self.sizes[row], SCALED)
 
     def save(self, directory: str) -> str:
         path = os.path.join(directory, FILE)

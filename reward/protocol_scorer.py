@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from renderer.fit import extents_of
 from reward.agreement import Agreement, AgreementScorer, AgreementTarget
 from reward.metrics import protocol_metrics
 from reward.score import RewardBreakdown, Scorer
@@ -43,6 +44,9 @@ class ScoredSample:
     """:func:`reward.metrics.protocol_metrics` record: valid, status, cd (squared, not x1e3), iou."""
     agreement: Agreement | None = None
     """:class:`EvalScorer` with an input: the agreement of the same render with it; else None."""
+    extents: tuple[float, float, float] | None = None
+    """Bounding-box size (mm, x y z) of the program's render, when it rendered (what
+    :func:`renderer.fit.fit_program` fits to a known size); else None."""
 
 
 @dataclass
@@ -76,13 +80,13 @@ class ProtocolScorer:
     def __call__(self, result, prepared: _Target | None) -> ScoredSample:
         """The reward breakdown and the protocol record of one OpenSCAD ``result``."""
         breakdown = self.scorer(result, prepared.reward if prepared is not None else None)
-        return ScoredSample(breakdown, self._protocol(result, prepared))
+        return ScoredSample(breakdown, self._protocol(result, prepared), extents=_extents(result))
 
     def score_with_views(self, result, prepared: _Target) -> tuple[ScoredSample, np.ndarray]:
         """``(scored, views)``: :meth:`__call__` and the prediction's ``(V, H, W)`` views, from the
         render the reward used (:meth:`reward.score.Scorer.score_with_views`)."""
         breakdown, views = self.scorer.score_with_views(result, prepared.reward)
-        return ScoredSample(breakdown, self._protocol(result, prepared)), views
+        return ScoredSample(breakdown, self._protocol(result, prepared), extents=_extents(result)), views
 
     def target_views(self, prepared: _Target) -> np.ndarray:
         return self.scorer.target_views(prepared.reward)
@@ -129,7 +133,7 @@ class EvalScorer:
             scored.agreement = self.agreement(result, None)
             return scored
         if prepared.target is None:
-            return ScoredSample(None, {}, self._agreement(result, prepared))
+            return ScoredSample(None, {}, self._agreement(result, prepared), _extents(result))
         scored = self.protocol(result, prepared.target)
         scored.agreement = self._agreement(result, prepared)
         return scored
@@ -158,6 +162,14 @@ class Agreements:
 
     def score(self, requests: list) -> list[Agreement]:
         return [scored.agreement for scored in self.pool.score(requests)]
+
+
+def _extents(result) -> tuple[float, float, float] | None:
+    """The render's bounding-box size when it rendered a mesh with faces; else None."""
+    if str(getattr(result, "status", "")) != "ok" or len(getattr(result, "faces", ())) == 0:
+        return None
+    extents = extents_of(result.vertices)
+    return None if extents is None else tuple(float(e) for e in extents)
 
 
 def _stats(values: list[float], name: str) -> dict:

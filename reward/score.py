@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from renderer.fit import fit_to_size
 from renderer.views import CANONICAL_CAMERAS, Camera, Frame, make_scene, render, render_scene
 from reward.crossings import enclosed_volume, is_closed
 from reward.distance import stratified_samples, surface_chamfer
@@ -93,6 +94,10 @@ class RewardWeights:
     """Grade the prediction in its own frame (its bounding box centred, half-diagonal 1), as the
     target is: shape and proportions count, size and position do not. For a policy that is not
     shown the part's size (``policy.size_in_prompt`` off), whose input does not reveal them."""
+    fit_size: bool = False
+    """Grade the program fitted to the part's size (each axis scaled about the origin so its
+    bounding box is the target's: renderer.fit, rl.eval's fitted program). For a policy shown the
+    size (``policy.size_in_prompt``): the fit supplies the size, the reward grades the rest."""
 
     def __post_init__(self):
         weights = (self.ssim, self.chamfer, self.iou, self.valid)
@@ -283,7 +288,7 @@ def score_with_views(
         detail = _tail(getattr(pred, "stderr", ""))
         return _invalid(weights, status, seconds, start, detail, infrastructure), None
     raw_faces = getattr(pred, "faces", None)
-    vertices = _in_frame(getattr(pred, "vertices", None), target.frame)
+    vertices = _in_frame(_fitted(pred, target, weights), target.frame)
     mesh = _Mesh(*clean_mesh_with_areas(vertices, raw_faces))
     if len(mesh.faces) == 0:
         status = "empty" if raw_faces is None or np.size(raw_faces) == 0 else "degenerate"
@@ -291,6 +296,14 @@ def score_with_views(
     if weights.scale_free:
         mesh = _in_own_frame(mesh)
     return _score_mesh(mesh, target, weights, status, seconds, start, threads)
+
+
+def _fitted(pred, target: PreparedTarget, weights: RewardWeights):
+    """The prediction's vertices, fitted to the target's bounding box when ``weights.fit_size``."""
+    vertices = getattr(pred, "vertices", None)
+    if not weights.fit_size or vertices is None:
+        return vertices
+    return fit_to_size(vertices, np.ptp(target.vertices, axis=0) * target.frame.scale)
 
 
 def _in_own_frame(mesh: _Mesh) -> _Mesh:
@@ -327,14 +340,9 @@ def _score_mesh(
     if not target.occupancy.any():  # target thinner than a cell: IoU says nothing
         mix["iou"] = 0.0
     total = sum(mix[k] * terms[k] for k in terms) / sum(mix.values())
-    breakdown = RewardBreakdown(
-        total=float(np.clip(total, 0.0, 1.0)),
-        **terms,
-        status=status,
-        seconds=seconds,
-        chamfer_distance=_finite(distance, default=None),
-        score_seconds=time.perf_counter() - start,
-    )
+    breakdown = RewardBreakdown(total=float(np.clip(total, 0.0, 1.0)), **terms, status=status,
+                                seconds=seconds, chamfer_distance=_finite(distance, default=None),
+                                score_seconds=time.perf_counter() - start)
     return breakdown, views.images
 
 
@@ -346,22 +354,11 @@ def _tail(text, lines: int = 6) -> str:
     return "\n".join(keep[-lines:])
 
 
-def _invalid(
-    weights: RewardWeights, status: str, seconds: float, start: float, detail: str = "",
-    infrastructure: bool = False,
-) -> RewardBreakdown:
-    return RewardBreakdown(
-        total=float(weights.invalid_penalty),
-        ssim=0.0,
-        chamfer=0.0,
-        iou=0.0,
-        valid=0.0,
-        status=status,
-        seconds=seconds,
-        score_seconds=time.perf_counter() - start,
-        detail=detail,
-        infrastructure=infrastructure,
-    )
+def _invalid(weights: RewardWeights, status: str, seconds: float, start: float, detail: str = "",
+             infrastructure: bool = False) -> RewardBreakdown:
+    return RewardBreakdown(float(weights.invalid_penalty), 0.0, 0.0, 0.0, 0.0, status, seconds,
+                           score_seconds=time.perf_counter() - start, detail=detail,
+                           infrastructure=infrastructure)
 
 
 def _in_frame(vertices, frame: Frame) -> np.ndarray:
@@ -437,7 +434,8 @@ class Scorer:
         """The prediction's ``(V, H, W)`` views in the target's frame (blank when invalid),
         rendered afresh; :meth:`score_with_views` returns the same with the breakdown."""
         ok = str(getattr(pred, "status", "")) == "ok"
-        mesh = _Mesh(*clean_mesh(_in_frame(pred.vertices, prepared.frame), pred.faces)) if ok else None
+        vertices = _in_frame(_fitted(pred, prepared, self.weights), prepared.frame) if ok else None
+        mesh = _Mesh(*clean_mesh(vertices, pred.faces)) if ok else None
         if mesh is None or len(mesh.faces) == 0:
             return _blank(prepared)
         mesh = _in_own_frame(mesh) if self.weights.scale_free else mesh

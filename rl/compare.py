@@ -5,13 +5,15 @@ Commands::
     python -m rl.compare runs/sft/final/eval_test runs/ppo/final/eval_test
     python -m rl.compare A_EVAL B_EVAL --names SFT,PPO --out runs/demo/comparison_test
     python -m rl.compare EVAL EVAL --picks greedy,selected --names greedy,kept   # what selection adds
+    python -m rl.compare EVAL EVAL --picks greedy,fitted --names greedy,fitted   # what fitting adds
     python -m rl.compare --help
 
 Each argument is an ``rl.eval`` output folder (``metrics.json`` + ``records.jsonl``). Two
 evaluations are compared only when they measured the same thing: the same corpus, split and
 number of images (``limit``), the same decoding (``k``, ``temperature``, ``top_p``,
 ``max_new_tokens``), the same reward settings and protocol, and greedy records for the same
-targets (``--picks``: or the programs inference selected, see ``rl.eval --k/--retrieve``; sampling
+targets (``--picks``: or the greedy programs fitted to the size, or the programs inference
+selected, see ``rl.eval --fit/--k/--retrieve``; for a selected program, sampling
 settings may then differ); otherwise the command
 stops with a one-line reason (exit 2) and names what differs (re-run one ``rl.eval``, e.g. with
 ``--reward_from`` the other's run). A target whose program the render pool failed on in either
@@ -35,6 +37,7 @@ is given; prints the table either way. Bad input is one line on stderr, exit 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -87,12 +90,15 @@ SAME = (  # (what, metrics.json key): two evaluations that differ in one of thes
     ("protocol", "protocol_settings"),
 )
 SAMPLING = ("k", "temperature", "top_p")
+DECODED = ("greedy", "fitted")
+"""Picks that depend on greedy decoding alone (a fitted program is the greedy one, scaled)."""
 """Settings of :data:`SAME` that only what picked a selected program depends on."""
 
 
 def read_eval(folder: str, pick: str = "greedy") -> tuple[dict, dict[str, SampleRecord]]:
     """``(metrics, {target_id: record})`` of one ``rl.eval`` output folder: each target's greedy
-    record, or with ``pick`` selected the one inference kept (``extra["selected"]``)."""
+    record, with ``pick`` fitted its greedy program fitted to the size it was shown, or with ``pick``
+    selected the one inference kept (``extra["selected"]``)."""
     metrics_path, records_path = (os.path.join(folder, name) for name in ("metrics.json", "records.jsonl"))
     for path in (metrics_path, records_path):
         if not os.path.isfile(path):
@@ -106,12 +112,14 @@ def read_eval(folder: str, pick: str = "greedy") -> tuple[dict, dict[str, Sample
         raise UsageError(f"{folder!r} holds a broken metrics.json or records.jsonl: {error}") from None
     picked = {}
     for record in records:
-        if (record.extra.get("mode") == "greedy") if pick == "greedy" else record.extra.get("selected"):
+        if (record.extra.get("mode") == pick) if pick in DECODED else record.extra.get("selected"):
             if record.target_id in picked:
                 raise UsageError(f"{records_path} holds two {pick} records of {record.target_id!r}")
             picked[record.target_id] = record
     if pick == "selected" and not picked:
         raise UsageError(f"{folder!r} selected no program (rl.eval ran with --k 0 and no --retrieve)")
+    if pick == "fitted" and not picked:
+        raise UsageError(f"{folder!r} fitted no program (rl.eval ran with --fit false, or showed no size)")
     return metrics, picked
 
 
@@ -121,6 +129,16 @@ def _differing(a, b) -> str:
         keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
         return "; ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
     return f"{a!r} vs {b!r}"
+
+
+def _settled(key: str, value):
+    """``value`` of setting ``key``; reward settings with the defaults of fields added since it was
+    recorded (an older ``rl.eval`` scored exactly as that default does)."""
+    if key != "reward" or not isinstance(value, dict):
+        return value
+    from reward.score import RewardWeights
+
+    return {**dataclasses.asdict(RewardWeights()), **value}
 
 
 def check_comparable(a: tuple[str, dict, dict], b: tuple[str, dict, dict], greedy: bool = True) -> list[str]:
@@ -141,7 +159,7 @@ def check_comparable(a: tuple[str, dict, dict], b: tuple[str, dict, dict], greed
                 raise UsageError(
                     f"{folder}/metrics.json records no {key} (written by an older rl.eval): re-run rl.eval"
                 )
-        if a_metrics[key] != b_metrics[key]:
+        if _settled(key, a_metrics[key]) != _settled(key, b_metrics[key]):
             hint = " (re-run one rl.eval with --reward_from the other's run)" if key == "reward" else ""
             differing = _differing(a_metrics[key], b_metrics[key])
             raise UsageError(f"the evaluations differ in {what}: {differing}{hint}")
@@ -174,7 +192,7 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B"),
     a_metrics, a_records = read_eval(a_folder, picks[0])
     b_metrics, b_records = read_eval(b_folder, picks[1])
     shared = check_comparable((a_folder, a_metrics, a_records), (b_folder, b_metrics, b_records),
-                              greedy=picks == ("greedy", "greedy"))
+                              greedy=all(pick in DECODED for pick in picks))
     failed = [t for t in shared if any(r[t].extra.get("infrastructure") for r in (a_records, b_records))]
     shared = [t for t in shared if t not in failed]  # both sides lose the same targets
     if not shared:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from configs.cli import Parser, UsageError, fail, fmt
 from configs.demo import DemoConfig
 from configs.loader import ConfigError, add_arguments, from_args
-from configs.reward import RUN_CONFIG
+from configs.reward import RUN_CONFIG, as_dict, as_written, from_dict
 from rl.files import write_json
 from rl.runtime import bf16_native
 
@@ -125,10 +125,11 @@ def stages(config: DemoConfig) -> list[Stage]:
     def same_evaluation(metrics: dict) -> bool:
         trained_with = os.path.join(ppo, RUN_CONFIG)  # both policies are scored as PPO was trained
         reward = _json(trained_with).get("reward") if os.path.exists(trained_with) else None
+        reward = as_dict(as_written(from_dict(reward, trained_with), "")[0]) if reward else None
         refined = (metrics.get("refine") or {}).get("renders", 0)
         return (metrics["k"] == config.eval_k and metrics["n_images"] <= (config.eval_limit or float("inf"))
                 and metrics.get("reward") == reward and refined == config.eval_refine
-                and metrics.get("retrieve", 0) == config.eval_retrieve)
+                and metrics.get("retrieve", 0) == config.eval_retrieve and "fitted" in metrics)
 
     for split in config.eval_splits:
         for policy, upstream in (("sft", sft_done), ("ppo", ppo_done)):
@@ -200,6 +201,12 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         )
         compare.write(comparison, os.path.join(config.out, f"comparison_{split}"))
         comparisons[split] = comparison
+    fitted = {}  # the same, of the greedy programs fitted to the size each policy was shown
+    for split in config.eval_splits:
+        folders = [eval_folder(config, policy, split) for policy in ("sft", "ppo")]
+        if all(_json(os.path.join(folder, "metrics.json")).get("fitted") for folder in folders):
+            fitted[split] = compare.compare(*folders, ("SFT fitted", "PPO fitted"), ("fitted", "fitted"))
+            compare.write(fitted[split], os.path.join(config.out, f"comparison_{split}_fitted"))
     ppo_dir = os.path.join(config.out, "ppo")
     lines = curves.read_metrics(ppo_dir)
     curves_png = curves.plot(
@@ -214,6 +221,7 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         "sft": _json(os.path.join(config.out, "sft", "sft_summary.json")),
         "ppo": _json(os.path.join(ppo_dir, "ppo_summary.json")),
         "comparisons": comparisons,
+        "fitted_comparisons": fitted,
         "curves": curves_png,
         "ppo_throughput": curves.throughput(lines),
     }
@@ -261,7 +269,7 @@ def run(config: DemoConfig) -> dict:
     for name, timing in timings.items():
         print(f"  {name:20s} {'reused' if timing['reused'] else _clock(timing['seconds'])}")
     print(f"  {'total':20s} {_clock(summary['wall_seconds_this_run'])}\n")
-    for comparison in summary["comparisons"].values():
+    for comparison in [*summary["comparisons"].values(), *summary["fitted_comparisons"].values()]:
         print(table_markdown(comparison) + "\n")
     rate = summary["ppo_throughput"]
     shares = ", ".join(f"{k} {v:.0%}" for k, v in rate["share"].items() if v is not None)

@@ -24,19 +24,22 @@ greedy and the ``k`` sampled programs, the one whose render agrees best with the
 (:func:`rl.refine.choose`, on the agreement the same render gave; ``--against image``: the input
 pictures, ``mesh``: the target mesh given as an input, as ``rl.predict --mesh``); ``--retrieve N``
 adds the programs of the N training parts whose views are nearest in pixels to the candidates
-(never the part itself; records of mode ``retrieved``, ``extra.retrieved_from``). ``--refine N``
+(never the part itself; records of mode ``retrieved``, ``extra.retrieved_from``). Where the
+policy is shown the part's size, the greedy program **fitted** to it (``--fit``, on by default:
+:func:`renderer.fit.fit_program` scales each axis so the first render's bounding box is that
+size) is scored too (records of mode ``fitted``) and is a candidate of the selected one. ``--refine N``
 then tunes the selected program's numeric literals against the same input
 (:func:`rl.refine.refine`, at most N renders and ``--refine_seconds`` per image, on the same pool)
 and scores the refined program like the others. Writes into ``--out`` (default
 ``<checkpoint>/eval_<split>``):
 
 - ``records.jsonl``: one :class:`reward.records.SampleRecord` per program (``extra`` holds
-  mode greedy/sample/refined, sample index, family, best_of_k, selected, agreement, the
+  mode greedy/sample/retrieved/fitted/refined, sample index, family, best_of_k, selected, agreement, the
   protocol's cd and iou; a refined record also the refinement: agreement before and after,
   renders, seconds, literals changed), with the views of the prediction and of the target as
   PNGs under ``views/``;
-- ``metrics.json``: for ``greedy``, ``selected`` (k > 0), ``best_of_k`` (the oracle) and
-  ``refined`` (``--refine``): the target-frame figures of
+- ``metrics.json``: for ``greedy``, ``fitted`` (a size shown), ``selected`` (k > 0), ``best_of_k``
+  (the oracle) and ``refined`` (``--refine``): the target-frame figures of
   :func:`reward.protocol_scorer.summarise_breakdowns` (invalid ratio, reward, mean and median IoU, SSIM and
   chamfer distance over valid programs) and ``protocol`` (:func:`reward.metrics.summarise`:
   ``ir``, ``cd_median_x1e3``, ``cd_mean_x1e3``, ``iou_mean``), each headline mean with its 95 %
@@ -63,7 +66,7 @@ import time
 from configs.cli import Parser, UsageError, fail, fmt
 from configs.eval import EvalConfig
 from configs.loader import ConfigError, add_arguments, from_args
-from configs.reward import as_dict
+from configs.reward import as_dict, as_written
 from configs.reward import resolve as resolve_reward
 from renderer.errors import RendererUnavailable
 from rl.checkpoint import check_image_size, load_checkpoint, resolve_corpus
@@ -79,9 +82,10 @@ PICKS = {
                 "input (rl.refine.choose), not the target",
     "best_of_k": "ORACLE: the sampled program with the highest reward against the hidden target",
     "refined": "the selected program (greedy when k = 0) after rl.refine.refine against the input",
+    "fitted": "the greedy program scaled per axis to the size the policy is shown (renderer.fit)",
 }
 """What each figure of ``metrics.json`` is computed on."""
-MODES = ("greedy", "sample", "retrieved", "refined")
+MODES = ("greedy", "sample", "retrieved", "fitted", "refined")
 NUMBERED = ("sample", "retrieved")
 """Modes of which a target has several programs, numbered in their record ids."""
 INPUT = "#input"
@@ -150,7 +154,7 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
     :class:`policies.exemplars.ExemplarIndex`). Each program's :class:`reward.agreement.Agreement`
     (when the pool scores one) goes into ``agreements`` under its record's id."""
     from policies.inputs import PartInput
-    from renderer.pool import ScoreRequest
+    from renderer.fit import fit_program
 
     images = [PartInput.of(row) for row in rows]
     images = [part.without_size() for part in images] if config.no_size else images
@@ -166,21 +170,19 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
             for r, found in enumerate(index.nearest_rows(part, config.retrieve)):
                 programs.append((i, "retrieved", r, index.program(found, part.size)))
                 retrieved[(i, r)] = index.ids[found]
-    requests = []
-    for i, mode, s, text in programs:
-        paths = {}
-        if config.views:
-            record_id = f"{rows[i]['id']}_{mode}" + (f"{s}" if mode in NUMBERED else "")
-            paths = {"views_path": os.path.join(out, "views", f"{record_id}.png"),
-                     "target_views_path": os.path.join(out, "views", f"{rows[i]['id']}_target.png")}
-        requests.append(ScoreRequest(text, rows[i]["id"], **paths))
+    scored = _score(pool, rows, programs, config, out)
+    if config.fit:
+        fits = [(i, "fitted", 0, fit_program(text, result.extents, images[i].size))
+                for (i, mode, _, text), result in zip(programs, scored, strict=True)
+                if mode == "greedy" and images[i].size]
+        programs, scored = programs + fits, scored + _score(pool, rows, fits, config, out)
     records = []
-    for (i, mode, s, text), scored in zip(programs, pool.score(requests), strict=True):
-        records.append(_record(rows[i], mode, s, text, scored, config))
+    for (i, mode, s, text), result in zip(programs, scored, strict=True):
+        records.append(_record(rows[i], mode, s, text, result, config))
         if mode == "retrieved":
             records[-1].extra["retrieved_from"] = retrieved[(i, s)]
-        if agreements is not None and scored.agreement is not None:
-            agreements[records[-1].id] = scored.agreement
+        if agreements is not None and result.agreement is not None:
+            agreements[records[-1].id] = result.agreement
     return records
 
 
@@ -239,6 +241,22 @@ def score_refined(pool, refined: list, config: EvalConfig, out: str) -> list:
     return records
 
 
+def _score(pool, rows: list[dict], programs: list[tuple], config: EvalConfig, out: str) -> list:
+    """The pool's :class:`reward.protocol_scorer.ScoredSample` of each ``(row index, mode, number,
+    text)``, in order (writing views under ``out`` when ``config.views``)."""
+    from renderer.pool import ScoreRequest
+
+    requests = []
+    for i, mode, s, text in programs:
+        paths = {}
+        if config.views:
+            record_id = f"{rows[i]['id']}_{mode}" + (f"{s}" if mode in NUMBERED else "")
+            paths = {"views_path": os.path.join(out, "views", f"{record_id}.png"),
+                     "target_views_path": os.path.join(out, "views", f"{rows[i]['id']}_target.png")}
+        requests.append(ScoreRequest(text, rows[i]["id"], **paths))
+    return pool.score(requests) if requests else []
+
+
 def run(config: EvalConfig) -> dict:
     """Evaluate; write records, metrics.json and the report; return the metrics dict."""
     import torch
@@ -258,7 +276,7 @@ def run(config: EvalConfig) -> dict:
     quiet_libraries()
     torch.manual_seed(config.seed)
     policy = load_checkpoint(config.checkpoint)
-    weights, reward_source = resolve_reward(config.reward_from, config.checkpoint)
+    weights, reward_source = as_written(*resolve_reward(config.reward_from, config.checkpoint))
     print(f"{PROG}: reward settings from {reward_source}", flush=True)
     corpus_dir = resolve_corpus(config.checkpoint, config.corpus_dir)
     columns = input_columns(policy.config) + (["views"] if config.retrieve else [])
@@ -282,6 +300,7 @@ def run(config: EvalConfig) -> dict:
             refined = select_and_refine(pool, dataset, records, agreements, config)
             records += score_refined(pool, refined, config, out)
     greedy = [r for r in records if r.extra["mode"] == "greedy"]
+    fitted = [r for r in records if r.extra["mode"] == "fitted"]
     selected = [r for r in records if r.extra["selected"]]
     selected_figures = bool(selected) and bool(config.k or config.retrieve)
     best = mark_best_of_k(records)
@@ -307,6 +326,7 @@ def run(config: EvalConfig) -> dict:
                    "target_frame": "the target's own frame (mm), as the reward grades"},
         "picks": PICKS,
         "greedy": figures_of(greedy, config.protocol, intervals=True),
+        "fitted": figures_of(fitted, config.protocol, intervals=True) if fitted else None,
         "selected": figures_of(selected, config.protocol, intervals=True) if selected_figures else None,
         "selected_modes": {m: sum(r.extra["mode"] == m for r in selected) for m in MODES} or None,
         "best_of_k": figures_of(best, config.protocol, intervals=True) if best else None,
@@ -361,8 +381,8 @@ def _ci(interval: list | None) -> str:
 def _describe(metrics: dict) -> str:
     """The printed summary: per mode the figures, each headline mean with its 95 % interval."""
     lines = []
-    labels = {"greedy": "greedy", "selected": "selected", "best_of_k": "best_of_k (oracle)",
-              "refined": "refined"}
+    labels = {"greedy": "greedy", "fitted": "fitted to size", "selected": "selected",
+              "best_of_k": "best_of_k (oracle)", "refined": "refined"}
     for mode, label in labels.items():
         m = metrics.get(mode)
         if m:

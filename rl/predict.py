@@ -19,8 +19,10 @@ gives the size when no mesh does. Each picture may be any size, RGB, grayscale o
 (composited on white); it is padded to a square with white and resized by the policy. The
 policy writes ``k`` programs (the greedy one, then ``k - 1`` sampled); each runs in OpenSCAD.
 With ``--retrieve N`` the programs of the N training parts whose views are nearest in pixels
-(:class:`policies.exemplars.ExemplarIndex` of the train split) join them as candidates. The kept
-program is:
+(:class:`policies.exemplars.ExemplarIndex` of the train split) join them as candidates, and when
+the size is known (``--size``, ``--mesh``) so does the greedy program fitted to it (``--fit``,
+on by default: :func:`renderer.fit.fit_program` scales each axis so its render's bounding box is
+the size; the program stays editable, wrapped in ``scale([...])``). The kept program is:
 
 1. a **valid** one (a usable 3-D mesh) before any invalid one;
 2. among valid ones, by ``--select``:
@@ -191,6 +193,8 @@ class Prediction:
     """The :class:`rl.refine.RefineResult` of ``--refine``, or None."""
     retrieved: list = field(default_factory=list)
     """Ids of the training parts whose programs follow the policy's (``--retrieve``), in order."""
+    fitted: bool = False
+    """Whether the last program is the greedy one fitted to the size (``--fit``)."""
 
     @property
     def valid(self) -> bool:
@@ -198,10 +202,12 @@ class Prediction:
 
     def candidates(self) -> list[dict]:
         """Every program as ``candidates.json`` lists it."""
-        first_retrieved = len(self.codes) - len(self.retrieved)
+        first_retrieved = len(self.codes) - len(self.retrieved) - self.fitted
+        modes = ["greedy"] + ["sample"] * (first_retrieved - 1) + ["retrieved"] * len(self.retrieved)
+        modes += ["fitted"] * self.fitted
         return [
-            {"index": i, "mode": "greedy" if i == 0 else "sample" if i < first_retrieved else "retrieved",
-             "retrieved_from": self.retrieved[i - first_retrieved] if i >= first_retrieved else None,
+            {"index": i, "mode": modes[i],
+             "retrieved_from": self.retrieved[i - first_retrieved] if modes[i] == "retrieved" else None,
              "status": str(r.status),
              "valid": self.views[i] is not None, "score": self.scores[i],
              "agreement": self.agreements[i].to_dict(), "openscad_seconds": r.seconds,
@@ -223,6 +229,7 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     """
     import torch
 
+    from renderer.fit import extents_of, fit_program
     from renderer.openscad import run as run_openscad
 
     tell = progress or (lambda fraction, stage: None)
@@ -240,6 +247,11 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     tell(0.4, f"rendering {len(codes)} program{'s' * (len(codes) > 1)} with OpenSCAD")
     with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
         results = list(threads.map(run_openscad, codes))
+    size = inputs.image.size if config.fit else None
+    fitted = fit_program(codes[0], extents_of(results[0].vertices) if results[0].ok else None, size)
+    if fitted != codes[0]:  # a size is known and the greedy program rendered: its fitted form joins
+        codes.append(fitted)
+        results.append(run_openscad(fitted))
     scorer = AgreementScorer(VIEW_SIZE)
     views = [own_views(r) for r in results]
     agreements = [scorer(r, inputs.target) for r in results]
@@ -252,7 +264,7 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
             code, result = refined.code, run_openscad(refined.code)
             kept_views = own_views(result)
     return Prediction(codes, results, views, agreements, scores, best, code, result, kept_views, refined,
-                      retrieved)
+                      retrieved, fitted != codes[0])
 
 
 def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:

@@ -9,7 +9,7 @@ import pytest
 
 from configs.loader import ConfigError
 from configs.ppo import PPOConfig
-from configs.reward import RUN_CONFIG, as_dict, recorded, resolve
+from configs.reward import RUN_CONFIG, as_dict, as_written, recorded, resolve
 from reward.score import RewardWeights
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,13 @@ def test_a_ppo_checkpoint_is_scored_with_the_settings_its_run_trained_with(tmp_p
     for checkpoint in (run / "final", run / "checkpoint-20"):
         weights, source = resolve(None, str(checkpoint))
         assert weights == TRAINED and RUN_CONFIG in source and "trained in" in source
+
+
+def test_rl_eval_grades_programs_as_written_when_the_run_trained_on_fitted_ones(tmp_path):
+    run = ppo_run(tmp_path, RewardWeights(iou=2.0, fit_size=True))
+    weights, source = as_written(*resolve(None, str(run / "final")))
+    assert weights == RewardWeights(iou=2.0) and "fit_size off" in source
+    assert as_written(TRAINED, "x") == (TRAINED, "x")
 
 
 def test_a_checkpoint_without_a_ppo_run_gets_the_defaults_and_says_so(tmp_path):

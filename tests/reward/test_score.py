@@ -73,6 +73,18 @@ def test_scale_free_grades_shape_not_size_or_position(target):
     assert np.abs(views - target.images).max() < 1e-6
 
 
+def test_fit_size_grades_the_program_fitted_to_the_box_about_the_origin(target):
+    fit = RewardWeights(fit_size=True)
+    stretched = ok(*box(LO, (6.0, 1.0, 3.0)))  # the target box with each axis scaled about the origin
+    result = score(stretched, target, fit)
+    assert result.total == pytest.approx(1.0, abs=1e-6) and result.chamfer_distance < 1e-9
+    assert score(stretched, target).total < 0.6
+    off_origin = ok(*box((1.0, 0.0, 0.0), (7.0, 1.0, 3.0)))  # fitted about the origin: lands 0.5 off
+    assert 0.3 < score(off_origin, target, fit).total < 0.9
+    views = Scorer(fit, threads=1).pred_views(stretched, target)
+    assert np.abs(views - target.images).max() < 1e-6
+
+
 def test_same_inputs_give_the_same_breakdown():
     first_target, second_target = (prepare_target(*box(LO, HI), WEIGHTS) for _ in range(2))
     assert np.array_equal(first_target.points, second_target.points)

@@ -226,11 +226,39 @@ def test_predict_with_a_mesh_keeps_the_program_of_the_right_size(tiny_corpus, tm
     row["image"].save(tmp_path / "part.png")
     write_binary_stl(str(tmp_path / "part.stl"), *load_mesh(tiny_corpus, row))
     rl.predict.main([str(tmp_path / "part.png"), "--k", "2", "--mesh", str(tmp_path / "part.stl"),
-                     "--out", str(tmp_path / "pred")])
+                     "--fit", "false", "--out", str(tmp_path / "pred")])
     summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
     greedy, truth = (c["agreement"] for c in summary["candidates"])
     assert summary["chosen"] == 1 and truth["iou"] > 0.9 > greedy["iou"]
     assert abs(greedy["ssim"] - truth["ssim"]) < 0.05  # the same shape in its own frame
+
+
+@pytest.mark.parametrize("size_from", ["mesh", "size"])
+def test_predict_fits_the_greedy_program_to_a_known_size(tiny_corpus, tmp_path, monkeypatch, size_from):
+    """The policy writes the right shape stretched; the size (of a mesh, or --size) fits it back."""
+    import rl.predict
+    from corpus.dataset import load, load_mesh
+    from renderer.fit import scaled_program
+    from renderer.stl import write_binary_stl
+
+    row = load(tiny_corpus, "test")[0]
+    stretched = scaled_program(row["code"], (2.0, 0.5, 1.0), "stretched")
+    monkeypatch.setattr(rl.predict, "load_checkpoint", lambda path: fake_policy(lambda greedy: stretched))
+    target, faces = load_mesh(tiny_corpus, row)
+    row["image"].save(tmp_path / "part.png")
+    write_binary_stl(str(tmp_path / "part.stl"), target, faces)
+    size = "x".join(f"{e:.6g}" for e in np.ptp(target, axis=0))
+    given = ["--mesh", str(tmp_path / "part.stl")] if size_from == "mesh" else [
+        str(tmp_path / "part.png"), "--size", size]
+    rl.predict.main(given + ["--k", "1", "--out", str(tmp_path / "pred")])
+    summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
+    assert [c["mode"] for c in summary["candidates"]] == ["greedy", "fitted"]
+    assert summary["chosen"] == 1 and stretched.rstrip() in summary["candidates"][1]["code"]
+    vertices, _ = read_binary_stl(str(tmp_path / "pred" / "prediction.stl"))
+    assert np.allclose(np.ptp(vertices, axis=0), np.ptp(target, axis=0), rtol=1e-4)
+    rl.predict.main(given + ["--k", "1", "--fit", "false", "--out", str(tmp_path / "unfitted")])
+    summary = json.loads((tmp_path / "unfitted" / "candidates.json").read_text())
+    assert [c["mode"] for c in summary["candidates"]] == ["greedy"]
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -385,6 +413,7 @@ def test_predict_retrieve_keeps_a_training_part_program_when_the_policy_writes_n
     summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
     modes = [c["mode"] for c in summary["candidates"]]
     assert modes == ["greedy", "sample", "retrieved", "retrieved", "retrieved"] and summary["retrieve"] == 3
+    assert summary["candidates"][0]["status"] != "ok", "an invalid greedy program has nothing to fit"
     retrieved = summary["candidates"][2:]
     for c in retrieved:  # scaled to the mesh's size: a look-alike part may be of any size
         assert "scale([" in c["code"] and train[c["retrieved_from"]].rstrip() in c["code"]
@@ -398,3 +427,48 @@ def test_predict_retrieve_keeps_a_training_part_program_when_the_policy_writes_n
     with pytest.raises(SystemExit):  # a corpus without a train split is one line
         rl.predict.main(["--mesh", str(tmp_path / "part.stl"), "--retrieve", "1", "--corpus_dir",
                          str(tmp_path), "--out", str(tmp_path / "pred2")])
+
+
+def test_eval_fits_the_greedy_program_to_the_size_the_policy_is_shown(tiny_corpus, tmp_path, monkeypatch,
+                                                                      capsys):
+    """A size-reading policy that writes the right shape at the wrong size: the fitted program (each
+    axis scaled to the size it is shown) is the target; without the size nothing is fitted."""
+    import rl.compare
+    import rl.eval
+    from corpus.dataset import load
+    from renderer.fit import scaled_program
+
+    codes = {r["image"].tobytes(): r["code"] for r in load(tiny_corpus, "test")}
+    shown = []
+    policy = SimpleNamespace(  # the target's own program, stretched
+        sample=lambda images, n=1, **kw: shown.extend(part.size for part in images) or SimpleNamespace(texts=[
+            scaled_program(codes[part.views[0].tobytes()], (2, 0.5, 1.5), "stretched")
+            for part in images for _ in range(n)]),
+        config=SimpleNamespace(kind="fake", max_new_tokens=16, views="iso", size_in_prompt=True,
+                               image_size=128, exemplars=False), exemplars=None)
+    monkeypatch.setattr(rl.eval, "load_checkpoint", lambda path: policy)
+    argv = ["--checkpoint", "unused", "--corpus_dir", tiny_corpus, "--split", "test", "--k", "0",
+            "--limit", "3", "--render_workers", "0", "--reward_from", "default", "--views", "false"]
+    rl.eval.main(argv + ["--out", str(tmp_path / "eval")])
+    assert len(shown) == 3 and all(size is not None for size in shown)
+    records = [json.loads(line) for line in (tmp_path / "eval" / "records.jsonl").read_text().splitlines()]
+    fitted = [r for r in records if r["extra"]["mode"] == "fitted"]
+    assert len(fitted) == 3 and all("scale([" in r["code"] and r["id"].endswith("/fitted") for r in fitted)
+    assert all(r["extra"]["protocol_iou"] > 0.95 and r["iou"] > 0.95 for r in fitted)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["greedy"]["invalid_ratio"] == 0 and metrics["greedy"]["protocol"]["iou_mean"] < 0.5
+    assert "fitted to size" in capsys.readouterr().out
+    comparison = rl.compare.compare(str(tmp_path / "eval"), str(tmp_path / "eval"), ("greedy", "fitted"),
+                                    ("greedy", "fitted"))
+    assert comparison["picks"] == ["greedy", "fitted"]
+    from bench import fit_size
+
+    fit_size.main(["--evals", str(tmp_path / "eval"), "--label", "t", "--out", str(tmp_path / "fit.json")])
+    entry = json.loads((tmp_path / "fit.json").read_text())["t"]["greedy_vs_fitted"][str(tmp_path / "eval")]
+    assert entry["paired"]["protocol IoU, both valid"]["difference"] > 0.45
+    for flags in (["--no_size"], ["--fit", "false"]):
+        out = tmp_path / flags[0].strip("-")
+        rl.eval.main(argv + flags + ["--out", str(out)])
+        records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+        assert {r["extra"]["mode"] for r in records} == {"greedy"}
+        assert json.loads((out / "metrics.json").read_text())["fitted"] is None

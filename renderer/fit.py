@@ -1,0 +1,86 @@
+"""Fitting a program to a known size: the part's bounding box in mm, when the input reveals it.
+
+A size-reading policy is told the part's size (``Size: 140 x 20 x 44 mm.``) but writes its
+numbers mostly from what it learnt of the family: the main job's policy wrote a 140 mm T-profile
+40 mm long. When the size is known (a corpus row shown to a size-reading policy, ``rl.predict
+--size`` or ``--mesh``), the program's render says its own bounding box, and scaling each axis
+by the ratio gives a program of exactly that size. Owns:
+
+- :func:`extents_of`: a mesh's bounding-box size (x, y, z);
+- :func:`fit_factors`: per-axis scale factors from a render's extents to the wanted size
+  (None where an axis is flat or a figure is not positive and finite);
+- :func:`scaled_program`: any program scaled by given factors and still editable: its text
+  becomes the body of a module that is called inside ``scale([...])`` (OpenSCAD allows module,
+  function and variable definitions in a module's body, not in a transform's block);
+- :func:`fit_program`: the two together (the program unchanged when no fit is possible).
+
+Scaling about the origin is what ``scale()`` does, so a fitted program's mesh is its first
+render's vertices times the factors, and a scorer can fit a mesh without running OpenSCAD again
+(:func:`fit_vertices`)::
+
+    factors = fit_factors(extents_of(result.vertices), (140, 20, 44))
+    code = scaled_program(code, factors)           # what the user gets
+    vertices = fit_vertices(result.vertices, factors)   # the same mesh
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+FITTED_MODULE = "fitted_part"
+"""The module a fitted program's own text becomes (:func:`fit_program`)."""
+FLAT = 1e-6
+"""An extent at or below this (mm) is flat: no factor can fit it."""
+
+
+def extents_of(vertices) -> np.ndarray | None:
+    """Bounding-box size (x, y, z) of ``(N, 3)`` vertices; None for no vertex or a bad array."""
+    try:
+        array = np.asarray(vertices, dtype=np.float64) if vertices is not None else np.empty((0, 3))
+    except (TypeError, ValueError):  # ragged or not numbers: no extents
+        return None
+    if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0 or not np.all(np.isfinite(array)):
+        return None
+    return np.ptp(array, axis=0)
+
+
+def fit_factors(extents, size: Sequence[float] | None) -> np.ndarray | None:
+    """Per-axis factors taking a render of bounding-box ``extents`` to ``size`` (mm, x y z); None
+    when either is missing, an extent is flat (:data:`FLAT`) or a figure is not positive and finite."""
+    if extents is None or size is None:
+        return None
+    extents, size = np.asarray(extents, dtype=np.float64), np.asarray(size, dtype=np.float64)
+    if extents.shape != (3,) or size.shape != (3,):
+        return None
+    if not (np.all(np.isfinite(extents)) and np.all(np.isfinite(size))):
+        return None
+    if np.any(extents <= FLAT) or np.any(size <= 0):
+        return None
+    return size / extents
+
+
+def scaled_program(code: str, factors, module: str = FITTED_MODULE) -> str:
+    """``code`` scaled per axis by ``factors`` (x, y, z), as an editable program."""
+    numbers = ", ".join(f"{float(f):.6g}" for f in factors)
+    return f"module {module}() {{\n{code.rstrip()}\n}}\nscale([{numbers}]) {module}();\n"
+
+
+def fit_program(code: str, extents, size: Sequence[float] | None) -> str:
+    """``code`` scaled so a render of bounding box ``extents`` becomes ``size``; unchanged when no
+    fit is possible (:func:`fit_factors` is None)."""
+    factors = fit_factors(extents, size)
+    return code if factors is None else scaled_program(code, factors)
+
+
+def fit_vertices(vertices, factors) -> np.ndarray:
+    """The vertices of the fitted program's render: ``vertices`` scaled about the origin."""
+    return np.asarray(vertices, dtype=np.float64) * np.asarray(factors, dtype=np.float64)
+
+
+def fit_to_size(vertices, size: Sequence[float] | None):
+    """``vertices`` of a render scaled about the origin to bounding box ``size``: the render of
+    :func:`fit_program`'s program, without running it; ``vertices`` unchanged when no fit is possible."""
+    factors = fit_factors(extents_of(vertices), size)
+    return vertices if factors is None else fit_vertices(vertices, factors)

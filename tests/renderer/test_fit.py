@@ -1,0 +1,55 @@
+"""renderer.fit: a program scaled per axis to a known size, checked with the real OpenSCAD."""
+
+import numpy as np
+import pytest
+
+from renderer.fit import extents_of, fit_factors, fit_program, fit_to_size, scaled_program
+from renderer.openscad import run
+from tests.conftest import needs_openscad
+
+# a program with the definitions a real one has: variables, a module, a function
+PROGRAM = """width = 30;
+depth = 12;
+function half(x) = x / 2;
+module plate() { translate([0, -half(depth), 0]) cube([width, depth, 4]); }
+difference() { plate(); translate([half(width), 0, -1]) cylinder(d = 5, h = 6, $fn = 24); }
+"""
+
+
+def test_factors_are_the_ratio_per_axis():
+    assert np.allclose(fit_factors((30, 12, 4), (60, 6, 4)), (2.0, 0.5, 1.0))
+
+
+@pytest.mark.parametrize("extents, size", [
+    (None, (1, 1, 1)), ((1, 1, 1), None), ((30, 12, 0), (1, 1, 1)), ((30, 12, 4), (1, 0, 1)),
+    ((30, 12, 4), (1, -2, 1)), ((30, np.nan, 4), (1, 1, 1)), ((30, 12, 4), (1, np.inf, 1)), ((1, 2), (1, 2)),
+])
+def test_no_fit_for_a_flat_render_or_a_size_that_is_not_three_positive_numbers(extents, size):
+    assert fit_factors(extents, size) is None
+    assert fit_program(PROGRAM, extents, size) == PROGRAM
+
+
+@pytest.mark.parametrize("vertices", [None, [], [[0, 0]], [[0, 0, 0], [1, 1]], [[0, np.nan, 0]]])
+def test_extents_of_bad_vertices_is_none(vertices):
+    assert extents_of(vertices) is None
+
+
+@needs_openscad
+def test_the_fitted_program_renders_at_the_size_and_is_the_scaled_mesh():
+    first = run(PROGRAM)
+    assert first.ok and np.allclose(extents_of(first.vertices), (30, 12, 4), atol=1e-6)
+    size = (45.0, 6.0, 10.0)
+    fitted = fit_program(PROGRAM, extents_of(first.vertices), size)
+    assert fitted != PROGRAM and PROGRAM.rstrip() in fitted, "the user's program is kept, inside a module"
+    result = run(fitted)
+    assert result.ok, result.stderr
+    assert np.allclose(extents_of(result.vertices), size, atol=1e-4)
+    assert np.allclose(result.vertices.min(axis=0), fit_to_size(first.vertices, size).min(axis=0), atol=1e-4)
+    assert np.allclose(result.vertices.max(axis=0), fit_to_size(first.vertices, size).max(axis=0), atol=1e-4)
+
+
+@needs_openscad
+def test_a_scaled_program_keeps_working_when_edited():
+    edited = scaled_program(PROGRAM, (1.0, 1.0, 1.0)).replace("width = 30;", "width = 50;")
+    result = run(edited)
+    assert result.ok and np.allclose(extents_of(result.vertices), (50, 12, 4), atol=1e-6)
