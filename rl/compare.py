@@ -90,9 +90,9 @@ SAME = (  # (what, metrics.json key): two evaluations that differ in one of thes
     ("protocol", "protocol_settings"),
 )
 SAMPLING = ("k", "temperature", "top_p")
+"""Settings of :data:`SAME` that only what picked a selected program depends on."""
 DECODED = ("greedy", "fitted")
 """Picks that depend on greedy decoding alone (a fitted program is the greedy one, scaled)."""
-"""Settings of :data:`SAME` that only what picked a selected program depends on."""
 
 
 def read_eval(folder: str, pick: str = "greedy") -> tuple[dict, dict[str, SampleRecord]]:
