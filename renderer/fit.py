@@ -25,6 +25,7 @@ render's vertices times the factors, and a scorer can fit a mesh without running
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,6 +34,8 @@ FITTED_MODULE = "fitted_part"
 """The module a fitted program's own text becomes (:func:`fit_program`)."""
 FLAT = 1e-6
 """An extent at or below this (mm) is flat: no factor can fit it."""
+_USE = re.compile(r"^[ \t]*use[ \t]*<[^>\n]*>[ \t]*;?[ \t]*$", re.MULTILINE)
+"""A ``use <library>`` statement on a line of its own."""
 
 
 def extents_of(vertices) -> np.ndarray | None:
@@ -62,9 +65,12 @@ def fit_factors(extents, size: Sequence[float] | None) -> np.ndarray | None:
 
 
 def scaled_program(code: str, factors, module: str = FITTED_MODULE) -> str:
-    """``code`` scaled per axis by ``factors`` (x, y, z), as an editable program."""
+    """``code`` scaled per axis by ``factors`` (x, y, z), as an editable program. Its ``use <...>``
+    statements stay at the top (OpenSCAD refuses them in a module's body; ``include`` is accepted)."""
     numbers = ", ".join(f"{float(f):.6g}" for f in factors)
-    return f"module {module}() {{\n{code.rstrip()}\n}}\nscale([{numbers}]) {module}();\n"
+    uses = "".join(f"{line.strip()}\n" for line in _USE.findall(code))
+    body = _USE.sub("", code).rstrip()
+    return f"{uses}module {module}() {{\n{body}\n}}\nscale([{numbers}]) {module}();\n"
 
 
 def fit_program(code: str, extents, size: Sequence[float] | None) -> str:

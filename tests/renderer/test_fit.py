@@ -53,3 +53,15 @@ def test_a_scaled_program_keeps_working_when_edited():
     edited = scaled_program(PROGRAM, (1.0, 1.0, 1.0)).replace("width = 30;", "width = 50;")
     result = run(edited)
     assert result.ok and np.allclose(extents_of(result.vertices), (50, 12, 4), atol=1e-6)
+
+
+@needs_openscad
+def test_a_program_that_uses_a_library_still_renders_fitted():
+    code = "use <MCAD/regular_shapes.scad>\nlinear_extrude(height = 3) hexagon(5);\n"
+    first = run(code)
+    assert first.ok, first.stderr
+    fitted = fit_program(code, extents_of(first.vertices), (20.0, 20.0, 6.0))
+    assert fitted.startswith("use <MCAD/regular_shapes.scad>\nmodule ")
+    result = run(fitted)
+    assert result.ok, result.stderr
+    assert np.allclose(extents_of(result.vertices), (20, 20, 6), atol=1e-4)
