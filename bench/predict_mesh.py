@@ -59,7 +59,8 @@ def predict_and_score(stl: str, args, name: str) -> dict:
 
     out = os.path.join(args.out_dir, name)
     command = [sys.executable, "-m", "rl.predict", "--mesh", stl, "--checkpoint", args.checkpoint,
-               "--k", str(args.k), "--refine", str(args.refine), "--render_workers", "1", "--out", out]
+               "--k", str(args.k), "--refine", str(args.refine), "--fit", str(args.fit).lower(),
+               "--render_workers", "1", "--out", out]
     printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     summary = json.load(open(os.path.join(out, "candidates.json")))
     code = open(os.path.join(out, "prediction.scad")).read()
@@ -68,6 +69,7 @@ def predict_and_score(stl: str, args, name: str) -> dict:
             "valid": summary["valid"], "code": code, "protocol_iou": figures["iou"],
             "protocol_cd_x1e3": None if figures["cd"] is None else figures["cd"] * 1e3,
             "agreement": summary["candidates"][summary["chosen"]]["agreement"],
+            "kept_mode": summary["candidates"][summary["chosen"]]["mode"],
             "refine": summary["refine"] and {k: summary["refine"][k] for k in ("renders", "seconds")}}
 
 
@@ -79,13 +81,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--index", type=int, default=0, help="which test row (default the first)")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--refine", type=int, default=0, help="refinement renders (0: off)")
+    parser.add_argument("--fit", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+                        help="rl.predict --fit: the greedy program fitted onto the mesh's box joins (true)")
     parser.add_argument("--out_dir", default="runs/predict_mesh")
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     example = example_stl(args.example, args.out_dir)
     part, row_id = corpus_stl(args.corpus, args.out_dir, args.index)
-    results = {"checkpoint": args.checkpoint, "k": args.k, "refine": args.refine,
+    results = {"checkpoint": args.checkpoint, "k": args.k, "refine": args.refine, "fit": args.fit,
                "example": predict_and_score(example, args, "example"),
                "corpus_part": {"id": row_id, **predict_and_score(part, args, "corpus_part")}}
     for name in ("example", "corpus_part"):

@@ -12,7 +12,9 @@ by the ratio gives a program of exactly that size. Owns:
 - :func:`scaled_program`: any program scaled by given factors and still editable: its text
   becomes the body of a module that is called inside ``scale([...])`` (OpenSCAD allows module,
   function and variable definitions in a module's body, not in a transform's block);
-- :func:`fit_program`: the two together (the program unchanged when no fit is possible).
+- :func:`fit_program`: the two together (the program unchanged when no fit is possible);
+- :func:`placed_program`: fitted to a mesh's bounding box, position included (``rl.predict
+  --mesh``: the program comes out in the mesh's own coordinates).
 
 Scaling about the origin is what ``scale()`` does, so a fitted program's mesh is its first
 render's vertices times the factors, and a scorer can fit a mesh without running OpenSCAD again
@@ -64,13 +66,19 @@ def fit_factors(extents, size: Sequence[float] | None) -> np.ndarray | None:
     return size / extents
 
 
-def scaled_program(code: str, factors, module: str = FITTED_MODULE) -> str:
-    """``code`` scaled per axis by ``factors`` (x, y, z), as an editable program. Its ``use <...>``
-    statements stay at the top (OpenSCAD refuses them in a module's body; ``include`` is accepted)."""
-    numbers = ", ".join(f"{float(f):.6g}" for f in factors)
+def scaled_program(code: str, factors, module: str = FITTED_MODULE, offset=None) -> str:
+    """``code`` scaled per axis by ``factors`` (x, y, z), then moved by ``offset`` when given, as an
+    editable program. Its ``use <...>`` statements stay at the top (OpenSCAD refuses them in a
+    module's body; ``include`` is accepted)."""
     uses = "".join(f"{line.strip()}\n" for line in _USE.findall(code))
     body = _USE.sub("", code).rstrip()
-    return f"{uses}module {module}() {{\n{body}\n}}\nscale([{numbers}]) {module}();\n"
+    still = offset is None or not np.any(np.abs(np.asarray(offset, dtype=np.float64)) > 5e-7)
+    move = "" if still else f"translate([{_numbers(offset)}]) "
+    return f"{uses}module {module}() {{\n{body}\n}}\n{move}scale([{_numbers(factors)}]) {module}();\n"
+
+
+def _numbers(values) -> str:
+    return ", ".join(f"{float(v) + 0.0:.6g}" for v in values)
 
 
 def fit_program(code: str, extents, size: Sequence[float] | None) -> str:
@@ -78,6 +86,18 @@ def fit_program(code: str, extents, size: Sequence[float] | None) -> str:
     fit is possible (:func:`fit_factors` is None)."""
     factors = fit_factors(extents, size)
     return code if factors is None else scaled_program(code, factors)
+
+
+def placed_program(code: str, vertices, box) -> str:
+    """``code``, whose render has ``vertices``, fitted to the bounding box ``box = (lower, upper)``
+    (mm) of a mesh the user gave: scaled to its size, then moved onto it; unchanged when no fit is
+    possible."""
+    lower, upper = (np.asarray(corner, dtype=np.float64) for corner in box)
+    factors = fit_factors(extents_of(vertices), upper - lower)
+    if factors is None:
+        return code
+    offset = lower - factors * np.asarray(vertices, dtype=np.float64).min(axis=0)
+    return scaled_program(code, factors, offset=offset)
 
 
 def fit_vertices(vertices, factors) -> np.ndarray:

@@ -22,7 +22,8 @@ With ``--retrieve N`` the programs of the N training parts whose views are neare
 (:class:`policies.exemplars.ExemplarIndex` of the train split) join them as candidates, and when
 the size is known (``--size``, ``--mesh``) so does the greedy program fitted to it (``--fit``,
 on by default: :func:`renderer.fit.fit_program` scales each axis so its render's bounding box is
-the size; the program stays editable, wrapped in ``scale([...])``). The kept program is:
+the size, and with a mesh moves it onto the mesh's box, so the program comes out in the mesh's
+coordinates; it stays editable, wrapped in ``scale([...])``). The kept program is:
 
 1. a **valid** one (a usable 3-D mesh) before any invalid one;
 2. among valid ones, by ``--select``:
@@ -229,7 +230,6 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     """
     import torch
 
-    from renderer.fit import extents_of, fit_program
     from renderer.openscad import run as run_openscad
 
     tell = progress or (lambda fraction, stage: None)
@@ -247,8 +247,7 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     tell(0.4, f"rendering {len(codes)} program{'s' * (len(codes) > 1)} with OpenSCAD")
     with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
         results = list(threads.map(run_openscad, codes))
-    size = inputs.image.size if config.fit else None
-    fitted = fit_program(codes[0], extents_of(results[0].vertices) if results[0].ok else None, size)
+    fitted = _fitted(codes[0], results[0], inputs) if config.fit else codes[0]
     if fitted != codes[0]:  # a size is known and the greedy program rendered: its fitted form joins
         codes.append(fitted)
         results.append(run_openscad(fitted))
@@ -265,6 +264,20 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
             kept_views = own_views(result)
     return Prediction(codes, results, views, agreements, scores, best, code, result, kept_views, refined,
                       retrieved, fitted != codes[0])
+
+
+def _fitted(code: str, result, inputs: Inputs) -> str:
+    """``code`` fitted to the size the input gives (renderer.fit), and onto the mesh's box when the
+    input is a mesh; ``code`` itself when no size is known or it did not render a mesh."""
+    from renderer.fit import extents_of, fit_program, placed_program
+
+    size = inputs.image.size
+    if not result.ok or len(result.faces) == 0 or size is None:
+        return code
+    if inputs.mesh is not None:  # its lower corner, at the size given (the mesh's own by default)
+        lower = np.asarray(inputs.mesh[0], dtype=np.float64).min(axis=0)
+        return placed_program(code, result.vertices, (lower, lower + np.asarray(size, dtype=np.float64)))
+    return fit_program(code, extents_of(result.vertices), size)
 
 
 def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from renderer.fit import extents_of, fit_factors, fit_program, fit_to_size, scaled_program
+from renderer.fit import extents_of, fit_factors, fit_program, fit_to_size, placed_program, scaled_program
 from renderer.openscad import run
 from tests.conftest import needs_openscad
 
@@ -65,3 +65,14 @@ def test_a_program_that_uses_a_library_still_renders_fitted():
     result = run(fitted)
     assert result.ok, result.stderr
     assert np.allclose(extents_of(result.vertices), (20, 20, 6), atol=1e-4)
+
+
+@needs_openscad
+def test_a_placed_program_lands_on_the_box():
+    first = run(PROGRAM)
+    box = (np.array([-5.0, 10.0, 2.0]), np.array([40.0, 16.0, 12.0]))
+    result = run(placed_program(PROGRAM, first.vertices, box))
+    assert result.ok, result.stderr
+    assert np.allclose(result.vertices.min(axis=0), box[0], atol=1e-4)
+    assert np.allclose(result.vertices.max(axis=0), box[1], atol=1e-4)
+    assert placed_program(PROGRAM, first.vertices, (box[0], box[0])) == PROGRAM, "a flat box: no fit"

@@ -256,6 +256,9 @@ def test_predict_fits_the_greedy_program_to_a_known_size(tiny_corpus, tmp_path, 
     assert summary["chosen"] == 1 and stretched.rstrip() in summary["candidates"][1]["code"]
     vertices, _ = read_binary_stl(str(tmp_path / "pred" / "prediction.stl"))
     assert np.allclose(np.ptp(vertices, axis=0), np.ptp(target, axis=0), rtol=1e-4)
+    if size_from == "mesh":  # placed on the mesh's box: the program is in the mesh's coordinates
+        assert np.allclose(vertices.min(axis=0), target.min(axis=0), atol=1e-3)
+        assert summary["candidates"][1]["agreement"]["iou"] > 0.99
     rl.predict.main(given + ["--k", "1", "--fit", "false", "--out", str(tmp_path / "unfitted")])
     summary = json.loads((tmp_path / "unfitted" / "candidates.json").read_text())
     assert [c["mode"] for c in summary["candidates"]] == ["greedy"]
