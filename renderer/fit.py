@@ -67,14 +67,15 @@ def fit_factors(extents, size: Sequence[float] | None) -> np.ndarray | None:
 
 
 def scaled_program(code: str, factors, module: str = FITTED_MODULE, offset=None) -> str:
-    """``code`` scaled per axis by ``factors`` (x, y, z), then moved by ``offset`` when given, as an
-    editable program. Its ``use <...>`` statements stay at the top (OpenSCAD refuses them in a
-    module's body; ``include`` is accepted)."""
+    """``code`` scaled by ``factors`` (x, y, z; or one number, the same on every axis), then moved
+    by ``offset`` when given, as an editable program. Its ``use <...>`` statements stay at the top
+    (OpenSCAD refuses them in a module's body; ``include`` is accepted)."""
     uses = "".join(f"{line.strip()}\n" for line in _USE.findall(code))
     body = _USE.sub("", code).rstrip()
     still = offset is None or not np.any(np.abs(np.asarray(offset, dtype=np.float64)) > 5e-7)
     move = "" if still else f"translate([{_numbers(offset)}]) "
-    return f"{uses}module {module}() {{\n{body}\n}}\n{move}scale([{_numbers(factors)}]) {module}();\n"
+    scale = _numbers([factors]) if np.ndim(factors) == 0 else f"[{_numbers(factors)}]"
+    return f"{uses}module {module}() {{\n{body}\n}}\n{move}scale({scale}) {module}();\n"
 
 
 def _numbers(values) -> str:

@@ -250,12 +250,13 @@ def _size(size_mm) -> float | None:
 def _scaled(code: str, result, size: float):
     """The program wrapped so its bounding box's largest side is ``size`` mm, its render and a note;
     the program unchanged (and why) when the wrapped one does not render."""
+    from renderer.fit import scaled_program
     from renderer.openscad import run as run_openscad
 
     extent = float(np.ptp(result.vertices, axis=0).max())
     factor = size / extent
     wrapped = (f"// scaled by {factor:.6g}: largest side {extent:.4g} mm -> {size:g} mm\n"
-               f"module {SCALED_MODULE}() {{\n{code.rstrip()}\n}}\nscale({factor:.6g}) {SCALED_MODULE}();\n")
+               + scaled_program(code, factor, SCALED_MODULE))
     scaled = run_openscad(wrapped)
     if not scaled.ok or len(scaled.faces) == 0:
         return code, result, (f"the program scaled to {size:g} mm did not render ({scaled.status}); "

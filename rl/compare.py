@@ -37,7 +37,6 @@ is given; prints the table either way. Bad input is one line on stderr, exit 2.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -136,9 +135,10 @@ def _settled(key: str, value):
     recorded (an older ``rl.eval`` scored exactly as that default does)."""
     if key != "reward" or not isinstance(value, dict):
         return value
+    from configs.reward import as_dict
     from reward.score import RewardWeights
 
-    return {**dataclasses.asdict(RewardWeights()), **value}
+    return {**as_dict(RewardWeights()), **value}
 
 
 def check_comparable(a: tuple[str, dict, dict], b: tuple[str, dict, dict], greedy: bool = True) -> list[str]:

@@ -76,3 +76,11 @@ def test_a_placed_program_lands_on_the_box():
     assert np.allclose(result.vertices.min(axis=0), box[0], atol=1e-4)
     assert np.allclose(result.vertices.max(axis=0), box[1], atol=1e-4)
     assert placed_program(PROGRAM, first.vertices, (box[0], box[0])) == PROGRAM, "a flat box: no fit"
+
+
+@needs_openscad
+def test_one_factor_scales_every_axis_alike():
+    code = scaled_program(PROGRAM, 2.0)
+    assert "scale(2) fitted_part();" in code
+    result = run(code)
+    assert result.ok and np.allclose(extents_of(result.vertices), (60, 24, 8), atol=1e-6)
