@@ -14,7 +14,9 @@ by the ratio gives a program of exactly that size. Owns:
   function and variable definitions in a module's body, not in a transform's block);
 - :func:`fit_program`: the two together (the program unchanged when no fit is possible);
 - :func:`placed_program`: fitted to a mesh's bounding box, position included (``rl.predict
-  --mesh``: the program comes out in the mesh's own coordinates).
+  --mesh``: the program comes out in the mesh's own coordinates);
+- :func:`size_agreement`: how near a render's bounding box is to the size (the reward's ``size``
+  term: what the fit would have to correct, 1 when nothing).
 
 Scaling about the origin is what ``scale()`` does, so a fitted program's mesh is its first
 render's vertices times the factors, and a scorer can fit a mesh without running OpenSCAD again
@@ -111,3 +113,17 @@ def fit_to_size(vertices, size: Sequence[float] | None):
     :func:`fit_program`'s program, without running it; ``vertices`` unchanged when no fit is possible."""
     factors = fit_factors(extents_of(vertices), size)
     return vertices if factors is None else fit_vertices(vertices, factors)
+
+
+def size_agreement(extents, size: Sequence[float] | None) -> float:
+    """How near bounding box ``extents`` is to ``size`` (mm, x y z), in [0, 1]: the geometric mean
+    over the axes of the smaller over the larger figure (``exp(-mean |log(extents / size)|)``), so
+    1 for the same size and 0.5 for twice or half on every axis. An axis flat in both counts as
+    equal, flat in one only as about 0; 0 when either is missing or not finite."""
+    if extents is None or size is None:
+        return 0.0
+    extents, size = np.asarray(extents, dtype=np.float64), np.asarray(size, dtype=np.float64)
+    if extents.shape != (3,) or size.shape != (3,) or not np.all(np.isfinite(extents + size)):
+        return 0.0
+    extents, size = np.maximum(extents, FLAT), np.maximum(size, FLAT)
+    return float(np.prod(np.minimum(extents, size) / np.maximum(extents, size)) ** (1 / 3))

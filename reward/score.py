@@ -32,6 +32,8 @@ Terms, each in [0, 1], higher is better:
   fitting: PPO found it in a main job), gets about none. Dropped from the
   mean when the target is too thin to occupy any cell.
 - ``valid``: 1 for a program that produced usable geometry.
+- ``size``: how near the program's own bounding box is to the target's
+  (:func:`renderer.fit.size_agreement`), before any ``fit_size``; weight 0 unless set.
 
 ``total`` is their weighted mean, in [0, 1], for a usable mesh; a failed
 program (status other than ok) or a mesh with no usable face gets
@@ -47,7 +49,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from renderer.fit import fit_to_size
+from renderer.fit import extents_of, fit_to_size, size_agreement
 from renderer.views import CANONICAL_CAMERAS, Camera, Frame, make_scene, render, render_scene
 from reward.crossings import enclosed_volume, is_closed
 from reward.distance import stratified_samples, surface_chamfer
@@ -59,7 +61,8 @@ from reward.geometry import (
     iou,
     occupancy,
 )
-from reward.ssim import masked_ssim, target_moments
+from reward.ssim import masked_ssim
+from reward.target import PreparedTarget
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,12 @@ class RewardWeights:
     bounding box is the target's: renderer.fit, rl.eval's fitted program). For a policy shown the
     size (``policy.size_in_prompt``): the fit supplies the size, the reward grades the rest."""
 
+    size: float = 0.0
+    """Weight of the ``size`` term, the program's own bounding box against the target's (before
+    ``fit_size``): with ``fit_size`` on, what keeps the written numbers true to the size shown."""
+
     def __post_init__(self):
-        weights = (self.ssim, self.chamfer, self.iou, self.valid)
+        weights = (self.ssim, self.chamfer, self.iou, self.valid, self.size)
         if min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"term weights must be >= 0 with a positive sum, got {weights}")
         if not -1e6 < self.invalid_penalty <= 0:
@@ -142,58 +149,12 @@ class RewardBreakdown:
     infrastructure: bool = False
     """The render pool failed, not the program (a worker died or hung, or scoring raised): the
     penalty is no verdict on the program, and PPO leaves it out of the update."""
+    size: float = 0.0
+    """Size term in [0, 1]: the program's own bounding box against the target's."""
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field."""
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class PreparedTarget:
-    """Everything computed once per target; plain arrays, so it pickles to Ray workers."""
-
-    frame: Frame
-    """The target's frame, applied to target and predictions alike."""
-    cameras: tuple[Camera, ...]
-    size: int
-    """View size in pixels."""
-    images: np.ndarray
-    """``(V, H, W) float32`` target views."""
-    masks: np.ndarray
-    """``(V, H, W) bool`` target silhouettes."""
-    points: np.ndarray
-    """``(n_points, 3) float64`` surface samples in the frame (:func:`reward.distance.stratified_samples`)."""
-    occupancy: np.ndarray
-    """``(R, R, R) bool`` occupancy grid in the frame."""
-    seed: int = 0
-    """Seed the samples were drawn with (reused for predictions)."""
-    vertices: np.ndarray | None = None
-    """``(N, 3)`` target vertices in the frame (for the point-to-surface distance)."""
-    faces: np.ndarray | None = None
-    """``(M, 3)`` target faces."""
-
-    def scene(self):
-        """The target's ray-casting scene, built on first use in this process (never pickled)."""
-        scene = self.__dict__.get("_scene")
-        if scene is None:
-            scene = make_scene(self.vertices, self.faces)
-            object.__setattr__(self, "_scene", scene)
-        return scene
-
-    def ssim_moments(self) -> np.ndarray:
-        """:func:`reward.ssim.target_moments` of the inverted views, computed on first use in this
-        process (never pickled)."""
-        moments = self.__dict__.get("_ssim_moments")
-        if moments is None:
-            moments = target_moments(1.0 - self.images)
-            object.__setattr__(self, "_ssim_moments", moments)
-        return moments
-
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ("_scene", "_ssim_moments")}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
 
 
 @dataclass
@@ -288,6 +249,7 @@ def score_with_views(
         detail = _tail(getattr(pred, "stderr", ""))
         return _invalid(weights, status, seconds, start, detail, infrastructure), None
     raw_faces = getattr(pred, "faces", None)
+    own_size = size_agreement(extents_of(getattr(pred, "vertices", None)), target.extents())
     vertices = _in_frame(_fitted(pred, target, weights), target.frame)
     mesh = _Mesh(*clean_mesh_with_areas(vertices, raw_faces))
     if len(mesh.faces) == 0:
@@ -295,15 +257,13 @@ def score_with_views(
         return _invalid(weights, status, seconds, start), None
     if weights.scale_free:
         mesh = _in_own_frame(mesh)
-    return _score_mesh(mesh, target, weights, status, seconds, start, threads)
+    return _score_mesh(mesh, target, weights, status, seconds, start, threads, own_size)
 
 
 def _fitted(pred, target: PreparedTarget, weights: RewardWeights):
     """The prediction's vertices, fitted to the target's bounding box when ``weights.fit_size``."""
     vertices = getattr(pred, "vertices", None)
-    if not weights.fit_size or vertices is None:
-        return vertices
-    return fit_to_size(vertices, np.ptp(target.vertices, axis=0) * target.frame.scale)
+    return fit_to_size(vertices, target.extents()) if weights.fit_size and vertices is not None else vertices
 
 
 def _in_own_frame(mesh: _Mesh) -> _Mesh:
@@ -314,7 +274,7 @@ def _in_own_frame(mesh: _Mesh) -> _Mesh:
 
 
 def _score_mesh(
-    mesh, target, weights, status, seconds, start, threads
+    mesh, target, weights, status, seconds, start, threads, own_size
 ) -> tuple[RewardBreakdown, np.ndarray]:
     """Score a usable mesh (already in the target frame); the breakdown and the rendered views."""
     scene = make_scene(mesh.vertices, mesh.faces)  # one scene: views, distances, occupancy
@@ -335,6 +295,7 @@ def _score_mesh(
         "chamfer": chamfer_reward(distance, weights.chamfer_scale),
         "iou": float(iou_term),
         "valid": 1.0,
+        "size": own_size,
     }
     mix = {name: getattr(weights, name) for name in terms}
     if not target.occupancy.any():  # target thinner than a cell: IoU says nothing

@@ -360,6 +360,7 @@ def iterate(learner: Learner, rows: list, iteration: int, records_dir: str | Non
         "reward/ssim/mean": _mean([b.ssim for b in scored]),
         "reward/chamfer/mean": _mean([b.chamfer for b in scored]),
         "reward/iou/mean": _mean([b.iou for b in scored]),
+        "reward/size/mean": _mean([b.size for b in scored]),  # the program's own box against the target's
         "reward/iou/valid_mean": _mean([b.iou for b in scored if b.valid > 0]),  # NaN: none valid
         "reward/invalid_frac": _mean([b.valid <= 0 for b in scored]),
         "reward/infra_failed_frac": _mean([b.infrastructure for b in breakdowns]),

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from renderer.fit import extents_of, fit_factors, fit_program, fit_to_size, placed_program, scaled_program
+from renderer.fit import (
+    extents_of,
+    fit_factors,
+    fit_program,
+    fit_to_size,
+    placed_program,
+    scaled_program,
+    size_agreement,
+)
 from renderer.openscad import run
 from tests.conftest import needs_openscad
 
@@ -84,3 +92,24 @@ def test_one_factor_scales_every_axis_alike():
     assert "scale(2) fitted_part();" in code
     result = run(code)
     assert result.ok and np.allclose(extents_of(result.vertices), (60, 24, 8), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "extents, size, expected",
+    [
+        ((10, 20, 30), (10, 20, 30), 1.0),
+        ((20, 40, 60), (10, 20, 30), 0.5),  # twice on every axis
+        ((5, 10, 15), (10, 20, 30), 0.5),  # half on every axis
+        ((80, 20, 30), (10, 20, 30), 0.5),  # eight times on one axis: the geometric mean
+        ((0, 20, 30), (0, 20, 30), 1.0),  # flat in both
+        (None, (10, 20, 30), 0.0),
+        ((10, 20, 30), None, 0.0),
+        ((10, np.nan, 30), (10, 20, 30), 0.0),
+    ],
+)
+def test_size_agreement_is_the_geometric_mean_of_the_ratios(extents, size, expected):
+    assert size_agreement(extents, size) == pytest.approx(expected)
+
+
+def test_size_agreement_of_a_flat_render_against_a_solid_is_about_nothing():
+    assert size_agreement((0, 20, 30), (10, 20, 30)) < 0.01

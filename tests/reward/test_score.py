@@ -85,6 +85,16 @@ def test_fit_size_grades_the_program_fitted_to_the_box_about_the_origin(target):
     assert np.abs(views - target.images).max() < 1e-6
 
 
+def test_the_size_term_grades_the_programs_own_box_even_when_the_reward_fits_it(target):
+    doubled = ok(*box(LO, 2 * HI))  # the target box, twice its size on every axis
+    fit_and_size = RewardWeights(fit_size=True, size=1.0)
+    result = score(doubled, target, fit_and_size)
+    assert result.size == pytest.approx(0.5) and result.iou == pytest.approx(1.0, abs=1e-6)
+    assert result.total == pytest.approx((1 + 1 + 1 + 0.1 + 0.5) / 4.1, abs=1e-6)
+    assert score(doubled, target, RewardWeights(fit_size=True)).total == pytest.approx(1.0, abs=1e-6)
+    assert score(ok(*box(LO, HI)), target, fit_and_size).size == pytest.approx(1.0)
+
+
 def test_same_inputs_give_the_same_breakdown():
     first_target, second_target = (prepare_target(*box(LO, HI), WEIGHTS) for _ in range(2))
     assert np.array_equal(first_target.points, second_target.points)
