@@ -12,12 +12,15 @@ that size; records of mode ``fitted``). This bench pairs them with :func:`rl.com
         --pair runs/demo/eval/sft_test,runs/demo/eval/ppo_test --label main_job
 
 Writes the paired figures (protocol IoU over both-valid targets, IoU with invalid = 0, reward,
-invalid ratio, each with its 95 % interval) under ``--label`` in ``bench/results/fit_size.json``.
+invalid ratio, each with its 95 % interval) under ``--label`` in ``bench/results/fit_size.json``,
+and for each ``--evals`` folder how near its greedy programs wrote the size they were shown
+(``size_written`` of its ``metrics.json``: mean agreement, fraction within 5 % on every axis).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -36,6 +39,11 @@ def paired_figures(comparison: dict) -> dict:
             "paired": comparison["paired_bootstrap"]}
 
 
+def _metrics(folder: str) -> dict:
+    with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
 def main(argv: list[str] | None = None) -> int:
     from rl.compare import compare
 
@@ -46,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="what the evaluations are (kept with the figures)")
     parser.add_argument("--out", default=RESULT)
     args = parser.parse_args(argv)
-    entry = {"note": args.note, "greedy_vs_fitted": {}, "fitted_pairs": {}}
+    entry = {"note": args.note, "greedy_vs_fitted": {}, "fitted_pairs": {}, "size_written": {}}
     for folder in args.evals:
         comparison = compare(folder, folder, ("greedy", "fitted"), ("greedy", "fitted"))
         entry["greedy_vs_fitted"][folder] = paired_figures(comparison)
+        entry["size_written"][folder] = _metrics(folder).get("size_written")
     for pair in args.pair:
         a, b = pair.split(",")
         comparison = compare(a, b, (os.path.basename(a), os.path.basename(b)), ("fitted", "fitted"))

@@ -45,7 +45,9 @@ and scores the refined program like the others. Writes into ``--out`` (default
   ``ir``, ``cd_median_x1e3``, ``cd_mean_x1e3``, ``iou_mean``), each headline mean with its 95 %
   bootstrap interval over the targets beside it (``iou_mean_ci95``; in ``protocol``
   ``iou_mean_ci95``, ``cd_mean_x1e3_ci95``: :func:`rl.eval_figures.figures_of`; printed too),
-  plus per-family figures and timings; with
+  plus per-family figures and timings; ``size_written`` (a size shown): how near the valid
+  greedy programs' own bounding boxes are to it (mean :func:`renderer.fit.size_agreement`, fraction
+  within 5 % on every axis; per record ``extra.size_agreement``, ``extra.size_within_5pct``); with
   ``--refine``, ``refine``: the selected (before) and refined (after) figures on the same targets,
   paired mean differences per target, seconds and renders per image (paired bootstrap intervals:
   ``bench/refine.py``, which reads these records); and what
@@ -70,7 +72,7 @@ from configs.reward import as_dict, as_written
 from configs.reward import resolve as resolve_reward
 from renderer.errors import RendererUnavailable
 from rl.checkpoint import check_image_size, load_checkpoint, resolve_corpus
-from rl.eval_figures import figures_of, mark_best_of_k, per_family, refine_summary
+from rl.eval_figures import figures_of, mark_best_of_k, per_family, refine_summary, size_figures, size_written
 from rl.files import write_json
 from rl.refine import RefineSettings, choose, refine
 from rl.runtime import quiet_libraries, set_threads
@@ -181,6 +183,8 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
         records.append(_record(rows[i], mode, s, text, result, config))
         if mode == "retrieved":
             records[-1].extra["retrieved_from"] = retrieved[(i, s)]
+        if mode == "greedy" and images[i].size and result.extents is not None:
+            records[-1].extra.update(size_figures(result.extents, images[i].size))
         if agreements is not None and result.agreement is not None:
             agreements[records[-1].id] = result.agreement
     return records
@@ -327,6 +331,7 @@ def run(config: EvalConfig) -> dict:
         "picks": PICKS,
         "greedy": figures_of(greedy, config.protocol, intervals=True),
         "fitted": figures_of(fitted, config.protocol, intervals=True) if fitted else None,
+        "size_written": size_written(greedy),
         "selected": figures_of(selected, config.protocol, intervals=True) if selected_figures else None,
         "selected_modes": {m: sum(r.extra["mode"] == m for r in selected) for m in MODES} or None,
         "best_of_k": figures_of(best, config.protocol, intervals=True) if best else None,
@@ -394,6 +399,10 @@ def _describe(metrics: dict) -> str:
                 f"{fmt(p.get('cd_median_x1e3'))} mean {fmt(p.get('cd_mean_x1e3'))}"
                 f"{_ci(p.get('cd_mean_x1e3_ci95'))} IoU {fmt(p.get('iou_mean'))}{_ci(p.get('iou_mean_ci95'))}"
             )
+    if metrics.get("size_written"):
+        w = metrics["size_written"]
+        lines.append(f"{PROG}: size written: {w['within_5pct']:.0%} of {w['n']} valid greedy programs within "
+                     f"5 % of the size shown on every axis, agreement {w['agreement_mean']:.3f}")
     if metrics.get("refine"):
         r = metrics["refine"]
         paired = "  ".join(f"{label} {p['before']:.3f} -> {p['after']:.3f} ({p['difference']:+.3f})"

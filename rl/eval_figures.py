@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from renderer.fit import fit_factors, size_agreement
 from reward.intervals import mean_interval
 from reward.metrics import summarise
 from reward.protocol_scorer import summarise_breakdowns
@@ -145,3 +146,23 @@ def per_family(records: list) -> dict:
         figures = summarise_breakdowns(group)
         out[family] = {k: figures[k] for k in ("n", "invalid_ratio", "iou_mean", "reward_mean")}
     return out
+
+
+def size_figures(extents, size) -> dict:
+    """What a greedy program wrote against the size it was shown: ``size_agreement``
+    (:func:`renderer.fit.size_agreement`) and ``size_within_5pct`` (every axis of its bounding box
+    within 5 % of the size)."""
+    factors = fit_factors(extents, size)
+    close = factors is not None and bool(np.all(np.abs(1.0 / factors - 1.0) <= 0.05))
+    return {"size_agreement": size_agreement(extents, size), "size_within_5pct": close}
+
+
+def size_written(greedy: list) -> dict | None:
+    """How near the valid greedy programs' own bounding boxes are to the size they were shown: their
+    count, mean ``size_agreement`` and the fraction within 5 % on every axis; None when none was
+    shown a size."""
+    rows = [r.extra for r in greedy if "size_agreement" in r.extra]
+    if not rows:
+        return None
+    return {"n": len(rows), "agreement_mean": float(np.mean([r["size_agreement"] for r in rows])),
+            "within_5pct": float(np.mean([r["size_within_5pct"] for r in rows]))}

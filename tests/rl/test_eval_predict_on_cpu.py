@@ -460,18 +460,25 @@ def test_eval_fits_the_greedy_program_to_the_size_the_policy_is_shown(tiny_corpu
     assert all(r["extra"]["protocol_iou"] > 0.95 and r["iou"] > 0.95 for r in fitted)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["greedy"]["invalid_ratio"] == 0 and metrics["greedy"]["protocol"]["iou_mean"] < 0.5
-    assert "fitted to size" in capsys.readouterr().out
+    written = metrics["size_written"]  # 2, 1/2 and 3/2 times the size shown
+    assert written["n"] == 3 and written["within_5pct"] == 0
+    assert written["agreement_mean"] == pytest.approx((0.5 * 0.5 * 2 / 3) ** (1 / 3), abs=0.01)
+    printed = capsys.readouterr().out
+    assert "fitted to size" in printed and "size written: 0% of 3" in printed
     comparison = rl.compare.compare(str(tmp_path / "eval"), str(tmp_path / "eval"), ("greedy", "fitted"),
                                     ("greedy", "fitted"))
     assert comparison["picks"] == ["greedy", "fitted"]
     from bench import fit_size
 
     fit_size.main(["--evals", str(tmp_path / "eval"), "--label", "t", "--out", str(tmp_path / "fit.json")])
-    entry = json.loads((tmp_path / "fit.json").read_text())["t"]["greedy_vs_fitted"][str(tmp_path / "eval")]
+    result = json.loads((tmp_path / "fit.json").read_text())["t"]
+    entry = result["greedy_vs_fitted"][str(tmp_path / "eval")]
     assert entry["paired"]["protocol IoU, both valid"]["difference"] > 0.45
+    assert result["size_written"][str(tmp_path / "eval")] == written
     for flags in (["--no_size"], ["--fit", "false"]):
         out = tmp_path / flags[0].strip("-")
         rl.eval.main(argv + flags + ["--out", str(out)])
         records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
         assert {r["extra"]["mode"] for r in records} == {"greedy"}
         assert json.loads((out / "metrics.json").read_text())["fitted"] is None
+    assert json.loads((tmp_path / "no_size" / "metrics.json").read_text())["size_written"] is None
