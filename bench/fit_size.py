@@ -6,7 +6,8 @@ that size; records of mode ``fitted``). This bench pairs them with :func:`rl.com
 
 - per evaluation, greedy against fitted (what the fit adds to one policy's programs);
 - per pair of evaluations given with ``--pair A,B`` (e.g. an SFT and a PPO checkpoint on one
-  split), the fitted programs of A against those of B (what PPO adds once the size is fitted)::
+  split), the fitted programs of A against those of B (what PPO adds once the size is fitted),
+  and with ``--greedy_pair A,B`` their greedy programs::
 
     .venv/bin/python bench/fit_size.py --evals runs/demo/eval/sft_test runs/demo/eval/ppo_test \\
         --pair runs/demo/eval/sft_test,runs/demo/eval/ppo_test --label main_job
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evals", nargs="*", default=[], help="rl.eval folders: greedy vs fitted in each")
     parser.add_argument("--pair", action="append", default=[], help="A,B: fitted programs of A vs of B")
+    parser.add_argument("--greedy_pair", action="append", default=[], help="A,B: greedy programs of A vs B")
     parser.add_argument("--label", required=True, help="key of the entry in the results file")
     parser.add_argument("--note", default="", help="what the evaluations are (kept with the figures)")
     parser.add_argument("--out", default=RESULT)
@@ -59,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         comparison = compare(folder, folder, ("greedy", "fitted"), ("greedy", "fitted"))
         entry["greedy_vs_fitted"][folder] = paired_figures(comparison)
         entry["size_written"][folder] = _metrics(folder).get("size_written")
-    for pair in args.pair:
-        a, b = pair.split(",")
-        comparison = compare(a, b, (os.path.basename(a), os.path.basename(b)), ("fitted", "fitted"))
-        entry["fitted_pairs"][pair] = paired_figures(comparison)
+    pairings = (("fitted_pairs", args.pair, "fitted"), ("greedy_pairs", args.greedy_pair, "greedy"))
+    for key, pairs, pick in pairings:
+        for pair in pairs:
+            a, b = pair.split(",")
+            comparison = compare(a, b, (os.path.basename(a), os.path.basename(b)), (pick, pick))
+            entry.setdefault(key, {})[pair] = paired_figures(comparison)
     add_entry(args.out, args.label, entry)
     return 0
 

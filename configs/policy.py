@@ -53,6 +53,9 @@ class PolicyConfig:
     """Tiny: corpus programs to train the tokenizer on when no tokenizer or texts are given."""
     tokenizer_path: str | None = None
     """Tiny: folder of a saved tokenizer to use instead of training one."""
+    number_tokens: str = "digits"
+    """Tiny: how the trained tokenizer cuts numbers: ``digits`` (one token per digit), ``whole`` (each
+    number a piece of its own, so a common number is one token) or ``free`` (BPE merges across them)."""
     patch_size: int = 8
     """Tiny: vision patch side in pixels (image_size / patch_size patches per side)."""
     scale_factor: int = 4
@@ -138,6 +141,8 @@ class PolicyConfig:
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, "must be an int >= 1"
             )
         need(self.vocab_size >= 262, "vocab_size", "must be >= 262 (256 bytes + 6 special tokens)")
+        number_modes = ("digits", "whole", "free")
+        need(self.number_tokens in number_modes, "number_tokens", f"must be one of {', '.join(number_modes)}")
         need(
             self.image_size % self.patch_size == 0, "patch_size", f"must divide image_size {self.image_size}"
         )

@@ -141,7 +141,7 @@ class TinyPolicy(Policy):
             tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_path)
         if tokenizer is None:
             texts = texts if texts is not None else corpus_texts(config.tokenizer_texts)
-            tokenizer = train_tokenizer(texts, config.vocab_size, model_max_length=config.max_position)
+            tokenizer = train_tokenizer(texts, config.vocab_size, config.number_tokens, config.max_position)
         return cls(config, build_model(config, tokenizer), tokenizer)
 
     def prompt_inputs(

@@ -9,11 +9,14 @@ prompt, and :func:`corpus_texts`, the default training text::
     tok.save_pretrained("runs/tok"); tok = PreTrainedTokenizerFast.from_pretrained("runs/tok")
     assert tok.decode(tok.encode(code, add_special_tokens=False)) == code
 
-Pre-tokenization splits text into **lines** (the newline stays on its line) and every
-**digit** into its own piece, then maps bytes to the byte-level alphabet. Merges can
-therefore span a whole statement (``translate([``, ``) cylinder(d = ``) but never a
-number: dimensions are spelled digit by digit, as in Llama-family tokenizers. On the
-corpus this gives ~5.4 bytes per token at vocab 2048 (GPT-2's word regex gives ~2.7).
+Pre-tokenization splits text into **lines** (the newline stays on its line) and, with
+``numbers="digits"`` (the default), every **digit** into its own piece, then maps bytes to the
+byte-level alphabet. Merges can therefore span a whole statement (``translate([``, ``)
+cylinder(d = ``) but never a number: dimensions are spelled digit by digit, as in Llama-family
+tokenizers. On the corpus this gives ~5.4 bytes per token at vocab 2048 (GPT-2's word regex
+gives ~2.7). With ``numbers="whole"`` each number (``140``, ``3.5``) is a piece of its own
+instead, so merges join its digits and a common number is one token, spelled alike in the
+prompt's size and in the program; rarer ones still split into known pieces.
 Decoding is exact for any UTF-8 text (no normalizer, no prefix space, no clean-up).
 
 Special tokens follow SmolVLM / Idefics3 names, so ``Idefics3Processor`` accepts the
@@ -45,28 +48,36 @@ CHAT_TEMPLATE = (
 """SmolVLM-style: ``<|im_start|>User:<image>Text<end_of_utterance>\\nAssistant:``."""
 
 _LINE = Regex(r"[^\n]*\n?")
+_NUMBER = Regex(r"[0-9]+(?:\.[0-9]+)?")
+NUMBER_MODES = ("digits", "whole", "free")
+"""How numbers are cut before BPE: each digit alone, each number alone, or not at all."""
 
 
-def _pre_tokenizer(split_digits: bool) -> pre_tokenizers.PreTokenizer:
+def _pre_tokenizer(numbers: str) -> pre_tokenizers.PreTokenizer:
     steps = [pre_tokenizers.Split(_LINE, behavior="isolated")]
-    if split_digits:
+    if numbers == "digits":
         steps.append(pre_tokenizers.Digits(individual_digits=True))
+    elif numbers == "whole":
+        steps.append(pre_tokenizers.Split(_NUMBER, behavior="isolated"))
     steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
     return pre_tokenizers.Sequence(steps)
 
 
 def train_tokenizer(
-    texts: Iterable[str], vocab_size: int = 2048, split_digits: bool = True, model_max_length: int = 4096
+    texts: Iterable[str], vocab_size: int = 2048, numbers: str = "digits", model_max_length: int = 4096
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on ``texts`` (OpenSCAD programs).
 
     ``vocab_size`` counts the 256 byte symbols and the 6 special tokens; the result may be
-    smaller when the texts offer fewer merges. Training is deterministic for the same texts.
+    smaller when the texts offer fewer merges. ``numbers`` is one of :data:`NUMBER_MODES` (see the
+    module docstring). Training is deterministic for the same texts.
     """
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials)")
+    if numbers not in NUMBER_MODES:
+        raise ValueError(f"numbers must be one of {NUMBER_MODES}, got {numbers!r}")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = _pre_tokenizer(split_digits)
+    tok.pre_tokenizer = _pre_tokenizer(numbers)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

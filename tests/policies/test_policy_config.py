@@ -23,6 +23,7 @@ def test_presets_load(name):
         ("text_kv_heads", 3),
         ("vision_heads", 7),
         ("vocab_size", 100),
+        ("number_tokens", "roman"),
         ("lora_dropout", 1.5),
         ("dtype", "int8"),
         ("text_layers", 0),

@@ -470,11 +470,14 @@ def test_eval_fits_the_greedy_program_to_the_size_the_policy_is_shown(tiny_corpu
     assert comparison["picks"] == ["greedy", "fitted"]
     from bench import fit_size
 
-    fit_size.main(["--evals", str(tmp_path / "eval"), "--label", "t", "--out", str(tmp_path / "fit.json")])
+    same = f"{tmp_path / 'eval'},{tmp_path / 'eval'}"
+    fit_size.main(["--evals", str(tmp_path / "eval"), "--greedy_pair", same, "--label", "t", "--out",
+                   str(tmp_path / "fit.json")])
     result = json.loads((tmp_path / "fit.json").read_text())["t"]
     entry = result["greedy_vs_fitted"][str(tmp_path / "eval")]
     assert entry["paired"]["protocol IoU, both valid"]["difference"] > 0.45
     assert result["size_written"][str(tmp_path / "eval")] == written
+    assert result["greedy_pairs"][same]["paired"]["protocol IoU, both valid"]["difference"] == 0
     for flags in (["--no_size"], ["--fit", "false"]):
         out = tmp_path / flags[0].strip("-")
         rl.eval.main(argv + flags + ["--out", str(out)])
