@@ -104,7 +104,8 @@ class RewardWeights:
 
     size: float = 0.0
     """Weight of the ``size`` term, the program's own bounding box against the target's (before
-    ``fit_size``): with ``fit_size`` on, what keeps the written numbers true to the size shown."""
+    ``fit_size``), meant to keep a ``fit_size`` PPO's numbers true to the size shown (at weight 1
+    they drifted all the same: README "Fitting to a known size")."""
 
     def __post_init__(self):
         weights = (self.ssim, self.chamfer, self.iou, self.valid, self.size)
