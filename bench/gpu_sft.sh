@@ -22,7 +22,8 @@
 # the iso view's detail, two seeds each (SFT's run-to-run spread is as large as the differences):
 #   STEPS=2400 SFT_FLAGS='' VARIANTS='tile_p8:--policy.patch_size 8 --policy.scale_factor 4;iso16:--policy.views iso
 #   --policy.image_size 128 --policy.patch_size 8 --policy.scale_factor 4' bash bench/gpu_sft.sh   (then again with
-#   --seed 1 added to both)
+#   --seed 1 added to both). configs/sft.yaml now takes numbers whole (policy.number_tokens, README
+#   "Numbers as whole tokens"); add a variant with --policy.number_tokens digits to measure it at scale.
 # Sizes (environment): SFT_CONFIG (configs/sft.yaml, the main job's policy: four views tiled, 64
 # image tokens; empty: the PolicyConfig defaults, the iso view and 16 image tokens), VARIANTS
 # ("name:flags;name:flags", default below: flags added to the config's), BATCH (64), WORKERS
