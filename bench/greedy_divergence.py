@@ -61,6 +61,7 @@ def divergence(sft, ppo, row: dict, code: str, sure: float, unlikely: float) -> 
 
 def main(argv: list[str] | None = None) -> int:
     from corpus.dataset import load
+    from reward.records import read_records
     from rl.checkpoint import load_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,16 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(os.path.join(args.eval, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
-    with open(os.path.join(args.eval, "records.jsonl"), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    greedy = [r for r in records if r["extra"]["mode"] == "greedy" and (args.all or r["status"] != "ok")]
+    records = read_records(os.path.join(args.eval, "records.jsonl"))
+    greedy = [r for r in records if r.extra["mode"] == "greedy" and (args.all or r.status != "ok")]
     rows = {row["id"]: row for row in load(metrics["corpus_dir"], metrics["split"])}
     sft, ppo = load_checkpoint(args.sft), load_checkpoint(args.ppo)
     found = {}
     for record in greedy:
-        found[record["target_id"]] = {"status": record["status"], "divergence": divergence(
-            sft, ppo, rows[record["target_id"]], record["code"], args.sure, args.unlikely)}
-        print(record["target_id"], json.dumps(found[record["target_id"]]["divergence"]), flush=True)
+        found[record.target_id] = {"status": record.status, "divergence": divergence(
+            sft, ppo, rows[record.target_id], record.code, args.sure, args.unlikely)}
+        print(record.target_id, json.dumps(found[record.target_id]["divergence"]), flush=True)
     entry = {"sft": args.sft, "ppo": args.ppo, "eval": args.eval, "sure": args.sure,
              "unlikely": args.unlikely, "programs": len(greedy),
              "with_divergence": sum(v["divergence"] is not None for v in found.values()), "targets": found}

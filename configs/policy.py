@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 PRESETS = ("tiny", "small", "base")
+NUMBER_MODES = ("digits", "whole", "free")
+"""How the tiny tokenizer cuts numbers before BPE (``policies.tokenizer``): each digit alone, each
+number alone, or not at all."""
 KINDS = ("tiny", "pretrained")
 VIEW_MODES = ("iso", "tile")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -141,8 +144,7 @@ class PolicyConfig:
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, "must be an int >= 1"
             )
         need(self.vocab_size >= 262, "vocab_size", "must be >= 262 (256 bytes + 6 special tokens)")
-        number_modes = ("digits", "whole", "free")
-        need(self.number_tokens in number_modes, "number_tokens", f"must be one of {', '.join(number_modes)}")
+        need(self.number_tokens in NUMBER_MODES, "number_tokens", f"must be one of {', '.join(NUMBER_MODES)}")
         need(
             self.image_size % self.patch_size == 0, "patch_size", f"must divide image_size {self.image_size}"
         )

@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from configs.policy import NUMBER_MODES
+
 PAD, BOS, EOS = "<|pad|>", "<|im_start|>", "<end_of_utterance>"
 IMAGE, IMAGE_WRAP, GLOBAL_IMAGE = "<image>", "<fake_token_around_image>", "<global-img>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, IMAGE, IMAGE_WRAP, GLOBAL_IMAGE)
@@ -49,8 +51,6 @@ CHAT_TEMPLATE = (
 
 _LINE = Regex(r"[^\n]*\n?")
 _NUMBER = Regex(r"[0-9]+(?:\.[0-9]+)?")
-NUMBER_MODES = ("digits", "whole", "free")
-"""How numbers are cut before BPE: each digit alone, each number alone, or not at all."""
 
 
 def _pre_tokenizer(numbers: str) -> pre_tokenizers.PreTokenizer:
@@ -69,8 +69,9 @@ def train_tokenizer(
     """Train a byte-level BPE tokenizer on ``texts`` (OpenSCAD programs).
 
     ``vocab_size`` counts the 256 byte symbols and the 6 special tokens; the result may be
-    smaller when the texts offer fewer merges. ``numbers`` is one of :data:`NUMBER_MODES` (see the
-    module docstring). Training is deterministic for the same texts.
+    smaller when the texts offer fewer merges. ``numbers`` is one of
+    :data:`configs.policy.NUMBER_MODES` (see the module docstring). Training is deterministic for
+    the same texts.
     """
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials)")

@@ -108,13 +108,6 @@ def fit_vertices(vertices, factors) -> np.ndarray:
     return np.asarray(vertices, dtype=np.float64) * np.asarray(factors, dtype=np.float64)
 
 
-def fit_to_size(vertices, size: Sequence[float] | None):
-    """``vertices`` of a render scaled about the origin to bounding box ``size``: the render of
-    :func:`fit_program`'s program, without running it; ``vertices`` unchanged when no fit is possible."""
-    factors = fit_factors(extents_of(vertices), size)
-    return vertices if factors is None else fit_vertices(vertices, factors)
-
-
 def size_agreement(extents, size: Sequence[float] | None) -> float:
     """How near bounding box ``extents`` is to ``size`` (mm, x y z), in [0, 1]: the geometric mean
     over the axes of the smaller over the larger figure (``exp(-mean |log(extents / size)|)``), so

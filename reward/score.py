@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from renderer.fit import extents_of, fit_to_size, size_agreement
+from renderer.fit import extents_of, fit_factors, fit_vertices, size_agreement
 from renderer.views import CANONICAL_CAMERAS, Camera, Frame, make_scene, render, render_scene
 from reward.crossings import enclosed_volume, is_closed
 from reward.distance import stratified_samples, surface_chamfer
@@ -249,9 +249,10 @@ def score_with_views(
         infrastructure = bool(getattr(pred, "infrastructure", False))  # renderer.pool.InfrastructureFault
         detail = _tail(getattr(pred, "stderr", ""))
         return _invalid(weights, status, seconds, start, detail, infrastructure), None
-    raw_faces = getattr(pred, "faces", None)
-    own_size = size_agreement(extents_of(getattr(pred, "vertices", None)), target.extents())
-    vertices = _in_frame(_fitted(pred, target, weights), target.frame)
+    raw_faces, vertices = getattr(pred, "faces", None), getattr(pred, "vertices", None)
+    extents, target_size = extents_of(vertices), target.extents()
+    own_size = size_agreement(extents, target_size)
+    vertices = _in_frame(_fitted(vertices, extents, target_size, weights), target.frame)
     mesh = _Mesh(*clean_mesh_with_areas(vertices, raw_faces))
     if len(mesh.faces) == 0:
         status = "empty" if raw_faces is None or np.size(raw_faces) == 0 else "degenerate"
@@ -261,10 +262,11 @@ def score_with_views(
     return _score_mesh(mesh, target, weights, status, seconds, start, threads, own_size)
 
 
-def _fitted(pred, target: PreparedTarget, weights: RewardWeights):
-    """The prediction's vertices, fitted to the target's bounding box when ``weights.fit_size``."""
-    vertices = getattr(pred, "vertices", None)
-    return fit_to_size(vertices, target.extents()) if weights.fit_size and vertices is not None else vertices
+def _fitted(vertices, extents, target_size, weights: RewardWeights):
+    """The prediction's ``vertices`` (bounding box ``extents``), fitted to the target's bounding box
+    ``target_size`` when ``weights.fit_size`` (unchanged when no fit is possible)."""
+    factors = fit_factors(extents, target_size) if weights.fit_size else None
+    return vertices if factors is None else fit_vertices(vertices, factors)
 
 
 def _in_own_frame(mesh: _Mesh) -> _Mesh:
@@ -396,7 +398,8 @@ class Scorer:
         """The prediction's ``(V, H, W)`` views in the target's frame (blank when invalid),
         rendered afresh; :meth:`score_with_views` returns the same with the breakdown."""
         ok = str(getattr(pred, "status", "")) == "ok"
-        vertices = _in_frame(_fitted(pred, prepared, self.weights), prepared.frame) if ok else None
+        vertices = _in_frame(_fitted(pred.vertices, extents_of(pred.vertices), prepared.extents(),
+                                     self.weights), prepared.frame) if ok else None
         mesh = _Mesh(*clean_mesh(vertices, pred.faces)) if ok else None
         if mesh is None or len(mesh.faces) == 0:
             return _blank(prepared)

@@ -7,7 +7,7 @@ from renderer.fit import (
     extents_of,
     fit_factors,
     fit_program,
-    fit_to_size,
+    fit_vertices,
     placed_program,
     scaled_program,
     size_agreement,
@@ -52,8 +52,9 @@ def test_the_fitted_program_renders_at_the_size_and_is_the_scaled_mesh():
     result = run(fitted)
     assert result.ok, result.stderr
     assert np.allclose(extents_of(result.vertices), size, atol=1e-4)
-    assert np.allclose(result.vertices.min(axis=0), fit_to_size(first.vertices, size).min(axis=0), atol=1e-4)
-    assert np.allclose(result.vertices.max(axis=0), fit_to_size(first.vertices, size).max(axis=0), atol=1e-4)
+    scaled = fit_vertices(first.vertices, fit_factors(extents_of(first.vertices), size))  # as scored
+    assert np.allclose(result.vertices.min(axis=0), scaled.min(axis=0), atol=1e-4)
+    assert np.allclose(result.vertices.max(axis=0), scaled.max(axis=0), atol=1e-4)
 
 
 @needs_openscad
