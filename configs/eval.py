@@ -62,6 +62,11 @@ class EvalConfig:
     """Also score the greedy program fitted to the size the policy is shown (renderer.fit: each axis
     scaled so its render's bounding box is the size; records of mode fitted, figures under fitted,
     a candidate of the selected program). Only where a size is shown; never the target's shape."""
+    dimension: bool = True
+    """Also score the greedy program dimensioned to the size the policy is shown (renderer.dimensions:
+    its own numbers solved so its render has that size, scaled for the rest only where an axis stays
+    over 1 percent off; about 6 renders per program; records of mode dimensioned, figures under
+    dimensioned, a candidate of the selected program). Only where a size is shown."""
     retrieve: int = 0
     """Also try the programs of the N training parts whose four views look most like the input's
     (pixels, policies.exemplars; the corpus's train split) as candidates of the selected program,
@@ -131,6 +136,10 @@ class PredictConfig:
     fit: bool = True
     """When the size is known (--size, --mesh), also try the greedy program fitted to it (renderer.fit:
     each axis scaled so its render's bounding box is the size), chosen among the others the same way."""
+    dimension: bool = True
+    """With --fit, solve the greedy program's own numbers to the size first (renderer.dimensions: a
+    few renders), so the program tried reads in true dimensions and is scaled only for what the
+    numbers could not reach; false: scale the program as written."""
     select: str = "input"
     """How to rank valid programs: input (agreement of the render with the input: SSIM and silhouette
     IoU with the picture, and with --mesh the mesh's views, chamfer and IoU) or consensus (mean

@@ -15,7 +15,7 @@ def _need(config, ok: bool, name: str, why: str) -> None:
         raise ValueError(f"{name} {why}, got {getattr(config, name)!r}")
 
 
-PICKS = ("greedy", "fitted", "selected")
+PICKS = ("greedy", "fitted", "dimensioned", "selected")
 
 
 @dataclass
@@ -34,7 +34,8 @@ class CompareConfig:
     """Folder for comparison.json and comparison.md (None: only print the table)."""
     picks: tuple[str, ...] = ("greedy", "greedy")
     """Which program of each evaluation, comma-separated: greedy, fitted (the greedy one scaled to the
-    size the policy is shown; rl.eval --fit), or selected (the one inference keeps: best agreement
+    size the policy is shown; rl.eval --fit), dimensioned (its numbers solved to that size; rl.eval
+    --dimension), or selected (the one inference keeps: best agreement
     with the input among greedy, fitted, sampled and retrieved; rl.eval --k/--retrieve). a and b may
     then be one folder: greedy,fitted."""
 

@@ -26,7 +26,8 @@ import math
 import re
 from dataclasses import dataclass
 
-_NUMBER = re.compile(r"(?:\d+\.\d*|\d*\.\d+|\d+)(?:[eE][+-]?\d+)?")
+NUMBER = re.compile(r"(?:\d+\.\d*|\d*\.\d+|\d+)(?:[eE][+-]?\d+)?")
+"""A numeric literal as OpenSCAD lexes one (unsigned)."""
 _IDENTIFIER = re.compile(r"\$?[A-Za-z0-9_]+")
 _SPACE = re.compile(r"\s+")
 DECIMALS = 2
@@ -80,7 +81,7 @@ def find_literals(code: str) -> list[Literal]:
             position = size if end < 0 else end + 1
             previous_id = ""
             continue
-        number = _NUMBER.match(code, position)
+        number = NUMBER.match(code, position)
         word = _IDENTIFIER.match(code, position)
         if number and (word is None or number.end() >= word.end()):
             text = number.group()

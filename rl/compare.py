@@ -6,14 +6,15 @@ Commands::
     python -m rl.compare A_EVAL B_EVAL --names SFT,PPO --out runs/demo/comparison_test
     python -m rl.compare EVAL EVAL --picks greedy,selected --names greedy,kept   # what selection adds
     python -m rl.compare EVAL EVAL --picks greedy,fitted --names greedy,fitted   # what fitting adds
+    python -m rl.compare EVAL EVAL --picks fitted,dimensioned --names scaled,solved
     python -m rl.compare --help
 
 Each argument is an ``rl.eval`` output folder (``metrics.json`` + ``records.jsonl``). Two
 evaluations are compared only when they measured the same thing: the same corpus, split and
 number of images (``limit``), the same decoding (``k``, ``temperature``, ``top_p``,
 ``max_new_tokens``), the same reward settings and protocol, and greedy records for the same
-targets (``--picks``: or the greedy programs fitted to the size, or the programs inference
-selected, see ``rl.eval --fit/--k/--retrieve``; for a selected program, sampling
+targets (``--picks``: or the greedy programs fitted or dimensioned to the size, or the programs
+inference selected, see ``rl.eval --fit/--dimension/--k/--retrieve``; for a selected program, sampling
 settings may then differ); otherwise the command
 stops with a one-line reason (exit 2) and names what differs (re-run one ``rl.eval``, e.g. with
 ``--reward_from`` the other's run). A target whose program the render pool failed on in either
@@ -90,8 +91,11 @@ SAME = (  # (what, metrics.json key): two evaluations that differ in one of thes
 )
 SAMPLING = ("k", "temperature", "top_p")
 """Settings of :data:`SAME` that only what picked a selected program depends on."""
-DECODED = ("greedy", "fitted")
-"""Picks that depend on greedy decoding alone (a fitted program is the greedy one, scaled)."""
+DECODED = ("greedy", "fitted", "dimensioned")
+"""Picks that depend on greedy decoding alone (a fitted program is the greedy one, scaled; a
+dimensioned one the greedy one with its numbers solved to the size)."""
+SIZED = {"fitted": "fitted no program (rl.eval ran with --fit false, or showed no size)",
+         "dimensioned": "dimensioned no program (rl.eval ran with --dimension false, or showed no size)"}
 
 
 def read_eval(folder: str, pick: str = "greedy") -> tuple[dict, dict[str, SampleRecord]]:
@@ -117,8 +121,8 @@ def read_eval(folder: str, pick: str = "greedy") -> tuple[dict, dict[str, Sample
             picked[record.target_id] = record
     if pick == "selected" and not picked:
         raise UsageError(f"{folder!r} selected no program (rl.eval ran with --k 0 and no --retrieve)")
-    if pick == "fitted" and not picked:
-        raise UsageError(f"{folder!r} fitted no program (rl.eval ran with --fit false, or showed no size)")
+    if pick in SIZED and not picked:
+        raise UsageError(f"{folder!r} {SIZED[pick]}")
     return metrics, picked
 
 

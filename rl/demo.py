@@ -129,7 +129,7 @@ def stages(config: DemoConfig) -> list[Stage]:
         refined = (metrics.get("refine") or {}).get("renders", 0)
         return (metrics["k"] == config.eval_k and metrics["n_images"] <= (config.eval_limit or float("inf"))
                 and metrics.get("reward") == reward and refined == config.eval_refine
-                and metrics.get("retrieve", 0) == config.eval_retrieve and "fitted" in metrics)
+                and metrics.get("retrieve", 0) == config.eval_retrieve and "dimensioned" in metrics)
 
     for split in config.eval_splits:
         for policy, upstream in (("sft", sft_done), ("ppo", ppo_done)):
@@ -201,12 +201,13 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         )
         compare.write(comparison, os.path.join(config.out, f"comparison_{split}"))
         comparisons[split] = comparison
-    fitted = {}  # the same, of the greedy programs fitted to the size each policy was shown
+    sized = {"fitted": {}, "dimensioned": {}}  # the same, of the greedy programs brought to the size shown
     for split in config.eval_splits:
         folders = [eval_folder(config, policy, split) for policy in ("sft", "ppo")]
-        if all(_json(os.path.join(folder, "metrics.json")).get("fitted") for folder in folders):
-            fitted[split] = compare.compare(*folders, ("SFT fitted", "PPO fitted"), ("fitted", "fitted"))
-            compare.write(fitted[split], os.path.join(config.out, f"comparison_{split}_fitted"))
+        for pick, by_split in sized.items():
+            if all(_json(os.path.join(folder, "metrics.json")).get(pick) for folder in folders):
+                by_split[split] = compare.compare(*folders, (f"SFT {pick}", f"PPO {pick}"), (pick, pick))
+                compare.write(by_split[split], os.path.join(config.out, f"comparison_{split}_{pick}"))
     ppo_dir = os.path.join(config.out, "ppo")
     lines = curves.read_metrics(ppo_dir)
     curves_png = curves.plot(
@@ -221,7 +222,8 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
         "sft": _json(os.path.join(config.out, "sft", "sft_summary.json")),
         "ppo": _json(os.path.join(ppo_dir, "ppo_summary.json")),
         "comparisons": comparisons,
-        "fitted_comparisons": fitted,
+        "fitted_comparisons": sized["fitted"],
+        "dimensioned_comparisons": sized["dimensioned"],
         "curves": curves_png,
         "ppo_throughput": curves.throughput(lines),
     }
@@ -269,7 +271,8 @@ def run(config: DemoConfig) -> dict:
     for name, timing in timings.items():
         print(f"  {name:20s} {'reused' if timing['reused'] else _clock(timing['seconds'])}")
     print(f"  {'total':20s} {_clock(summary['wall_seconds_this_run'])}\n")
-    for comparison in [*summary["comparisons"].values(), *summary["fitted_comparisons"].values()]:
+    for comparison in [*summary["comparisons"].values(), *summary["fitted_comparisons"].values(),
+                       *summary["dimensioned_comparisons"].values()]:
         print(table_markdown(comparison) + "\n")
     rate = summary["ppo_throughput"]
     shares = ", ".join(f"{k} {v:.0%}" for k, v in rate["share"].items() if v is not None)

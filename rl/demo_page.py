@@ -131,6 +131,10 @@ def write_index(config, summary: dict) -> str:
     for split, comparison in (summary.get("fitted_comparisons") or {}).items():
         sections.append(f"<h2>SFT vs PPO on {escape(split)}, greedy programs fitted to the size shown</h2>"
                         f"{comparison_table(comparison)}")
+    for split, comparison in (summary.get("dimensioned_comparisons") or {}).items():
+        sections.append(f"<h2>SFT vs PPO on {escape(split)}, greedy programs dimensioned to the size shown "
+                        f"(their own numbers solved; scaled only where they fall short)</h2>"
+                        f"{comparison_table(comparison)}")
     rate = summary.get("ppo_throughput") or {"share": {}}
     shares = escape(", ".join(f"{k} {v:.0%}" for k, v in rate["share"].items() if v is not None))
     sections.append(f"<p>PPO: {rate.get('samples_per_s_mean') or 0:.2f} programs/s; time in {shares}.</p>")

@@ -27,18 +27,24 @@ adds the programs of the N training parts whose views are nearest in pixels to t
 (never the part itself; records of mode ``retrieved``, ``extra.retrieved_from``). Where the
 policy is shown the part's size, the greedy program **fitted** to it (``--fit``, on by default:
 :func:`renderer.fit.fit_program` scales each axis so the first render's bounding box is that
-size) is scored too (records of mode ``fitted``) and is a candidate of the selected one. ``--refine N``
+size) is scored too (records of mode ``fitted``), and so is the greedy program **dimensioned**
+to it (``--dimension``, on by default: :func:`renderer.dimensions.dimension` solves the program's
+own numbers to the size, a few renders on the same pool, and scales it for the rest only where
+an axis stays over 1 % off; records of mode ``dimensioned``); both are candidates of the selected
+one. ``--refine N``
 then tunes the selected program's numeric literals against the same input
 (:func:`rl.refine.refine`, at most N renders and ``--refine_seconds`` per image, on the same pool)
 and scores the refined program like the others. Writes into ``--out`` (default
 ``<checkpoint>/eval_<split>``):
 
 - ``records.jsonl``: one :class:`reward.records.SampleRecord` per program (``extra`` holds
-  mode greedy/sample/retrieved/fitted/refined, sample index, family, best_of_k, selected, agreement, the
+  mode greedy/sample/retrieved/fitted/dimensioned/refined, sample index, family, best_of_k,
+  selected, agreement, the
   protocol's cd and iou; a refined record also the refinement: agreement before and after,
   renders, seconds, literals changed), with the views of the prediction and of the target as
   PNGs under ``views/``;
-- ``metrics.json``: for ``greedy``, ``fitted`` (a size shown), ``selected`` (k > 0), ``best_of_k``
+- ``metrics.json``: for ``greedy``, ``fitted`` and ``dimensioned`` (a size shown), ``selected``
+  (k > 0), ``best_of_k``
   (the oracle) and ``refined`` (``--refine``): the target-frame figures of
   :func:`reward.protocol_scorer.summarise_breakdowns` (invalid ratio, reward, mean and median IoU, SSIM and
   chamfer distance over valid programs) and ``protocol`` (:func:`reward.metrics.summarise`:
@@ -47,7 +53,9 @@ and scores the refined program like the others. Writes into ``--out`` (default
   ``iou_mean_ci95``, ``cd_mean_x1e3_ci95``: :func:`rl.eval_figures.figures_of`; printed too),
   plus per-family figures and timings; ``size_written`` (a size shown): how near the valid
   greedy programs' own bounding boxes are to it (mean :func:`renderer.fit.size_agreement`, fraction
-  within 5 % on every axis; per record ``extra.size_agreement``, ``extra.size_within_5pct``); with
+  within 5 % on every axis; per record ``extra.size_agreement``, ``extra.size_within_5pct``);
+  ``dimension`` (:func:`rl.eval_figures.dimension_figures`: the share at the size in their own
+  numbers, size agreement before and after, renders per program; per record ``extra``); with
   ``--refine``, ``refine``: the selected (before) and refined (after) figures on the same targets,
   paired mean differences per target, seconds and renders per image (paired bootstrap intervals:
   ``bench/refine.py``, which reads these records); and what
@@ -65,14 +73,23 @@ import os
 import sys
 import time
 
-from configs.cli import Parser, UsageError, fail, fmt
+from configs.cli import Parser, UsageError, fail
 from configs.eval import EvalConfig
 from configs.loader import ConfigError, add_arguments, from_args
 from configs.reward import as_dict, as_written
 from configs.reward import resolve as resolve_reward
 from renderer.errors import RendererUnavailable
 from rl.checkpoint import check_image_size, load_checkpoint, resolve_corpus
-from rl.eval_figures import figures_of, mark_best_of_k, per_family, refine_summary, size_figures, size_written
+from rl.eval_figures import (
+    describe,
+    dimension_figures,
+    figures_of,
+    mark_best_of_k,
+    per_family,
+    refine_summary,
+    size_figures,
+    size_written,
+)
 from rl.files import write_json
 from rl.refine import RefineSettings, choose, refine
 from rl.runtime import quiet_libraries, set_threads
@@ -85,13 +102,18 @@ PICKS = {
     "best_of_k": "ORACLE: the sampled program with the highest reward against the hidden target",
     "refined": "the selected program (greedy when k = 0) after rl.refine.refine against the input",
     "fitted": "the greedy program scaled per axis to the size the policy is shown (renderer.fit)",
+    "dimensioned": "the greedy program with its own numbers solved to the size the policy is shown, scaled "
+                   "for the rest where an axis stays over 1 % off (renderer.dimensions)",
 }
 """What each figure of ``metrics.json`` is computed on."""
-MODES = ("greedy", "sample", "retrieved", "fitted", "refined")
+MODES = ("greedy", "sample", "retrieved", "fitted", "dimensioned", "refined")
 NUMBERED = ("sample", "retrieved")
 """Modes of which a target has several programs, numbered in their record ids."""
 INPUT = "#input"
 """Suffix of the id of a target registered with the input alone (what refinement scores against)."""
+PROBE = "#size-probe"
+"""A target registered with nothing to compare against: the pool only renders and measures (the
+dimension solve's probes and candidates)."""
 
 
 def load_rows(corpus_dir: str, split: str, limit: int | None, columns=("image",)):
@@ -156,6 +178,7 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
     :class:`policies.exemplars.ExemplarIndex`). Each program's :class:`reward.agreement.Agreement`
     (when the pool scores one) goes into ``agreements`` under its record's id."""
     from policies.inputs import PartInput
+    from renderer.dimensions import dimension
     from renderer.fit import fit_program
 
     images = [PartInput.of(row) for row in rows]
@@ -173,11 +196,19 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
                 programs.append((i, "retrieved", r, index.program(found, part.size)))
                 retrieved[(i, r)] = index.ids[found]
     scored = _score(pool, rows, programs, config, out)
+    sized = [(i, text, result) for (i, mode, _, text), result in zip(programs, scored, strict=True)
+             if mode == "greedy" and images[i].size]
     if config.fit:
         fits = [(i, "fitted", 0, fit_program(text, result.extents, images[i].size))
-                for (i, mode, _, text), result in zip(programs, scored, strict=True)
-                if mode == "greedy" and images[i].size]
+                for i, text, result in sized]
         programs, scored = programs + fits, scored + _score(pool, rows, fits, config, out)
+    solved = {}
+    if config.dimension and sized:
+        answers = dimension([text for _, text, _ in sized], [result.extents for _, _, result in sized],
+                            [images[i].size for i, _, _ in sized], lambda codes: _measure(pool, codes))
+        solved = {i: answer for (i, _, _), answer in zip(sized, answers, strict=True)}
+        dims = [(i, "dimensioned", 0, answer.program) for i, answer in solved.items()]
+        programs, scored = programs + dims, scored + _score(pool, rows, dims, config, out)
     records = []
     for (i, mode, s, text), result in zip(programs, scored, strict=True):
         records.append(_record(rows[i], mode, s, text, result, config))
@@ -185,6 +216,8 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
             records[-1].extra["retrieved_from"] = retrieved[(i, s)]
         if mode == "greedy" and images[i].size and result.extents is not None:
             records[-1].extra.update(size_figures(result.extents, images[i].size))
+        if mode == "dimensioned":
+            records[-1].extra.update(solved[i].to_extra())
         if agreements is not None and result.agreement is not None:
             agreements[records[-1].id] = result.agreement
     return records
@@ -261,6 +294,14 @@ def _score(pool, rows: list[dict], programs: list[tuple], config: EvalConfig, ou
     return pool.score(requests) if requests else []
 
 
+def _measure(pool, codes: list[str]) -> list:
+    """The bounding-box size of each program's render on ``pool`` (None: no mesh), scored against
+    :data:`PROBE` (a render and a measure, nothing else)."""
+    from renderer.pool import ScoreRequest
+
+    return [scored.extents for scored in pool.score([ScoreRequest(code, PROBE) for code in codes])]
+
+
 def run(config: EvalConfig) -> dict:
     """Evaluate; write records, metrics.json and the report; return the metrics dict."""
     import torch
@@ -294,6 +335,7 @@ def run(config: EvalConfig) -> dict:
     inference = selects(config)  # a selected program, and maybe its refinement
     records, agreements = [], {}
     with RenderPool(scorer, workers=config.render_workers, ray_address=config.ray_address) as pool:
+        pool.add_target(PROBE, None, None)
         with tqdm(total=len(dataset), desc=PROG, unit="image", dynamic_ncols=True) as bar:
             for start in range(0, len(dataset), config.batch_size):
                 rows = [dataset[i] for i in range(start, min(start + config.batch_size, len(dataset)))]
@@ -305,6 +347,7 @@ def run(config: EvalConfig) -> dict:
             records += score_refined(pool, refined, config, out)
     greedy = [r for r in records if r.extra["mode"] == "greedy"]
     fitted = [r for r in records if r.extra["mode"] == "fitted"]
+    dimensioned = [r for r in records if r.extra["mode"] == "dimensioned"]
     selected = [r for r in records if r.extra["selected"]]
     selected_figures = bool(selected) and bool(config.k or config.retrieve)
     best = mark_best_of_k(records)
@@ -331,7 +374,9 @@ def run(config: EvalConfig) -> dict:
         "picks": PICKS,
         "greedy": figures_of(greedy, config.protocol, intervals=True),
         "fitted": figures_of(fitted, config.protocol, intervals=True) if fitted else None,
+        "dimensioned": figures_of(dimensioned, config.protocol, intervals=True) if dimensioned else None,
         "size_written": size_written(greedy),
+        "dimension": dimension_figures(dimensioned),
         "selected": figures_of(selected, config.protocol, intervals=True) if selected_figures else None,
         "selected_modes": {m: sum(r.extra["mode"] == m for r in selected) for m in MODES} or None,
         "best_of_k": figures_of(best, config.protocol, intervals=True) if best else None,
@@ -378,45 +423,6 @@ def policy_input(policy, config: EvalConfig) -> dict:
             "size_in_prompt": policy.size_in_prompt and not config.no_size, "exemplars": policy.exemplars}
 
 
-def _ci(interval: list | None) -> str:
-    """`` [low, high]`` of a 95 % interval of :mod:`rl.eval_figures`, or nothing when there is none."""
-    return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
-
-
-def _describe(metrics: dict) -> str:
-    """The printed summary: per mode the figures, each headline mean with its 95 % interval."""
-    lines = []
-    labels = {"greedy": "greedy", "fitted": "fitted to size", "selected": "selected",
-              "best_of_k": "best_of_k (oracle)", "refined": "refined"}
-    for mode, label in labels.items():
-        m = metrics.get(mode)
-        if m:
-            p = m["protocol"] or {}
-            lines.append(
-                f"{PROG}: {label:18s} IR {fmt(m['invalid_ratio'])}  IoU mean {fmt(m['iou_mean'])}"
-                f"{_ci(m.get('iou_mean_ci95'))} median {fmt(m['iou_median'])}  SSIM {fmt(m['ssim_mean'])}  "
-                f"reward {fmt(m['reward_mean'])}  | protocol IR {fmt(p.get('ir'))} CD x1e3 median "
-                f"{fmt(p.get('cd_median_x1e3'))} mean {fmt(p.get('cd_mean_x1e3'))}"
-                f"{_ci(p.get('cd_mean_x1e3_ci95'))} IoU {fmt(p.get('iou_mean'))}{_ci(p.get('iou_mean_ci95'))}"
-            )
-    if metrics.get("size_written"):
-        w = metrics["size_written"]
-        lines.append(f"{PROG}: size written: {w['within_5pct']:.0%} of {w['n']} valid greedy programs within "
-                     f"5 % of the size shown on every axis, agreement {w['agreement_mean']:.3f}")
-    if metrics.get("refine"):
-        r = metrics["refine"]
-        paired = "  ".join(f"{label} {p['before']:.3f} -> {p['after']:.3f} ({p['difference']:+.3f})"
-                           for label, p in r["paired"].items())
-        lines.append(f"{PROG}: refine (--against {metrics['against']}), {r['n']} paired targets: {paired}")
-        if r["n"]:
-            lines.append(f"{PROG}: refine {r['seconds_per_image']['mean']:.1f} s and "
-                         f"{r['renders_per_image']['mean']:.0f} renders per image; "
-                         f"{r['changed_programs']} programs changed")
-    lines.append(f"{PROG}: {metrics['n_images']} images in {metrics['timing']['seconds']:.0f} s; "
-                 f"metrics and report in {metrics['out']}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog=PROG, description="Evaluate a policy checkpoint on a corpus split.")
     add_arguments(parser, EvalConfig)
@@ -425,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = run(from_args(EvalConfig, args))
     except (ConfigError, UsageError, RendererUnavailable) as error:
         fail(PROG, error)
-    print(_describe(metrics))
+    print(describe(metrics, PROG))
     return 0
 
 

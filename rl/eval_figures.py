@@ -7,7 +7,10 @@
   ``cd_mean_x1e3_ci95`` beside ``iou_mean`` and ``cd_mean_x1e3``; an interval of fewer than two
   values is None. ``rl.compare`` builds its table with the same function.
 - :func:`mark_best_of_k`, :func:`per_family`, and :func:`refine_summary` (the selected programs
-  before and after refinement, paired per target).
+  before and after refinement, paired per target);
+- :func:`size_figures` and :func:`size_written` (how near the greedy programs wrote the size they
+  were shown), :func:`dimension_figures` (what dimensioning did to them);
+- :func:`describe`: the summary ``rl.eval`` prints.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 
 import numpy as np
 
+from configs.cli import fmt
 from renderer.fit import fit_factors, size_agreement
 from reward.intervals import mean_interval
 from reward.metrics import summarise
@@ -166,3 +170,62 @@ def size_written(greedy: list) -> dict | None:
         return None
     return {"n": len(rows), "agreement_mean": float(np.mean([r["size_agreement"] for r in rows])),
             "within_5pct": float(np.mean([r["size_within_5pct"] for r in rows]))}
+
+
+def dimension_figures(dimensioned: list) -> dict | None:
+    """What dimensioning did to the greedy programs (records of mode ``dimensioned``): their count,
+    the fraction at the size in their own numbers (``clean``: no scale added), the mean size
+    agreement before and after the solve and renders per program; None when there are none."""
+    rows = [r.extra for r in dimensioned if "dimension_clean" in r.extra]
+    if not rows:
+        return None
+    return {"n": len(rows), "clean": float(np.mean([r["dimension_clean"] for r in rows])),
+            "agreement_before": float(np.mean([r["size_agreement_before"] for r in rows])),
+            "agreement_after": float(np.mean([r["size_agreement"] for r in rows])),
+            "renders_mean": float(np.mean([r["dimension_renders"] for r in rows]))}
+
+
+def _ci(interval: list | None) -> str:
+    """`` [low, high]`` of a 95 % interval of :mod:`rl.eval_figures`, or nothing when there is none."""
+    return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+
+
+def describe(metrics: dict, prog: str = "rl.eval") -> str:
+    """The printed summary: per mode the figures, each headline mean with its 95 % interval."""
+    lines = []
+    labels = {"greedy": "greedy", "fitted": "fitted to size", "dimensioned": "dimensioned",
+              "selected": "selected",
+              "best_of_k": "best_of_k (oracle)", "refined": "refined"}
+    for mode, label in labels.items():
+        m = metrics.get(mode)
+        if m:
+            p = m["protocol"] or {}
+            lines.append(
+                f"{prog}: {label:18s} IR {fmt(m['invalid_ratio'])}  IoU mean {fmt(m['iou_mean'])}"
+                f"{_ci(m.get('iou_mean_ci95'))} median {fmt(m['iou_median'])}  SSIM {fmt(m['ssim_mean'])}  "
+                f"reward {fmt(m['reward_mean'])}  | protocol IR {fmt(p.get('ir'))} CD x1e3 median "
+                f"{fmt(p.get('cd_median_x1e3'))} mean {fmt(p.get('cd_mean_x1e3'))}"
+                f"{_ci(p.get('cd_mean_x1e3_ci95'))} IoU {fmt(p.get('iou_mean'))}{_ci(p.get('iou_mean_ci95'))}"
+            )
+    if metrics.get("size_written"):
+        w = metrics["size_written"]
+        lines.append(f"{prog}: size written: {w['within_5pct']:.0%} of {w['n']} valid greedy programs within "
+                     f"5 % of the size shown on every axis, agreement {w['agreement_mean']:.3f}")
+    if metrics.get("dimension"):
+        d = metrics["dimension"]
+        lines.append(f"{prog}: dimensioned: {d['clean']:.0%} of {d['n']} greedy programs at the size in "
+                     f"their own numbers (no scale), size agreement {d['agreement_before']:.3f} -> "
+                     f"{d['agreement_after']:.3f}, "
+                     f"{d['renders_mean']:.1f} renders each")
+    if metrics.get("refine"):
+        r = metrics["refine"]
+        paired = "  ".join(f"{label} {p['before']:.3f} -> {p['after']:.3f} ({p['difference']:+.3f})"
+                           for label, p in r["paired"].items())
+        lines.append(f"{prog}: refine (--against {metrics['against']}), {r['n']} paired targets: {paired}")
+        if r["n"]:
+            lines.append(f"{prog}: refine {r['seconds_per_image']['mean']:.1f} s and "
+                         f"{r['renders_per_image']['mean']:.0f} renders per image; "
+                         f"{r['changed_programs']} programs changed")
+    lines.append(f"{prog}: {metrics['n_images']} images in {metrics['timing']['seconds']:.0f} s; "
+                 f"metrics and report in {metrics['out']}")
+    return "\n".join(lines)

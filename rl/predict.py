@@ -20,10 +20,12 @@ gives the size when no mesh does. Each picture may be any size, RGB, grayscale o
 policy writes ``k`` programs (the greedy one, then ``k - 1`` sampled); each runs in OpenSCAD.
 With ``--retrieve N`` the programs of the N training parts whose views are nearest in pixels
 (:class:`policies.exemplars.ExemplarIndex` of the train split) join them as candidates, and when
-the size is known (``--size``, ``--mesh``) so does the greedy program fitted to it (``--fit``,
-on by default: :func:`renderer.fit.fit_program` scales each axis so its render's bounding box is
-the size, and with a mesh moves it onto the mesh's box, so the program comes out in the mesh's
-coordinates; it stays editable, wrapped in ``scale([...])``). The kept program is:
+the size is known (``--size``, ``--mesh``) so does the greedy program brought to it (``--fit``,
+on by default), twice: ``fitted`` (:func:`renderer.fit.fit_program` scales each axis so its
+render's bounding box is the size; editable, wrapped in ``scale([...])``) and ``dimensioned``
+(``--dimension``, on by default: :func:`renderer.dimensions.dimension` solves its own numbers to
+the size, ``outer_d = 20;`` becoming ``outer_d = 25;``, and scales only what they fall short of);
+with a mesh both are moved onto the mesh's box, in the mesh's coordinates. The kept program is:
 
 1. a **valid** one (a usable 3-D mesh) before any invalid one;
 2. among valid ones, by ``--select``:
@@ -194,8 +196,9 @@ class Prediction:
     """The :class:`rl.refine.RefineResult` of ``--refine``, or None."""
     retrieved: list = field(default_factory=list)
     """Ids of the training parts whose programs follow the policy's (``--retrieve``), in order."""
-    fitted: bool = False
-    """Whether the last program is the greedy one fitted to the size (``--fit``)."""
+    sized: list[str] = field(default_factory=list)
+    """Modes of the last programs, the greedy one brought to the size (``--fit``): ``fitted``
+    (scaled as written) and, with ``--dimension``, ``dimensioned`` (its numbers solved first)."""
 
     @property
     def valid(self) -> bool:
@@ -203,9 +206,9 @@ class Prediction:
 
     def candidates(self) -> list[dict]:
         """Every program as ``candidates.json`` lists it."""
-        first_retrieved = len(self.codes) - len(self.retrieved) - self.fitted
+        first_retrieved = len(self.codes) - len(self.retrieved) - len(self.sized)
         modes = ["greedy"] + ["sample"] * (first_retrieved - 1) + ["retrieved"] * len(self.retrieved)
-        modes += ["fitted"] * self.fitted
+        modes += self.sized
         return [
             {"index": i, "mode": modes[i],
              "retrieved_from": self.retrieved[i - first_retrieved] if modes[i] == "retrieved" else None,
@@ -247,10 +250,10 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     tell(0.4, f"rendering {len(codes)} program{'s' * (len(codes) > 1)} with OpenSCAD")
     with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
         results = list(threads.map(run_openscad, codes))
-    fitted = _fitted(codes[0], results[0], inputs) if config.fit else codes[0]
-    if fitted != codes[0]:  # a size is known and the greedy program rendered: its fitted form joins
-        codes.append(fitted)
-        results.append(run_openscad(fitted))
+    sized = _sized(codes[0], results[0], inputs, config.dimension) if config.fit else {}
+    for text in sized.values():  # a size is known and the greedy program rendered: its sized forms join
+        codes.append(text)
+        results.append(run_openscad(text))
     scorer = AgreementScorer(VIEW_SIZE)
     views = [own_views(r) for r in results]
     agreements = [scorer(r, inputs.target) for r in results]
@@ -263,21 +266,40 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
             code, result = refined.code, run_openscad(refined.code)
             kept_views = own_views(result)
     return Prediction(codes, results, views, agreements, scores, best, code, result, kept_views, refined,
-                      retrieved, fitted != codes[0])
+                      retrieved, list(sized))
 
 
-def _fitted(code: str, result, inputs: Inputs) -> str:
-    """``code`` fitted to the size the input gives (renderer.fit), and onto the mesh's box when the
-    input is a mesh; ``code`` itself when no size is known or it did not render a mesh."""
+def _sized(code: str, result, inputs: Inputs, dimensioned: bool = True) -> dict[str, str]:
+    """``{mode: program}`` of ``code`` brought to the size the input gives: ``fitted`` (scaled,
+    renderer.fit) and with ``dimensioned`` also ``dimensioned`` (its numbers solved to it first,
+    renderer.dimensions, then scaled for the rest), each moved onto the mesh's box when the input is
+    a mesh; none when no size is known or ``code`` did not render a mesh, and only programs that
+    differ from ``code`` and from each other."""
+    from renderer.dimensions import dimension, measure_with_openscad
     from renderer.fit import extents_of, fit_program, placed_program
+    from renderer.openscad import run as run_openscad
 
     size = inputs.image.size
     if not result.ok or len(result.faces) == 0 or size is None:
-        return code
-    if inputs.mesh is not None:  # its lower corner, at the size given (the mesh's own by default)
-        lower = np.asarray(inputs.mesh[0], dtype=np.float64).min(axis=0)
-        return placed_program(code, result.vertices, (lower, lower + np.asarray(size, dtype=np.float64)))
-    return fit_program(code, extents_of(result.vertices), size)
+        return {}
+
+    def fitted(text: str, render) -> str:
+        if inputs.mesh is None:
+            return fit_program(text, extents_of(render.vertices), size)
+        lower = np.asarray(inputs.mesh[0], dtype=np.float64).min(axis=0)  # the mesh's corner, at the size
+        return placed_program(text, render.vertices, (lower, lower + np.asarray(size, dtype=np.float64)))
+
+    sized = {"fitted": fitted(code, result)}
+    if dimensioned:
+        [solved] = dimension([code], [extents_of(result.vertices)], [size], measure_with_openscad)
+        if solved.code != code:
+            sized["dimensioned"] = solved.program if inputs.mesh is None else fitted(
+                solved.code, run_openscad(solved.code))
+    unique = {}
+    for mode, text in sized.items():
+        if text != code and text not in unique.values():
+            unique[mode] = text
+    return unique
 
 
 def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:

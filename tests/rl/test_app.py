@@ -159,8 +159,9 @@ def test_four_views_are_used_in_order(app, files, policy):
 def test_a_mesh_picks_the_program_of_the_right_size_and_a_size_scales_it(app, files, policy):
     policy(known_policy(TWICE, PART))  # from a picture alone both would look the same
     status, code, model, views, scad, stl = ask(app, mesh=files.stl, k=2)
-    assert status.startswith("**Valid program**: kept program 1 of 3") and "with the mesh" in status
+    assert status.startswith("**Valid program**: kept program 1 of 4") and "with the mesh" in status
     assert "| 2 (fitted) | ok | 1.000 |" in status  # the greedy program fitted to the mesh's size
+    assert "| 3 (dimensioned) | ok |" in status  # and with its numbers solved to it: another candidate
     assert "| iou | 1.000 |" in status and code == PART.strip()
     status, code, model, views, scad, stl = ask(app, mesh=files.stl, k=2, size=60)
     assert "Size: scaled by 2 to a largest side of 60 mm" in status and "scale(2)" in code

@@ -191,10 +191,10 @@ def test_refinement_in_the_evaluation_stages_and_a_changed_setting_reruns_them(t
     plan = demo.stages(DemoConfig(out=str(tmp_path), eval_splits=("test",), eval_refine=50))
     for stage in plan[3:]:
         assert stage.args[stage.args.index("--refine") + 1] == "50"
-    metrics = {"k": 0, "n_images": 40, "reward": None, "retrieve": 1, "fitted": {}}  # --retrieve 1 by default
-    assert plan[3].check({**metrics, "refine": {"renders": 50}})
-    older = {k: v for k, v in metrics.items() if k != "fitted"}
-    assert not plan[3].check({**older, "refine": {"renders": 50}}), "an rl.eval that fitted nothing reruns"
+    metrics = {"k": 0, "n_images": 40, "reward": None, "retrieve": 1, "fitted": {}, "dimensioned": {}}
+    assert plan[3].check({**metrics, "refine": {"renders": 50}})  # --retrieve 1 by default
+    older = {k: v for k, v in metrics.items() if k != "dimensioned"}
+    assert not plan[3].check({**older, "refine": {"renders": 50}}), "an rl.eval without dimensioning reruns"
     assert not plan[3].check({**metrics, "refine": {"renders": 20}})
     assert not plan[3].check({**metrics, "refine": None})
     plain = demo.stages(DemoConfig(out=str(tmp_path), eval_splits=("test",)))

@@ -250,15 +250,21 @@ def test_predict_fits_the_greedy_program_to_a_known_size(tiny_corpus, tmp_path, 
     size = "x".join(f"{e:.6g}" for e in np.ptp(target, axis=0))
     given = ["--mesh", str(tmp_path / "part.stl")] if size_from == "mesh" else [
         str(tmp_path / "part.png"), "--size", size]
-    rl.predict.main(given + ["--k", "1", "--out", str(tmp_path / "pred")])
-    summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
-    assert [c["mode"] for c in summary["candidates"]] == ["greedy", "fitted"]
-    assert summary["chosen"] == 1 and stretched.rstrip() in summary["candidates"][1]["code"]
-    vertices, _ = read_binary_stl(str(tmp_path / "pred" / "prediction.stl"))
-    assert np.allclose(np.ptp(vertices, axis=0), np.ptp(target, axis=0), rtol=1e-4)
-    if size_from == "mesh":  # placed on the mesh's box: the program is in the mesh's coordinates
-        assert np.allclose(vertices.min(axis=0), target.min(axis=0), atol=1e-3)
-        assert summary["candidates"][1]["agreement"]["iou"] > 0.99
+    for dimension, modes in (("true", ["greedy", "fitted", "dimensioned"]), ("false", ["greedy", "fitted"])):
+        out = tmp_path / f"pred_{dimension}"
+        rl.predict.main(given + ["--k", "1", "--dimension", dimension, "--out", str(out)])
+        summary = json.loads((out / "candidates.json").read_text())
+        candidates = summary["candidates"]
+        assert [c["mode"] for c in candidates] == modes
+        assert stretched.rstrip() in candidates[1]["code"]  # fitted: scaled as written
+        if dimension == "true":  # its numbers solved first: another text, the same size
+            assert stretched.rstrip() not in candidates[2]["code"] and candidates[2]["valid"]
+        assert summary["chosen"] == 1  # the exact un-stretching agrees best with the input
+        vertices, _ = read_binary_stl(str(out / "prediction.stl"))
+        assert np.allclose(np.ptp(vertices, axis=0), np.ptp(target, axis=0), rtol=1e-4)
+        if size_from == "mesh":  # placed on the mesh's box: the program is in the mesh's coordinates
+            assert np.allclose(vertices.min(axis=0), target.min(axis=0), atol=1e-3)
+            assert candidates[1]["agreement"]["iou"] > 0.99
     rl.predict.main(given + ["--k", "1", "--fit", "false", "--out", str(tmp_path / "unfitted")])
     summary = json.loads((tmp_path / "unfitted" / "candidates.json").read_text())
     assert [c["mode"] for c in summary["candidates"]] == ["greedy"]
@@ -458,13 +464,22 @@ def test_eval_fits_the_greedy_program_to_the_size_the_policy_is_shown(tiny_corpu
     fitted = [r for r in records if r["extra"]["mode"] == "fitted"]
     assert len(fitted) == 3 and all("scale([" in r["code"] and r["id"].endswith("/fitted") for r in fitted)
     assert all(r["extra"]["protocol_iou"] > 0.95 and r["iou"] > 0.95 for r in fitted)
+    dimensioned = [r for r in records if r["extra"]["mode"] == "dimensioned"]
+    assert len(dimensioned) == 3 and all(r["valid"] and r["iou"] > 0.5 for r in dimensioned)
+    assert all(r["extra"]["size_agreement"] >= r["extra"]["size_agreement_before"] for r in dimensioned)
+    assert all(r["extra"]["size_agreement_before"] < 0.9 and r["extra"]["dimension_renders"] > 0
+               for r in dimensioned)
+    assert any(r["extra"]["dimension_clean"] and "scale(" not in r["code"].split("stretched();")[-1]
+               for r in dimensioned)  # at the size in its own numbers: no scale after its own
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["dimension"]["n"] == 3 and metrics["dimension"]["clean"] > 0
+    assert metrics["dimensioned"]["protocol"]["n_valid"] == 3
     assert metrics["greedy"]["invalid_ratio"] == 0 and metrics["greedy"]["protocol"]["iou_mean"] < 0.5
     written = metrics["size_written"]  # 2, 1/2 and 3/2 times the size shown
     assert written["n"] == 3 and written["within_5pct"] == 0
     assert written["agreement_mean"] == pytest.approx((0.5 * 0.5 * 2 / 3) ** (1 / 3), abs=0.01)
     printed = capsys.readouterr().out
-    assert "fitted to size" in printed and "size written: 0% of 3" in printed
+    assert "fitted to size" in printed and "size written: 0% of 3" in printed and "dimensioned: " in printed
     comparison = rl.compare.compare(str(tmp_path / "eval"), str(tmp_path / "eval"), ("greedy", "fitted"),
                                     ("greedy", "fitted"))
     assert comparison["picks"] == ["greedy", "fitted"]
@@ -478,10 +493,15 @@ def test_eval_fits_the_greedy_program_to_the_size_the_policy_is_shown(tiny_corpu
     assert entry["paired"]["protocol IoU, both valid"]["difference"] > 0.45
     assert result["size_written"][str(tmp_path / "eval")] == written
     assert result["greedy_pairs"][same]["paired"]["protocol IoU, both valid"]["difference"] == 0
-    for flags in (["--no_size"], ["--fit", "false"]):
+    assert result["fitted_vs_dimensioned"][str(tmp_path / "eval")]["n_paired"] == 3
+    assert result["dimension"][str(tmp_path / "eval")] == metrics["dimension"]
+    for flags, modes in ((["--no_size"], {"greedy"}), (["--fit", "false"], {"greedy", "dimensioned"}),
+                         (["--dimension", "false"], {"greedy", "fitted"})):
         out = tmp_path / flags[0].strip("-")
         rl.eval.main(argv + flags + ["--out", str(out)])
         records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-        assert {r["extra"]["mode"] for r in records} == {"greedy"}
-        assert json.loads((out / "metrics.json").read_text())["fitted"] is None
+        assert {r["extra"]["mode"] for r in records} == modes
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert (metrics["fitted"] is None) == ("fitted" not in modes)
+        assert (metrics["dimensioned"] is None) == ("dimensioned" not in modes)
     assert json.loads((tmp_path / "no_size" / "metrics.json").read_text())["size_written"] is None
