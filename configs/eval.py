@@ -137,9 +137,9 @@ class PredictConfig:
     """When the size is known (--size, --mesh), also try the greedy program fitted to it (renderer.fit:
     each axis scaled so its render's bounding box is the size), chosen among the others the same way."""
     dimension: bool = True
-    """With --fit, solve the greedy program's own numbers to the size first (renderer.dimensions: a
-    few renders), so the program tried reads in true dimensions and is scaled only for what the
-    numbers could not reach; false: scale the program as written."""
+    """With --fit, also try the greedy program with its own numbers solved to the size
+    (renderer.dimensions: a few renders), so it reads in true dimensions and is scaled only for
+    what the numbers could not reach, beside the fitted one; false: only the fitted one."""
     select: str = "input"
     """How to rank valid programs: input (agreement of the render with the input: SSIM and silhouette
     IoU with the picture, and with --mesh the mesh's views, chamfer and IoU) or consensus (mean

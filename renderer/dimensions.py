@@ -55,7 +55,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from renderer.fit import FLAT, extents_of, fit_factors, scaled_program, size_agreement
-from renderer.literals import NUMBER, Literal, find_literals, substitute, tunable
+from renderer.literals import NUMBER, Literal, blanked, find_literals, substitute, tunable
 
 RESIDUAL = 0.01
 """Relative error per axis below which a dimensioned program is at its size (no scale is added)."""
@@ -124,37 +124,13 @@ class Dimensioned:
 def parameters(code: str, limit: int = DimensionSettings.max_parameters) -> list[Literal]:
     """The literals :func:`dimension` solves in ``code``, in program order (at most ``limit``)."""
     literals = tunable(find_literals(code))
-    masked = _masked(code)
+    masked = blanked(code)
     chosen = []
     for start, end in _top_level_assignments(masked):
         inside = [lit for lit in literals if start <= lit.start < end]
         if 1 <= len(inside) <= 4:
             chosen += inside
     return (chosen or literals)[:limit]
-
-
-def _masked(code: str) -> str:
-    """``code`` with comments and strings blanked (offsets kept), so brackets and ``;`` in them vanish."""
-    out, position, size = [], 0, len(code)
-    while position < size:
-        if code.startswith("//", position):
-            end = code.find("\n", position)
-            end = size if end < 0 else end
-        elif code.startswith("/*", position):
-            end = code.find("*/", position + 2)
-            end = size if end < 0 else end + 2
-        elif code[position] == '"':
-            end = position + 1
-            while end < size and code[end] != '"':
-                end += 2 if code[end] == "\\" else 1
-            end = min(end + 1, size)
-        else:
-            out.append(code[position])
-            position += 1
-            continue
-        out.append(re.sub(r"[^\n]", " ", code[position:end]))
-        position = end
-    return "".join(out)
 
 
 def _top_level_assignments(masked: str) -> list[tuple[int, int]]:
@@ -193,10 +169,11 @@ def dimension(codes: Sequence[str], extents: Sequence, sizes: Sequence, measure:
     solves = [_Solve(code, extent, size, settings)
               for code, extent, size in zip(codes, extents, sizes, strict=True)]
     for stage in ("probe", "retry"):
-        asked = [(solve, code) for solve in solves for code in solve.probes(stage)]
-        answers = measure([code for _, code in asked]) if asked else []
-        for solve in solves:
-            solve.take_probes(stage, [a for (s, _), a in zip(asked, answers, strict=True) if s is solve])
+        asked = [solve.probes(stage) for solve in solves]
+        flat = [code for codes in asked for code in codes]
+        answers = iter(measure(flat) if flat else [])
+        for solve, codes in zip(solves, asked, strict=True):
+            solve.take_probes(stage, [next(answers) for _ in codes])
     for solve in solves:
         solve.start()
     while True:

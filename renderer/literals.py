@@ -17,7 +17,8 @@ up to the ``,``, ``;`` or closing bracket that ends that value: it sets tessella
 
 :func:`substitute` writes the program again with new values for some literals and every other
 character untouched; :func:`format_value` is how a value is written (integers stay integers,
-others rounded to 0.01, or two significant digits below 1).
+others rounded to 0.01, or two significant digits below 1). :func:`blanked` is the program with
+its comments and strings turned to spaces, every offset kept (by the same rules).
 """
 
 from __future__ import annotations
@@ -61,20 +62,13 @@ def find_literals(code: str) -> list[Literal]:
     position, size = 0, len(code)
     while position < size:
         char = code[position]
-        if code.startswith("//", position):
-            end = code.find("\n", position)
-            position = size if end < 0 else end
-            continue
-        if code.startswith("/*", position):
-            end = code.find("*/", position + 2)
-            position = size if end < 0 else end + 2
+        skipped = _skipped_end(code, position)
+        if skipped is not None:  # a comment keeps the identifier before it; a string does not
+            previous_id = "" if char == '"' else previous_id
+            position = skipped
             continue
         if char.isspace():
             position = _SPACE.match(code, position).end()
-            continue
-        if char == '"':
-            position = _string_end(code, position)
-            previous_id = ""
             continue
         if char == "<" and previous_id in ("include", "use"):
             end = code.find(">", position)
@@ -106,6 +100,35 @@ def find_literals(code: str) -> list[Literal]:
         previous_id = ""
         position += 1
     return found
+
+
+def blanked(code: str) -> str:
+    """``code`` with its comments and strings turned to spaces (newlines kept, so every offset is
+    the same): what is left is code, its brackets and ``;`` the program's own."""
+    out, position = [], 0
+    while position < len(code):
+        skipped = _skipped_end(code, position)
+        if skipped is None:
+            out.append(code[position])
+            position += 1
+        else:
+            out.append(re.sub(r"[^\n]", " ", code[position:skipped]))
+            position = skipped
+    return "".join(out)
+
+
+def _skipped_end(code: str, position: int) -> int | None:
+    """Offset just past the comment or string that opens at ``position`` (the end of the text if
+    unterminated); None when none opens there."""
+    if code.startswith("//", position):
+        end = code.find("\n", position)
+        return len(code) if end < 0 else end
+    if code.startswith("/*", position):
+        end = code.find("*/", position + 2)
+        return len(code) if end < 0 else end + 2
+    if code[position] == '"':
+        return _string_end(code, position)
+    return None
 
 
 def _string_end(code: str, start: int) -> int:

@@ -204,8 +204,9 @@ def finish(config: DemoConfig, timings: dict, started: float) -> dict:
     sized = {"fitted": {}, "dimensioned": {}}  # the same, of the greedy programs brought to the size shown
     for split in config.eval_splits:
         folders = [eval_folder(config, policy, split) for policy in ("sft", "ppo")]
+        metrics = [_json(os.path.join(folder, "metrics.json")) for folder in folders]
         for pick, by_split in sized.items():
-            if all(_json(os.path.join(folder, "metrics.json")).get(pick) for folder in folders):
+            if all(m.get(pick) for m in metrics):
                 by_split[split] = compare.compare(*folders, (f"SFT {pick}", f"PPO {pick}"), (pick, pick))
                 compare.write(by_split[split], os.path.join(config.out, f"comparison_{split}_{pick}"))
     ppo_dir = os.path.join(config.out, "ppo")

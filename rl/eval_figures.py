@@ -194,8 +194,7 @@ def describe(metrics: dict, prog: str = "rl.eval") -> str:
     """The printed summary: per mode the figures, each headline mean with its 95 % interval."""
     lines = []
     labels = {"greedy": "greedy", "fitted": "fitted to size", "dimensioned": "dimensioned",
-              "selected": "selected",
-              "best_of_k": "best_of_k (oracle)", "refined": "refined"}
+              "selected": "selected", "best_of_k": "best_of_k (oracle)", "refined": "refined"}
     for mode, label in labels.items():
         m = metrics.get(mode)
         if m:
