@@ -72,6 +72,11 @@ class EvalConfig:
     (pixels, policies.exemplars; the corpus's train split) as candidates of the selected program,
     each scaled to the part's size when the input gives one, chosen like the policy's by agreement
     with the input, never by the target; 0: off."""
+    syntax_guard: bool = True
+    """Decode with renderer.syntax's prefix check: a token after which no program could parse (a
+    bracket closed by the wrong one, a semicolon inside brackets, '= ;', '0.6.4', a statement that is
+    a number, an end with a bracket open) is never written, the best token it allows is; false: the
+    model's own greedy and sampled programs. Log-probs stay the model's; PPO's rollouts never use it."""
     views: bool = True
     """Write each program's views and the target's as PNG next to the records (for the report)."""
     against: str = "image"
@@ -140,6 +145,11 @@ class PredictConfig:
     """With --fit, also try the greedy program with its own numbers solved to the size
     (renderer.dimensions: a few renders), so it reads in true dimensions and is scaled only for
     what the numbers could not reach, beside the fitted one; false: only the fitted one."""
+    syntax_guard: bool = True
+    """Decode with renderer.syntax's prefix check: a token after which no program could parse (a
+    bracket closed by the wrong one, a semicolon inside brackets, '= ;', '0.6.4', a statement that is
+    a number, an end with a bracket open) is never written, the best token it allows is; false: the
+    model's own greedy and sampled programs. Log-probs stay the model's; PPO's rollouts never use it."""
     select: str = "input"
     """How to rank valid programs: input (agreement of the render with the input: SSIM and silhouette
     IoU with the picture, and with --mesh the mesh's views, chamfer and IoU) or consensus (mean

@@ -23,7 +23,8 @@ renormalised, in :meth:`Policy.sample` and :meth:`Policy.logprobs_of` alike (PPO
 ``top_p = 1``: its update recomputes full-softmax log-probs). Tokens are drawn from exactly
 that distribution: no top-k (transformers' default of 50 is turned off), no repetition
 penalty, minimum length or any other logits processor, whatever a checkpoint's
-``generation_config.json`` asks for (see :func:`only_token_ids`). Greedy decoding reports
+``generation_config.json`` asks for (see :func:`only_token_ids`), unless ``sample`` is given a
+``grammar`` (inference only: :mod:`policies.constrained`). Greedy decoding reports
 temperature-1 log-probabilities.
 
 For PPO: call :meth:`freeze_reference` once, then compute reference log-probs inside
@@ -45,14 +46,21 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import GenerationConfig, StoppingCriteriaList
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
 from configs.policy import PolicyConfig
+from policies.checkpoint_files import (  # noqa: F401 (CheckpointError, first_line: re-exported)
+    POLICY_JSON,
+    CheckpointError,
+    first_line,
+    read_policy_json,
+    require_safetensors,
+)
+from policies.constrained import PrefixConstraint, token_texts
 from policies.padding import original_positions, right_aligned
 from policies.streaming import FinishedRows, OnFinished
 from policies.tokenizer import encode_code
 
-POLICY_JSON = "policy.json"
 VALUE_HEAD = "value_head.safetensors"
 
 
@@ -193,20 +201,27 @@ class Policy(nn.Module):
         top_p: float = 1.0,
         greedy: bool = False,
         on_finished: OnFinished | None = None,
+        grammar=None,
     ) -> Rollout:
         """``n`` programs per image, drawn with ``model.generate`` in eval mode (KV cache);
-        ``on_finished(rows, texts)`` hears of each row's program as soon as it ends in eos."""
+        ``on_finished(rows, texts)`` hears of each row's program as soon as it ends in eos.
+
+        ``grammar`` (a prefix grammar, :mod:`policies.constrained`) refuses tokens no valid program
+        could follow; the log-probs stay the model's, so a rollout for PPO never takes one."""
         if n < 1 or not temperature > 0 or not 0 < top_p <= 1:
             raise ValueError(f"need n >= 1, temperature > 0, 0 < top_p <= 1; got {n}, {temperature}, {top_p}")
         prompts = self._prompts([image for image in images for _ in range(n)])
         generation = self.generation_config(max_new_tokens, temperature, top_p, greedy)
         was_training = self.training
         self.eval()
+        prompt_length = prompts["input_ids"].shape[1]
         stream = StoppingCriteriaList(
-            [FinishedRows(self.eos_ids, prompts["input_ids"].shape[1], self.decode, on_finished)]
-        ) if on_finished else None
+            [FinishedRows(self.eos_ids, prompt_length, self.decode, on_finished)]) if on_finished else None
+        constraint = LogitsProcessorList([PrefixConstraint(
+            grammar, token_texts(self.tokenizer), self.eos_ids, prompt_length, greedy)]) if grammar else None
         try:
-            out = self.model.generate(**prompts, generation_config=generation, stopping_criteria=stream)
+            out = self.model.generate(**prompts, generation_config=generation, stopping_criteria=stream,
+                                      logits_processor=constraint)
         finally:
             self.train(was_training)
         tokens = out.sequences[:, prompts["input_ids"].shape[1] :]
@@ -298,59 +313,6 @@ class Policy(nn.Module):
     def _load_value_head(self, directory: str) -> None:
         require_safetensors(directory, (VALUE_HEAD,))
         self.value_head.load_state_dict(load_file(os.path.join(directory, VALUE_HEAD)))
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be loaded; the message is one line naming the folder and why."""
-
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-"""Weight files in torch's pickle format: never loaded (unpickling runs arbitrary code)."""
-
-
-def first_line(error: BaseException) -> str:
-    """``TypeName: first line of the message`` of ``error``, for one-line reports."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-def read_policy_json(directory: str) -> tuple[str, PolicyConfig]:
-    """``(kind, config)`` of a saved policy; :class:`CheckpointError` if ``policy.json`` is unusable."""
-    where = f"checkpoint {directory!r}: {POLICY_JSON}"
-    try:
-        with open(os.path.join(directory, POLICY_JSON), encoding="utf-8") as fh:
-            saved = json.load(fh)
-    except OSError as error:
-        raise CheckpointError(f"{where} cannot be read ({first_line(error)})") from None
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise CheckpointError(f"{where} is not valid JSON ({first_line(error)})") from None
-    kind = saved.get("kind") if isinstance(saved, dict) else None
-    if not isinstance(kind, str) or not isinstance(saved.get("config"), dict):
-        raise CheckpointError(f"{where} needs a 'kind' string and a 'config' object")
-    try:
-        return kind, PolicyConfig.from_dict(saved["config"])
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{where} has a bad config: {first_line(error)}") from None
-
-
-def require_safetensors(directory: str, names: Sequence[str]) -> None:
-    """Raise :class:`CheckpointError` unless ``directory`` holds one of the safetensors files ``names``.
-
-    Pickled weights (``pytorch_model.bin``, ``adapter_model.bin``, ...) are refused, never read:
-    loading them would unpickle, which can run any code.
-    """
-    if any(os.path.isfile(os.path.join(directory, name)) for name in names):
-        return
-    pickled = sorted(
-        (n for n in os.listdir(directory) if n.lower().endswith(PICKLE_SUFFIXES)),
-        key=lambda n: ("model" not in n, n),  # name the weights, not training_args.bin
-    )
-    if pickled:
-        raise CheckpointError(
-            f"checkpoint {directory!r} holds pickled weights ({pickled[0]}), which are never loaded "
-            f"(unpickling can run code); re-save it as {names[0]}"
-        )
-    raise CheckpointError(f"checkpoint {directory!r} has no weights file {names[0]}")
 
 
 def with_response(prompts: Mapping, tokens: torch.Tensor, mask: torch.Tensor) -> dict:

@@ -236,6 +236,7 @@ def compare(a_folder: str, b_folder: str, names: tuple[str, str] = ("A", "B"),
         "split": a_metrics["split"],
         "corpus_dir": a_metrics["corpus_dir"],
         "reward": a_metrics["reward"],
+        "syntax_guard": [bool(m.get("syntax_guard")) for m in (a_metrics, b_metrics)],  # older: none
         "n_paired": len(shared),
         "infra_failed_targets": failed,
         "figures": rows,
@@ -252,7 +253,8 @@ def table_markdown(comparison: dict) -> str:
         f"split `{comparison['split']}`, {' vs '.join(comparison['picks'])} programs, "
         f"{comparison['n_paired']} paired targets"
         + (f" ({len(comparison['infra_failed_targets'])} left out: the render pool failed on them)"
-           if comparison["infra_failed_targets"] else ""),
+           if comparison["infra_failed_targets"] else "")
+        + _guards(comparison.get("syntax_guard"), a_name, b_name),
         "",
         f"| figure | {a_name} | {b_name} | {b_name} - {a_name} |",
         "|---|---:|---:|---:|",
@@ -278,6 +280,14 @@ def table_markdown(comparison: dict) -> str:
     lines.append("")
     lines.append("`*`: the interval excludes 0.")
     return "\n".join(lines)
+
+
+def _guards(guards: list | None, a_name: str, b_name: str) -> str:
+    """A note when one side decoded with the syntax guard (rl.eval --syntax_guard) and the other not."""
+    if not guards or guards[0] == guards[1]:
+        return ""
+    sides = zip(guards, (a_name, b_name), strict=True)
+    return "; syntax guard " + ", ".join(f"{'on' if on else 'off'} in {name}" for on, name in sides)
 
 
 def write(comparison: dict, out: str) -> tuple[str, str]:

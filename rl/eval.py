@@ -12,8 +12,10 @@ Commands::
     python -m rl.eval --checkpoint runs/ppo/final --split test --k 0 --retrieve 1  # + nearest train program
     python -m rl.eval --help
 
-For every image of the split the policy decodes one greedy program and ``k`` sampled ones;
-each is run by OpenSCAD once and scored on a :class:`renderer.pool.RenderPool`
+For every image of the split the policy decodes one greedy program and ``k`` sampled ones
+(``--syntax_guard``, on by default: never a token after which no program could parse,
+:mod:`renderer.syntax`; ``metrics.json`` says which); each is run by OpenSCAD once and scored on a
+:class:`renderer.pool.RenderPool`
 (:class:`reward.protocol_scorer.EvalScorer`; one pool for the whole run, each target mesh read
 once) against the image's target mesh with one set of reward settings
 (:func:`configs.reward.resolve`: ``--reward_from``, else those the checkpoint's PPO run trained
@@ -180,14 +182,16 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
     from policies.inputs import PartInput
     from renderer.dimensions import dimension
     from renderer.fit import fit_program
+    from renderer.syntax import ScadPrefix
 
     images = [PartInput.of(row) for row in rows]
     images = [part.without_size() for part in images] if config.no_size else images
+    grammar = ScadPrefix if config.syntax_guard else None
     programs = [(i, "greedy", 0, text) for i, text in enumerate(
-        policy.sample(images, n=1, max_new_tokens=config.max_new_tokens, greedy=True).texts)]
+        policy.sample(images, n=1, max_new_tokens=config.max_new_tokens, greedy=True, grammar=grammar).texts)]
     if config.k:
         sampled = policy.sample(images, n=config.k, max_new_tokens=config.max_new_tokens,
-                                temperature=config.temperature, top_p=config.top_p).texts
+                                temperature=config.temperature, top_p=config.top_p, grammar=grammar).texts
         programs += [(j // config.k, "sample", j % config.k, text) for j, text in enumerate(sampled)]
     retrieved = {}
     if config.retrieve and index is not None:
@@ -363,6 +367,7 @@ def run(config: EvalConfig) -> dict:
         "retrieve": config.retrieve,
         "temperature": config.temperature,
         "top_p": config.top_p,
+        "syntax_guard": config.syntax_guard,
         "max_new_tokens": config.max_new_tokens or policy.config.max_new_tokens,
         "reward": as_dict(weights),
         "reward_source": reward_source,

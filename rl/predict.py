@@ -7,7 +7,6 @@ Commands::
     python -m rl.predict --views iso.png,front.png,right.png,top.png    # the four canonical views
     python -m rl.predict --tile views.png                          # the four views tiled 2x2
     python -m rl.predict --mesh part.stl --refine 200              # an STL: its views and its size
-    python -m rl.predict part.png --select consensus
     python -m rl.predict --mesh part.stl --retrieve 4   # also the 4 nearest training parts' programs
     python -m rl.predict part.png --checkpoint runs/ppo/final --refine 200       # then tune its numbers
     python -m rl.predict --help
@@ -17,7 +16,8 @@ four views (``--views``, or ``--tile`` cut in four); else the one picture as the
 tiled policy then sees three blank views: a note says quality is lower); ``--size WxDxH`` (mm)
 gives the size when no mesh does. Each picture may be any size, RGB, grayscale or with alpha
 (composited on white); it is padded to a square with white and resized by the policy. The
-policy writes ``k`` programs (the greedy one, then ``k - 1`` sampled); each runs in OpenSCAD.
+policy writes ``k`` programs (the greedy one, then ``k - 1`` sampled; ``--syntax_guard``: never a
+token after which no program could parse, :mod:`renderer.syntax`); each runs in OpenSCAD.
 With ``--retrieve N`` the programs of the N training parts whose views are nearest in pixels
 (:class:`policies.exemplars.ExemplarIndex` of the train split) join them as candidates, and when
 the size is known (``--size``, ``--mesh``) so does the greedy program brought to it (``--fit``,
@@ -64,6 +64,7 @@ safetensors only). A 16-bit grayscale picture is scaled to 8-bit (65535 -> 255),
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -234,14 +235,15 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     import torch
 
     from renderer.openscad import run as run_openscad
-
+    from renderer.syntax import ScadPrefix
     tell = progress or (lambda fraction, stage: None)
     torch.manual_seed(config.seed)
     tell(0.0, f"writing {config.k} program{'s' * (config.k > 1)}")
-    codes = policy.sample([inputs.image], n=1, max_new_tokens=config.max_new_tokens, greedy=True).texts
+    draw = functools.partial(policy.sample, [inputs.image], max_new_tokens=config.max_new_tokens,
+                             grammar=ScadPrefix if config.syntax_guard else None)
+    codes = draw(greedy=True).texts
     if config.k > 1:
-        codes += policy.sample([inputs.image], n=config.k - 1, max_new_tokens=config.max_new_tokens,
-                               temperature=config.temperature, top_p=config.top_p).texts
+        codes += draw(n=config.k - 1, temperature=config.temperature, top_p=config.top_p).texts
     retrieved = []
     if index is not None and config.retrieve:
         rows = index.nearest_rows(inputs.image, config.retrieve)

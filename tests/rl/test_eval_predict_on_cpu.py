@@ -13,6 +13,7 @@ from PIL import Image
 
 from configs.reward import RUN_CONFIG, as_dict
 from renderer.stl import read_binary_stl
+from renderer.syntax import ScadPrefix
 from reward.score import RewardWeights
 
 
@@ -50,6 +51,8 @@ def test_eval_writes_records_metrics_and_report(final_dir, tmp_path, capsys):
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 2 * (1 + 2)
     assert sum(r["extra"]["best_of_k"] for r in records) == 2
+    assert metrics["syntax_guard"] is True  # greedy and sampled programs never break renderer.syntax
+    assert all(ScadPrefix.advance(ScadPrefix.START, r["code"]) is not None for r in records)
     assert all((out / r["pred_views"]).exists() and (out / r["target_views"]).exists() for r in records)
     assert (out / "index.html").exists() and (out / "summary.json").exists()
     printed = capsys.readouterr().out
