@@ -33,6 +33,17 @@ def family_programs(count: int) -> tuple[dict, list]:
     return targets, [(family, run(generate(family, i).code)) for i, family in enumerate(picks)]
 
 
+def records_by_mode(records_path: str, modes: tuple[str, ...]) -> dict[str, dict[str, dict]]:
+    """``{mode: {target id: record}}`` of an ``rl.eval`` ``records.jsonl`` for the given modes."""
+    found: dict[str, dict[str, dict]] = {mode: {} for mode in modes}
+    with open(records_path, encoding="utf-8") as fh:
+        for line in fh:
+            record = json.loads(line)
+            if record["extra"]["mode"] in found:
+                found[record["extra"]["mode"]][record["target_id"]] = record
+    return found
+
+
 def write_json(path: str, data: dict) -> str:
     """Write ``data`` as indented JSON at ``path`` (folders created), print and return the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

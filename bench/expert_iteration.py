@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import write_json  # noqa: E402
+from bench.common import records_by_mode, write_json  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "expert_iteration.json")
 
@@ -45,13 +45,8 @@ def run(*args: str) -> float:
 
 def kept_programs(records_path: str, min_iou: float) -> tuple[dict[str, str], dict]:
     """``{target id: refined program}`` of the refined programs worth training on, and counts."""
-    greedy, refined = {}, {}
-    with open(records_path, encoding="utf-8") as fh:
-        for line in fh:
-            record = json.loads(line)
-            mode = record["extra"]["mode"]
-            if mode in ("greedy", "refined"):
-                (greedy if mode == "greedy" else refined)[record["target_id"]] = record
+    found = records_by_mode(records_path, ("greedy", "refined"))
+    greedy, refined = found["greedy"], found["refined"]
     kept = {}
     for target, record in refined.items():
         iou = record["extra"].get("protocol_iou")
