@@ -106,7 +106,7 @@ def _step(state: tuple, char: str) -> tuple | None:
     return _code_step(stack, hidden, last, number, char)
 
 
-def _code_step(stack: str, hidden: int, last: str, number: int, char: str) -> tuple | None:
+def _code_step(stack: str, hidden: int, last: str, number, char: str) -> tuple | None:
     if char == "/":
         return (CODE, stack, hidden, _ended(last, number), NUMBER_NONE, "/")
     if char == '"':

@@ -225,6 +225,7 @@ def describe(metrics: dict, prog: str = "rl.eval") -> str:
             lines.append(f"{prog}: refine {r['seconds_per_image']['mean']:.1f} s and "
                          f"{r['renders_per_image']['mean']:.0f} renders per image; "
                          f"{r['changed_programs']} programs changed")
-    lines.append(f"{prog}: {metrics['n_images']} images in {metrics['timing']['seconds']:.0f} s; "
-                 f"metrics and report in {metrics['out']}")
+    guard = "under the syntax guard" if metrics.get("syntax_guard") else "without the syntax guard"
+    lines.append(f"{prog}: {metrics['n_images']} images in {metrics['timing']['seconds']:.0f} s, decoded "
+                 f"{guard}; metrics and report in {metrics['out']}")
     return "\n".join(lines)

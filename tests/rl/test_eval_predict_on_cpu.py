@@ -57,6 +57,7 @@ def test_eval_writes_records_metrics_and_report(final_dir, tmp_path, capsys):
     assert (out / "index.html").exists() and (out / "summary.json").exists()
     printed = capsys.readouterr().out
     assert "protocol IR" in printed and "reward settings from defaults" in printed
+    assert "decoded under the syntax guard" in printed
     # what rl.compare checks before pairing two evaluations
     assert metrics["limit"] == 2 and metrics["max_new_tokens"] == 16 and os.path.isabs(metrics["corpus_dir"])
     assert metrics["reward"] == as_dict(RewardWeights()) and metrics["reward_source"].startswith("defaults")
