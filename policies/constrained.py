@@ -105,16 +105,18 @@ class PrefixConstraint(LogitsProcessor):
                 self.states[row] = None
 
     def _allows(self, state, token: int) -> bool:
+        """:meth:`_check`, remembered (greedy asks of a few tokens per state)."""
         key = (state, token)
         allowed = self.allowed.get(key)
         if allowed is None:
-            if token in self.eos_ids:
-                allowed = self.grammar.may_end(state)
-            else:
-                text = self.texts[token]
-                allowed = text is not None and self.grammar.advance(state, text) is not None
-            self.allowed[key] = allowed
+            allowed = self.allowed[key] = self._check(state, token)
         return allowed
+
+    def _check(self, state, token: int) -> bool:
+        if token in self.eos_ids:
+            return self.grammar.may_end(state)
+        text = self.texts[token]
+        return text is not None and self.grammar.advance(state, text) is not None
 
     def _best_allowed(self, scores: torch.Tensor, state) -> None:
         for _ in range(len(self.texts)):
@@ -127,7 +129,7 @@ class PrefixConstraint(LogitsProcessor):
         refused = self.refused.get(state)
         if refused is None:
             candidates = self.checked if self.grammar.plain_allowed(state) else range(len(self.texts))
-            ids = [i for i in candidates if i not in self.eos_ids and not self._allows(state, i)]
+            ids = [i for i in candidates if i not in self.eos_ids and not self._check(state, i)]
             ids += [i for i in self.eos_ids if not self.grammar.may_end(state)]
             refused = self.refused[state] = torch.tensor(ids, dtype=torch.long, device=device)
         return refused
