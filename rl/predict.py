@@ -290,6 +290,7 @@ def predict(image_path: str | None, config: PredictConfig) -> dict:
         "size_shown": bool(inputs.image.size) and policy.config.size_in_prompt,
         "exemplar": exemplar_shown(policy, inputs.image),
         "checkpoint": config.checkpoint, "select": config.select, "retrieve": config.retrieve,
+        "syntax_guard": config.syntax_guard,
         "chosen": prediction.chosen, "valid": prediction.valid, "status": str(prediction.result.status),
         "out": out, "candidates": prediction.candidates(),
         "refine": prediction.refined.to_dict() if prediction.refined else None,

@@ -145,7 +145,7 @@ def test_predict_keeps_a_valid_program_and_writes_its_stl(tiny_corpus, tmp_path,
     canvas.save(image)
     rl.predict.main([str(image), "--k", "3", "--select", select, "--out", str(tmp_path / "pred")])
     summary = json.loads((tmp_path / "pred" / "candidates.json").read_text())
-    assert summary["valid"] and summary["chosen"] in (1, 2)
+    assert summary["valid"] and summary["chosen"] in (1, 2) and summary["syntax_guard"] is True
     assert (tmp_path / "pred" / "prediction.scad").read_text() == row["code"]
     vertices, faces = read_binary_stl(str(tmp_path / "pred" / "prediction.stl"))
     assert len(faces) > 0 and np.isfinite(vertices).all()
