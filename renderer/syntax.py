@@ -4,25 +4,29 @@ Pure text, no OpenSCAD run. :class:`ScadPrefix` follows a program as it is writt
 soon as a character makes it a certain syntax error, whatever would follow. Decoding uses it to
 refuse such a token (:mod:`policies.constrained`); the rules are the few that the policy's own
 syntax errors break (``rl.eval``'s and PPO's records: ``translate([18, 25();``, ``base_w = 11);``,
-``thickness = 0.6.4;``, ``web_t = ;``), with OpenSCAD's comments and strings skipped as its
-lexer skips them (see :mod:`renderer.literals`):
+``thickness = 0.6.4;``, ``web_t = ;``, ``outer_d = hose_id = 3;``), with OpenSCAD's comments
+and strings skipped as its lexer skips them (see :mod:`renderer.literals`):
 
 - a closing bracket must close the innermost open one (``)`` never closes ``[``);
-- ``;`` ends a statement, and ``{`` opens a block, only outside brackets or directly inside ``{ }``;
-- ``;``, ``,``, ``)`` and ``]`` never follow ``=`` (an assignment or argument with no value);
-- a statement begins with a name (which may begin with digits: ``5size``), a modifier
-  (``!#%*``) or a brace, never a number (``16.4;``);
+- ``;`` ends a statement, and ``{`` opens a block, only outside brackets or directly inside
+  ``{ }``: never inside an assignment's value (``x = difference() {``);
+- an assignment made as a statement holds one ``=`` (``a = b = 3;``; ``==``, ``<=``, ``!=`` are
+  comparisons), and its value is open until its ``;``;
+- after ``=`` comes a value: not ``;``, ``,``, ``)``, ``]`` or a binary operator (``x = < 17``);
+- a statement begins with a name, a modifier (``!#%*``) or a brace; its first name is followed by
+  ``(`` or ``=`` (``handle11;``, ``x/2;`` and ``x.y = 2`` are no statements) unless it is
+  ``module``, ``function``, ``else``, ``include`` or ``use``; a name may begin with digits
+  (``5size``), but a statement never begins with a number (``16.4;``, ``225855 = 4;``);
 - ``,`` only separates inside ``( )`` or ``[ ]`` (``length = 65, 65;`` is no statement);
 - a name or number never follows another with only spaces or comments between (``panel.y
-  translate(``, ``s difference()``), unless the first is ``module``, ``function``, ``else``,
-  ``each``, ``include`` or ``use``;
+  translate(``, ``s difference()``), unless the first is one of those keywords or ``each``;
 - a number already holding a ``.`` takes no second one;
-- the program may end only outside comments and strings, with every bracket closed, after a
-  ``;`` or a ``}``.
+- the program may end only outside comments and strings, with every bracket and value closed,
+  after a ``;`` or a ``}``.
 
 Anything these rules allow may still fail to parse: this is a guard, not a parser. Checked on
-every program in seven main jobs' PPO and evaluation records (``bench/syntax_guard.py
---records``): none of the 13,841 that OpenSCAD rendered is refused, 306 of the 329 syntax
+every program in eight main jobs' PPO and evaluation records (``bench/syntax_guard.py
+--records``): none of the 16,250 that OpenSCAD rendered is refused, 381 of the 397 syntax
 errors are. A state is a small tuple, so states can key a cache::
 
     state = ScadPrefix.advance(ScadPrefix.START, "cube([10, 20")  # a state: the program goes on
@@ -35,26 +39,42 @@ from __future__ import annotations
 CODE, LINE_COMMENT, BLOCK_COMMENT, STRING, STRING_ESCAPE = range(5)
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {")": "(", "]": "[", "}": "{"}
-NO_VALUE_AFTER_EQUALS = frozenset(";,)]")
+VALUE = "="
+"""On the bracket stack: the value of an assignment made at statement level, open until its ``;``."""
+NO_VALUE_AFTER_EQUALS = frozenset(";,)]<>*%&|?:")
+"""What never follows ``=``: an end, or a binary operator with nothing on its left."""
 STATEMENT_ENDS = frozenset(("", ";", "{", "}"))
+COMPARING = frozenset("<>!=")
+"""Before ``=``: it is part of ``<=``, ``>=``, ``!=`` or ``==``, no assignment."""
 STATEMENT_STARTS = frozenset("_$!#%*{};")
-"""Besides letters, what a statement may begin with (``/`` and spaces are read before)."""
+"""Besides letters and digits, what a statement may begin with (``/`` and spaces are read before)."""
 NUMBER_NONE, NUMBER_INT, NUMBER_FRACTION, HEAD_DIGITS = range(4)
 OTHER_WORD = "*"
 """A name being read that is no keyword of :data:`WORD_KEYWORDS` (one that is stays spelt)."""
+HEAD = "^"
+"""Before a name being read: it began a statement (``^*``, or ``^mod`` on the way to ``module``)."""
 WORD_KEYWORDS = ("module", "function", "else", "each", "include", "use")
 """The words a name may follow: ``module m``, ``else cube``; any other operand may not."""
-OPERAND_END = "a"
-"""``last`` once a name or number other than those keywords ended in a space or a comment."""
-STACK_KEPT = 6
-"""Open brackets a state remembers; deeper ones are only counted (a token rarely closes six)."""
+OPERAND_END = "<operand>"
+"""``last`` once a name or number other than those keywords ended in a space or a comment (the
+marks are no single character, so no character is taken for one)."""
+KEYWORD_END = "<keyword>"
+"""``last`` once one of those keywords ended in a space or a comment."""
+HEAD_END = "<name>"
+"""``last`` once the name that began a statement ended in a space or a comment: ``(`` or ``=`` next."""
+DEAD = "<number>"
+"""``last`` once a statement began with a number (``225855 = 4``): nothing but spaces may follow."""
+STACK_KEPT = 12
+"""Open brackets a state remembers; deeper ones are only counted, not checked."""
 
 
 class ScadPrefix:
     """The rules of the module docstring as a state machine over ``(mode, stack, hidden, last,
-    number, pending)``: lexer mode, the innermost open brackets, how many older ones are only
-    counted, the last significant character (or :data:`OPERAND_END`), the number or name being
-    read, and a ``/`` that may start a comment (or ``*`` that may end one)."""
+    number, pending)``: lexer mode, the innermost open brackets (and assignment values,
+    :data:`VALUE`), how many older ones are only counted, the last significant character (or one
+    of the ``*_END`` marks), the number or name being read, and a character whose meaning the
+    next one decides (``/`` a comment or a division, ``*`` the end of a comment, ``=`` a second
+    assignment or ``==``)."""
 
     START = (CODE, "", 0, "", NUMBER_NONE, "")
 
@@ -70,8 +90,10 @@ class ScadPrefix:
     @staticmethod
     def plain_allowed(state: tuple) -> bool:
         """Whether every piece of a name or number (then spaces) may follow: not right after an
-        operand that ended (``policies.constrained`` checks every token there)."""
-        return state[3] != OPERAND_END
+        operand or a statement's first name ended, after a statement's leading digits, or where the
+        next character decides what the last one was (``policies.constrained`` checks every token
+        there)."""
+        return state[3] not in (OPERAND_END, HEAD_END, DEAD) and state[4] != HEAD_DIGITS and not state[5]
 
     @staticmethod
     def may_end(state: tuple) -> bool:
@@ -96,39 +118,45 @@ def _step(state: tuple, char: str) -> tuple | None:
         return (CODE, stack, hidden, '"', NUMBER_NONE, "") if char == '"' else state
     if mode == STRING_ESCAPE:
         return (STRING, stack, hidden, last, number, pending)
+    if pending == "=":  # after a second ``=`` in one assignment: only ``==`` makes sense of it
+        return (CODE, stack, hidden, "=", NUMBER_NONE, "") if char == "=" else None
     if pending == "/":
         if char == "/":
             return (LINE_COMMENT, stack, hidden, last, NUMBER_NONE, "")
         if char == "*":
             return (BLOCK_COMMENT, stack, hidden, last, NUMBER_NONE, "")
-        state = (CODE, stack, hidden, "/", NUMBER_NONE, "")  # a division after all
-        mode, stack, hidden, last, number, pending = state
+        if last in (HEAD_END, DEAD):
+            return None  # ``name / 2`` or ``16 / 2`` as a statement
+        stack, hidden, last, number = stack, hidden, "/", NUMBER_NONE  # a division after all
     return _code_step(stack, hidden, last, number, char)
 
 
 def _code_step(stack: str, hidden: int, last: str, number, char: str) -> tuple | None:
-    if char == "/":
-        return (CODE, stack, hidden, _ended(last, number), NUMBER_NONE, "/")
+    if char.isspace() or char == "/":
+        if number == HEAD_DIGITS:
+            last = DEAD
+        return (CODE, stack, hidden, _ended(last, number), NUMBER_NONE, "/" if char == "/" else "")
+    if last == DEAD or (last == "=" and char in NO_VALUE_AFTER_EQUALS):
+        return None
     if char == '"':
-        return (STRING, stack, hidden, last, NUMBER_NONE, "")
-    if char.isspace():
-        return (CODE, stack, hidden, _ended(last, number), NUMBER_NONE, "")
-    if last == "=" and char in NO_VALUE_AFTER_EQUALS:
+        return None if last in (HEAD_END, OPERAND_END) else (STRING, stack, hidden, last, NUMBER_NONE, "")
+    if not _statement_allows(stack, last, number, char):
         return None
     at_statement_level = not stack or stack[-1] == "{"
-    if number == HEAD_DIGITS:  # ``5size`` is a name, ``16.4;`` no statement
-        if char.isdigit():
-            return (CODE, stack, hidden, char, HEAD_DIGITS, "")
-        if not (char.isalpha() or char == "_"):
-            return None
-    elif at_statement_level and last in STATEMENT_ENDS and not (char.isalpha() or char in STATEMENT_STARTS):
-        if not char.isdigit():
-            return None
+    if at_statement_level and last in STATEMENT_ENDS and char.isdigit():
         return (CODE, stack, hidden, char, HEAD_DIGITS, "")
-    if char == "," and at_statement_level and (stack or not hidden):
+    if char == "=":
+        return _equals(stack, hidden, last)
+    if char == "," and (stack[-1:] not in ("(", "[") if stack else not hidden):
         return None
     if char == "{" and not at_statement_level:
-        return None  # no brace inside an expression: ``translate([18, 25() {``
+        return None  # no brace inside an expression: ``translate([18, 25() {``, ``x = difference() {``
+    if char == ";":
+        if stack and stack[-1] not in ("{", VALUE):
+            return None
+        if not stack and hidden:  # an older bracket or value: taken to be the value this ends
+            return (CODE, stack, hidden - 1, ";", NUMBER_NONE, "")
+        return (CODE, stack[:-1] if stack[-1:] == VALUE else stack, hidden, ";", NUMBER_NONE, "")
     if char in OPENERS:
         stack += char
         if len(stack) > STACK_KEPT:
@@ -142,32 +170,74 @@ def _code_step(stack: str, hidden: int, last: str, number, char: str) -> tuple |
         if not hidden:
             return None
         return (CODE, stack, hidden - 1, char, NUMBER_NONE, "")  # an older bracket: not checked
-    if char == ";" and stack and stack[-1] != "{":
-        return None
-    if last == OPERAND_END and number == NUMBER_NONE and (char.isalnum() or char in "_$"):
+    word_char = char.isalnum() or char in "_$"
+    if last == OPERAND_END and number == NUMBER_NONE and word_char:
         return None  # ``panel.y translate(``, ``s difference()``: two operands with nothing between
+    if at_statement_level and last in STATEMENT_ENDS and word_char:
+        number = HEAD + ("" if _keyword_prefix(char) else OTHER_WORD)  # a statement's first name
     number = _number_after(number, char)
     return None if number is None else (CODE, stack, hidden, char, number, "")
 
 
+def _statement_allows(stack: str, last: str, number, char: str) -> bool:
+    """What may come at a statement's start, after its first name, or after leading digits."""
+    word_char = char.isalnum() or char in "_$"
+    if number == HEAD_DIGITS:  # ``5size`` is a name, ``16.4;`` no statement
+        return char.isalpha() or char == "_" or char.isdigit()
+    if last == HEAD_END or (_is_head(number) and not word_char):
+        return char in "(=" or (_is_head(number) and number[1:] in WORD_KEYWORDS)
+    at_statement_level = not stack or stack[-1] == "{"
+    if at_statement_level and last in STATEMENT_ENDS:
+        return char.isalnum() or char in STATEMENT_STARTS
+    return True
+
+
+def _equals(stack: str, hidden: int, last: str) -> tuple | None:
+    """After ``=``: an assignment at statement level opens a :data:`VALUE`; a second one in it must
+    turn out to be ``==``; elsewhere (arguments, ``<=``, ``!=``) it is read as it is."""
+    if (not stack or stack[-1] == "{") and last not in COMPARING:
+        stack += VALUE
+        if len(stack) > STACK_KEPT:
+            stack, hidden = stack[1:], hidden + 1
+        return (CODE, stack, hidden, "=", NUMBER_NONE, "")
+    if stack[-1:] == VALUE and last not in COMPARING:
+        return (CODE, stack, hidden, "=", NUMBER_NONE, "=")
+    return (CODE, stack, hidden, "=", NUMBER_NONE, "")
+
+
+def _is_head(number) -> bool:
+    return isinstance(number, str) and number.startswith(HEAD)
+
+
+def _keyword_prefix(word: str) -> bool:
+    return any(keyword.startswith(word) for keyword in WORD_KEYWORDS)
+
+
 def _ended(last: str, number) -> str:
-    """``last`` once the name or number being read (``number``) ends: :data:`OPERAND_END` unless it
-    is a keyword a name may follow."""
-    if number == NUMBER_NONE or number in WORD_KEYWORDS:
+    """``last`` once the name or number being read (``number``) ends in a space or a comment."""
+    if number == NUMBER_NONE or last == DEAD:
         return last
-    return OPERAND_END
+    word = number[1:] if _is_head(number) else number
+    if word in WORD_KEYWORDS:
+        return KEYWORD_END
+    return HEAD_END if _is_head(number) else OPERAND_END
 
 
 def _number_after(number, char: str):
     """What is being read after ``char``: a number state, a word (:data:`OTHER_WORD` or the start of
-    a keyword), or None for a second ``.`` in a number."""
+    a keyword, after :data:`HEAD` when it began a statement), or None for a second ``.`` in a number."""
     if char == ".":
         if number == NUMBER_FRACTION:
             return None
         return NUMBER_FRACTION if number in (NUMBER_INT, NUMBER_NONE) else NUMBER_NONE
+    head = HEAD if _is_head(number) or number == HEAD_DIGITS else ""  # ``25US10`` began a statement
+    if isinstance(number, str):
+        number = number[len(head):]
     if char.isdigit():
-        return NUMBER_INT if number == NUMBER_NONE else number if isinstance(number, int) else OTHER_WORD
+        if isinstance(number, str):
+            return head + OTHER_WORD
+        return NUMBER_INT if number == NUMBER_NONE else number
     if char.isalpha() or char in "_$":
         word = (number if isinstance(number, str) else OTHER_WORD if number != NUMBER_NONE else "") + char
-        return word if any(keyword.startswith(word) for keyword in WORD_KEYWORDS) else OTHER_WORD
+        return head + (word if _keyword_prefix(word) else OTHER_WORD)
     return NUMBER_NONE

@@ -27,6 +27,15 @@ REFUSED = [
     "x = 1;\ncube(1);\n/",
     "s\ndifference() cube(1);",  # two operands with nothing between
     "x = [1, b c];\ncube(x);",
+    "x = a = 3;\ncube(1);",  # a second assignment in one statement
+    "x = difference() { cube(1); }\ncube(1);",  # a block as a value
+    "outer_d = < 17;\ncube(1);",  # an operator with nothing on its left
+    "handle11;\ncube(1);",  # a statement that is a name alone
+    "25US10;\ncube(1);",
+    "x/2;\ncube(1);",
+    "x.y = 2;\ncube(1);",
+    "225855 = 4;\ncube(1);",  # a statement that begins with a number
+    "16 /* c */;\ncube(1);",
 ]
 ACCEPTED = [
     "5size = 3;\ncube(5size);",  # a name may begin with digits
@@ -40,6 +49,13 @@ ACCEPTED = [
     "cube(1);;",
     "module m() cube(1);\nif (true) m(); else cube(2);",  # keywords a name may follow
     "x = [each [1, 2]];\ncube(x[1]);",
+    "a = 1;\nb = a <= 2 ? 3 : 4;\ncube(b);",  # comparisons in a value
+    "x = 2 == 2 ? 1 : 3;\ncube(x);",
+    "function f(x) = let (y = 2) x * y;\ncube(f(1));",
+    "module m(a = 1, b = 2) { cube(a + b); }\nm(b = 3);",  # named arguments
+    "if (1 != 2) cube(1); else sphere(1);",
+    "f = function(x) x * 2;\ncube(f(1));",
+    "$fn=12;\nsphere(1);",
 ]
 
 
@@ -89,6 +105,6 @@ def test_every_corpus_program_passes_and_plain_tokens_are_allowed_where_promised
 
 
 def test_deep_brackets_are_counted_not_refused():
-    deep = "x = " + "[" * 9 + "1" + "]" * 9 + ";"
+    deep = "x = " + "[" * 14 + "1" + "]" * 14 + ";"
     assert accepts(deep)
-    assert not accepts("x = " + "[" * 9 + "1" + "]" * 8 + ";")
+    assert not accepts("x = " + "[" * 14 + "1" + "]" * 13 + ";")
