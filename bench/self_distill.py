@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -57,6 +58,11 @@ def kept_programs(records_path: str, min_iou: float) -> tuple[dict[str, str], di
     counts = {"greedy": len(greedy), "dimensioned": len(solved), "kept": len(kept),
               "clean": sum(bool(r["extra"].get("dimension_clean")) for r in solved.values())}
     return kept, counts
+
+
+def _metrics(folder: str) -> dict:
+    with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def fine_tune(checkpoint: str, rows: list[dict], out: str, args) -> dict:
@@ -93,8 +99,7 @@ def fine_tune(checkpoint: str, rows: list[dict], out: str, args) -> dict:
     for name in ("sft_config.json", "ppo_config.json", "exemplars.npz"):  # what rl.eval reads back
         source = os.path.join(checkpoint, name)
         if os.path.exists(source):
-            with open(source, "rb") as src, open(os.path.join(out, name), "wb") as dst:
-                dst.write(src.read())
+            shutil.copyfile(source, os.path.join(out, name))
     return {"seconds": time.perf_counter() - started, "loss_first_50": sum(losses[:50]) / 50,
             "loss_last_50": sum(losses[-50:]) / 50}
 
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             folders = [os.path.join(work, f"eval_{arm}_{split}") for arm in arms]
             comparisons[f"{split}_{pick}"] = paired_figures(compare(*folders, tuple(arms), (pick, pick)))
             comparisons[f"{split}_{pick}"]["size_written"] = [
-                json.load(open(os.path.join(f, "metrics.json")))["size_written"] for f in folders]
+                _metrics(f)["size_written"] for f in folders]
     add_entry(RESULT, args.label, {"settings": vars(args), "train": counts, "rows": {a: len(r) for a, r in
               arms.items()}, "fine_tune": tuned, "seconds": seconds, "comparisons": comparisons})
     return 0

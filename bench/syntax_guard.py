@@ -25,16 +25,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import add_entry  # noqa: E402
+from bench.common import add_entry, records_by_mode  # noqa: E402
 from bench.fit_size import paired_figures  # noqa: E402
 
 RESULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "syntax_guard.json")
 
 
 def _greedy(folder: str) -> dict:
-    with open(os.path.join(folder, "records.jsonl"), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f]
-    return {r["target_id"]: r for r in records if r["extra"]["mode"] == "greedy"}
+    return records_by_mode(os.path.join(folder, "records.jsonl"), ("greedy",))["greedy"]
 
 
 def changed_programs(plain: str, guarded: str) -> dict:
@@ -57,8 +55,7 @@ def records_check(paths: list[str]) -> dict:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 record = json.loads(line)
-                state = ScadPrefix.advance(ScadPrefix.START, record["code"])
-                verdict = "accepted" if state is not None and ScadPrefix.may_end(state) else "refused"
+                verdict = "accepted" if ScadPrefix.accepts(record["code"]) else "refused"
                 counts.setdefault(record["status"], {"accepted": 0, "refused": 0})[verdict] += 1
     return {"files": len(paths), "by_status": counts}
 
@@ -83,6 +80,7 @@ def decode_seconds(checkpoint: str, corpus_dir: str, split: str, images: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    from configs.cli import UsageError
     from rl.compare import compare
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -101,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         for pick in ("greedy", "fitted", "dimensioned"):
             try:
                 figures[pick] = paired_figures(compare(plain, guarded, ("plain", "guarded"), (pick, pick)))
-            except Exception as error:  # noqa: BLE001 (an evaluation without that mode)
+            except UsageError as error:  # an evaluation without that mode
                 figures[pick] = {"skipped": str(error)}
         entry["pairs"][pair] = figures
     if args.records:

@@ -224,7 +224,7 @@ class Policy(nn.Module):
                                       logits_processor=constraint)
         finally:
             self.train(was_training)
-        tokens = out.sequences[:, prompts["input_ids"].shape[1] :]
+        tokens = out.sequences[:, prompt_length:]
         logits = torch.stack(out.logits, dim=1)
         mask = response_mask(tokens, self.eos_ids)
         if greedy:

@@ -68,6 +68,7 @@ class PrefixConstraint(LogitsProcessor):
         self.eos_ids, self.prompt_length = set(eos_ids), prompt_length
         self.checked: list[int] = []
         self.states: list | None = None  # per row: a grammar state, or None once it ended or strayed
+        self.refusals: list[int] = []  # per row: steps at which its first choice was refused
         self.refused: dict = {}
         self.allowed: dict = {}  # (state, token) -> bool
 

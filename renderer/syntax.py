@@ -88,6 +88,12 @@ class ScadPrefix:
         return state
 
     @staticmethod
+    def accepts(code: str) -> bool:
+        """Whether the whole of ``code`` passes: no character refused, and it may end where it ends."""
+        state = ScadPrefix.advance(ScadPrefix.START, code)
+        return state is not None and ScadPrefix.may_end(state)
+
+    @staticmethod
     def plain_allowed(state: tuple) -> bool:
         """Whether every piece of a name or number (then spaces) may follow: not right after an
         operand or a statement's first name ended, after a statement's leading digits, or where the
@@ -127,7 +133,7 @@ def _step(state: tuple, char: str) -> tuple | None:
             return (BLOCK_COMMENT, stack, hidden, last, NUMBER_NONE, "")
         if last in (HEAD_END, DEAD):
             return None  # ``name / 2`` or ``16 / 2`` as a statement
-        stack, hidden, last, number = stack, hidden, "/", NUMBER_NONE  # a division after all
+        last, number = "/", NUMBER_NONE  # a division after all
     return _code_step(stack, hidden, last, number, char)
 
 

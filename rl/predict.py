@@ -7,6 +7,7 @@ Commands::
     python -m rl.predict --views iso.png,front.png,right.png,top.png    # the four canonical views
     python -m rl.predict --tile views.png                          # the four views tiled 2x2
     python -m rl.predict --mesh part.stl --refine 200              # an STL: its views and its size
+    python -m rl.predict part.png --select consensus
     python -m rl.predict --mesh part.stl --retrieve 4   # also the 4 nearest training parts' programs
     python -m rl.predict part.png --checkpoint runs/ppo/final --refine 200       # then tune its numbers
     python -m rl.predict --help
@@ -160,6 +161,7 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
 
     from renderer.openscad import run as run_openscad
     from renderer.syntax import ScadPrefix
+
     tell = progress or (lambda fraction, stage: None)
     torch.manual_seed(config.seed)
     tell(0.0, f"writing {config.k} program{'s' * (config.k > 1)}")

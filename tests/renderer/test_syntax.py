@@ -59,22 +59,17 @@ ACCEPTED = [
 ]
 
 
-def accepts(code: str) -> bool:
-    state = ScadPrefix.advance(ScadPrefix.START, code)
-    return state is not None and ScadPrefix.may_end(state)
-
-
 @needs_openscad
 @pytest.mark.parametrize("code", REFUSED)
 def test_refused_programs_are_syntax_errors_to_openscad(code):
-    assert not accepts(code)
+    assert not ScadPrefix.accepts(code)
     assert run(code).status == "syntax_error"
 
 
 @needs_openscad
 @pytest.mark.parametrize("code", ACCEPTED)
 def test_accepted_programs_parse(code):
-    assert accepts(code)
+    assert ScadPrefix.accepts(code)
     assert run(code).status == "ok"
 
 
@@ -106,5 +101,5 @@ def test_every_corpus_program_passes_and_plain_tokens_are_allowed_where_promised
 
 def test_deep_brackets_are_counted_not_refused():
     deep = "x = " + "[" * 14 + "1" + "]" * 14 + ";"
-    assert accepts(deep)
-    assert not accepts("x = " + "[" * 14 + "1" + "]" * 13 + ";")
+    assert ScadPrefix.accepts(deep)
+    assert not ScadPrefix.accepts("x = " + "[" * 14 + "1" + "]" * 13 + ";")
