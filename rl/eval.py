@@ -92,6 +92,7 @@ from rl.eval_figures import (
     size_figures,
     size_written,
 )
+from rl.eval_scoring import PROBE, measure, record_name, score, scored_by_text
 from rl.files import write_json
 from rl.refine import RefineSettings, choose, refine
 from rl.runtime import quiet_libraries, set_threads
@@ -109,13 +110,8 @@ PICKS = {
 }
 """What each figure of ``metrics.json`` is computed on."""
 MODES = ("greedy", "sample", "retrieved", "fitted", "dimensioned", "refined")
-NUMBERED = ("sample", "retrieved")
-"""Modes of which a target has several programs, numbered in their record ids."""
 INPUT = "#input"
 """Suffix of the id of a target registered with the input alone (what refinement scores against)."""
-PROBE = "#size-probe"
-"""A target registered with nothing to compare against: the pool only renders and measures (the
-dimension solve's probes and candidates)."""
 
 
 def load_rows(corpus_dir: str, split: str, limit: int | None, columns=("image",)):
@@ -130,7 +126,7 @@ def load_rows(corpus_dir: str, split: str, limit: int | None, columns=("image",)
 def _record(row, mode: str, index: int, text: str, scored, config: EvalConfig):
     from reward.records import SampleRecord
 
-    record_id = f"{row['id']}/{mode}" + (f"{index}" if mode in NUMBERED else "")
+    record_id = record_name(row["id"], mode, index)
     views = {}
     if config.views:
         views = {"target_views": f"views/{row['id']}_target.png",
@@ -199,20 +195,22 @@ def evaluate_batch(policy, pool, rows: list[dict], config: EvalConfig, out: str,
             for r, found in enumerate(index.nearest_rows(part, config.retrieve)):
                 programs.append((i, "retrieved", r, index.program(found, part.size)))
                 retrieved[(i, r)] = index.ids[found]
-    scored = _score(pool, rows, programs, config, out)
+    views_dir = os.path.join(out, "views") if config.views else None
+    scored = score(pool, rows, programs, views_dir)
+    greedy = scored_by_text(rows, programs, scored, views_dir)  # unchanged programs are not rendered again
     sized = [(i, text, result) for (i, mode, _, text), result in zip(programs, scored, strict=True)
              if mode == "greedy" and images[i].size]
     if config.fit:
         fits = [(i, "fitted", 0, fit_program(text, result.extents, images[i].size))
                 for i, text, result in sized]
-        programs, scored = programs + fits, scored + _score(pool, rows, fits, config, out)
+        programs, scored = programs + fits, scored + score(pool, rows, fits, views_dir, greedy)
     solved = {}
     if config.dimension and sized:
         answers = dimension([text for _, text, _ in sized], [result.extents for _, _, result in sized],
-                            [images[i].size for i, _, _ in sized], lambda codes: _measure(pool, codes))
+                            [images[i].size for i, _, _ in sized], lambda codes: measure(pool, codes))
         solved = {i: answer for (i, _, _), answer in zip(sized, answers, strict=True)}
         dims = [(i, "dimensioned", 0, answer.program) for i, answer in solved.items()]
-        programs, scored = programs + dims, scored + _score(pool, rows, dims, config, out)
+        programs, scored = programs + dims, scored + score(pool, rows, dims, views_dir, greedy)
     records = []
     for (i, mode, s, text), result in zip(programs, scored, strict=True):
         records.append(_record(rows[i], mode, s, text, result, config))
@@ -280,30 +278,6 @@ def score_refined(pool, refined: list, config: EvalConfig, out: str) -> list:
             "literals": result.literals, "literals_changed": len(result.changed)})
         records.append(record)
     return records
-
-
-def _score(pool, rows: list[dict], programs: list[tuple], config: EvalConfig, out: str) -> list:
-    """The pool's :class:`reward.protocol_scorer.ScoredSample` of each ``(row index, mode, number,
-    text)``, in order (writing views under ``out`` when ``config.views``)."""
-    from renderer.pool import ScoreRequest
-
-    requests = []
-    for i, mode, s, text in programs:
-        paths = {}
-        if config.views:
-            record_id = f"{rows[i]['id']}_{mode}" + (f"{s}" if mode in NUMBERED else "")
-            paths = {"views_path": os.path.join(out, "views", f"{record_id}.png"),
-                     "target_views_path": os.path.join(out, "views", f"{rows[i]['id']}_target.png")}
-        requests.append(ScoreRequest(text, rows[i]["id"], **paths))
-    return pool.score(requests) if requests else []
-
-
-def _measure(pool, codes: list[str]) -> list:
-    """The bounding-box size of each program's render on ``pool`` (None: no mesh), scored against
-    :data:`PROBE` (a render and a measure, nothing else)."""
-    from renderer.pool import ScoreRequest
-
-    return [scored.extents for scored in pool.score([ScoreRequest(code, PROBE) for code in codes])]
 
 
 def run(config: EvalConfig) -> dict:
