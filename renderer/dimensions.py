@@ -147,13 +147,16 @@ def _top_level_assignments(masked: str) -> list[tuple[int, int]]:
 Measure = Callable[[list[str]], list]
 
 
-def measure_with_openscad(codes: list[str]) -> list:
+def measure_with_openscad(codes: list[str], renders: dict | None = None) -> list:
     """A :data:`Measure` without a pool: each program run in the sandboxed OpenSCAD
-    (:func:`renderer.openscad.run`), on as many threads as cores (``rl.predict``)."""
+    (:func:`renderer.openscad.run`), on as many threads as cores (``rl.predict``); each
+    :class:`renderer.openscad.RenderResult` is also kept in ``renders`` under its program, when given."""
     from renderer.openscad import run
 
     def measured(code: str):
         result = run(code)
+        if renders is not None:
+            renders[code] = result
         return extents_of(result.vertices) if result.ok and len(result.faces) else None
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(codes), os.cpu_count() or 1))) as threads:

@@ -178,10 +178,10 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
     tell(0.4, f"rendering {len(codes)} program{'s' * (len(codes) > 1)} with OpenSCAD")
     with ThreadPoolExecutor(max_workers=min(len(codes), os.cpu_count() or 1)) as threads:
         results = list(threads.map(run_openscad, codes))
-    sized = _sized(codes[0], results[0], inputs, config.dimension) if config.fit else {}
+    sized, renders = _sized(codes[0], results[0], inputs, config.dimension) if config.fit else ({}, {})
     for text in sized.values():  # a size is known and the greedy program rendered: its sized forms join
         codes.append(text)
-        results.append(run_openscad(text))
+        results.append(renders.get(text) or run_openscad(text))
     scorer = AgreementScorer(VIEW_SIZE)
     views = [own_views(r) for r in results]
     agreements = [scorer(r, inputs.target) for r in results]
@@ -197,19 +197,21 @@ def infer(policy, inputs: Inputs, config: PredictConfig, pool=None, target_id: s
                       retrieved, list(sized))
 
 
-def _sized(code: str, result, inputs: Inputs, dimensioned: bool = True) -> dict[str, str]:
+def _sized(code: str, result, inputs: Inputs, dimensioned: bool = True) -> tuple[dict[str, str], dict]:
     """``{mode: program}`` of ``code`` brought to the size the input gives: ``fitted`` (scaled,
     renderer.fit) and with ``dimensioned`` also ``dimensioned`` (its numbers solved to it first,
     renderer.dimensions, then scaled for the rest), each moved onto the mesh's box when the input is
     a mesh; none when no size is known or ``code`` did not render a mesh, and only programs that
-    differ from ``code`` and from each other."""
+    differ from ``code`` and from each other. Beside it, ``{program: RenderResult}`` of the programs
+    the solve rendered (none is rendered twice)."""
     from renderer.dimensions import dimension, measure_with_openscad
     from renderer.fit import extents_of, fit_program, placed_program
     from renderer.openscad import run as run_openscad
 
     size = inputs.image.size
+    renders: dict = {}
     if not result.ok or len(result.faces) == 0 or size is None:
-        return {}
+        return {}, renders
 
     def fitted(text: str, render) -> str:
         if inputs.mesh is None:
@@ -219,15 +221,16 @@ def _sized(code: str, result, inputs: Inputs, dimensioned: bool = True) -> dict[
 
     sized = {"fitted": fitted(code, result)}
     if dimensioned:
-        [solved] = dimension([code], [extents_of(result.vertices)], [size], measure_with_openscad)
+        [solved] = dimension([code], [extents_of(result.vertices)], [size],
+                             functools.partial(measure_with_openscad, renders=renders))
         if solved.code != code:
             sized["dimensioned"] = solved.program if inputs.mesh is None else fitted(
-                solved.code, run_openscad(solved.code))
+                solved.code, renders.get(solved.code) or run_openscad(solved.code))
     unique = {}
     for mode, text in sized.items():
         if text != code and text not in unique.values():
             unique[mode] = text
-    return unique
+    return unique, renders
 
 
 def read_inputs(image_path: str | None, config: PredictConfig) -> Inputs:

@@ -240,6 +240,7 @@ def test_predict_with_a_mesh_keeps_the_program_of_the_right_size(tiny_corpus, tm
 @pytest.mark.parametrize("size_from", ["mesh", "size"])
 def test_predict_fits_the_greedy_program_to_a_known_size(tiny_corpus, tmp_path, monkeypatch, size_from):
     """The policy writes the right shape stretched; the size (of a mesh, or --size) fits it back."""
+    import renderer.openscad
     import rl.predict
     from corpus.dataset import load, load_mesh
     from renderer.fit import scaled_program
@@ -248,6 +249,9 @@ def test_predict_fits_the_greedy_program_to_a_known_size(tiny_corpus, tmp_path, 
     row = load(tiny_corpus, "test")[0]
     stretched = scaled_program(row["code"], (2.0, 0.5, 1.0), "stretched")
     monkeypatch.setattr(rl.predict, "load_checkpoint", lambda path: fake_policy(lambda greedy: stretched))
+    rendered, real_run = [], renderer.openscad.run
+    monkeypatch.setattr(renderer.openscad, "run",
+                        lambda code, *args, **kw: rendered.append(code) or real_run(code, *args, **kw))
     target, faces = load_mesh(tiny_corpus, row)
     row["image"].save(tmp_path / "part.png")
     write_binary_stl(str(tmp_path / "part.stl"), target, faces)
@@ -256,7 +260,9 @@ def test_predict_fits_the_greedy_program_to_a_known_size(tiny_corpus, tmp_path, 
         str(tmp_path / "part.png"), "--size", size]
     for dimension, modes in (("true", ["greedy", "fitted", "dimensioned"]), ("false", ["greedy", "fitted"])):
         out = tmp_path / f"pred_{dimension}"
+        rendered.clear()
         rl.predict.main(given + ["--k", "1", "--dimension", dimension, "--out", str(out)])
+        assert len(rendered) == len(set(rendered))  # the solve's renders are used, never made twice
         summary = json.loads((out / "candidates.json").read_text())
         candidates = summary["candidates"]
         assert [c["mode"] for c in candidates] == modes
