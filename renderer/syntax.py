@@ -11,7 +11,7 @@ and strings skipped as its lexer skips them (see :mod:`renderer.literals`):
 - ``;`` ends a statement, and ``{`` opens a block, only outside brackets or directly inside
   ``{ }``: never inside an assignment's value (``x = difference() {``);
 - an assignment made as a statement holds one ``=`` (``a = b = 3;``; ``==``, ``<=``, ``!=`` are
-  comparisons), and its value is open until its ``;``;
+  comparisons), and its value is open until its ``;``; a list holds none (``[0, -2, $fn = 32]``);
 - after ``=`` comes a value: not ``;``, ``,``, ``)``, ``]`` or a binary operator (``x = < 17``);
 - a statement begins with a name, a modifier (``!#%*``) or a brace; its first name is followed by
   ``(`` or ``=`` (``handle11;``, ``x/2;`` and ``x.y = 2`` are no statements) unless it is
@@ -124,7 +124,7 @@ def _step(state: tuple, char: str) -> tuple | None:
         return (CODE, stack, hidden, '"', NUMBER_NONE, "") if char == '"' else state
     if mode == STRING_ESCAPE:
         return (STRING, stack, hidden, last, number, pending)
-    if pending == "=":  # after a second ``=`` in one assignment: only ``==`` makes sense of it
+    if pending == "=":  # after a second ``=`` in one assignment, or one in a list: only ``==`` makes sense
         return (CODE, stack, hidden, "=", NUMBER_NONE, "") if char == "=" else None
     if pending == "/":
         if char == "/":
@@ -199,14 +199,15 @@ def _statement_allows(stack: str, last: str, number, char: str) -> bool:
 
 
 def _equals(stack: str, hidden: int, last: str) -> tuple | None:
-    """After ``=``: an assignment at statement level opens a :data:`VALUE`; a second one in it must
-    turn out to be ``==``; elsewhere (arguments, ``<=``, ``!=``) it is read as it is."""
+    """After ``=``: an assignment at statement level opens a :data:`VALUE`; a second one in it, or
+    one directly inside ``[ ]``, must turn out to be ``==``; elsewhere (arguments, ``<=``, ``!=``)
+    it is read as it is."""
     if (not stack or stack[-1] == "{") and last not in COMPARING:
         stack += VALUE
         if len(stack) > STACK_KEPT:
             stack, hidden = stack[1:], hidden + 1
         return (CODE, stack, hidden, "=", NUMBER_NONE, "")
-    if stack[-1:] == VALUE and last not in COMPARING:
+    if stack[-1:] in (VALUE, "[") and last not in COMPARING:  # a list holds no assignment: ``[0, $fn = 32]``
         return (CODE, stack, hidden, "=", NUMBER_NONE, "=")
     return (CODE, stack, hidden, "=", NUMBER_NONE, "")
 

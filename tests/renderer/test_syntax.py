@@ -36,6 +36,8 @@ REFUSED = [
     "x.y = 2;\ncube(1);",
     "225855 = 4;\ncube(1);",  # a statement that begins with a number
     "16 /* c */;\ncube(1);",
+    "translate([0, 0, -2, $fn = 32]) cube(1);",  # an assignment inside a list (a PPO policy's own)
+    "x = [1, a = 2];\ncube(1);",
 ]
 ACCEPTED = [
     "5size = 3;\ncube(5size);",  # a name may begin with digits
@@ -56,6 +58,8 @@ ACCEPTED = [
     "if (1 != 2) cube(1); else sphere(1);",
     "f = function(x) x * 2;\ncube(f(1));",
     "$fn=12;\nsphere(1);",
+    "x = [1 == 1 ? 2 : 3, 2 <= 3 ? 1 : 0, 1 != 2 ? 4 : 5];\ncube(x);",  # comparisons inside a list
+    "x = [for (i = [0:2]) let (j = i) j];\ncube(x[1] + 1);",
 ]
 
 
