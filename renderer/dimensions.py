@@ -215,7 +215,8 @@ class _Solve:
             values = self.values.copy()
             values[index] *= factor
             text = substitute(self.code, self.literals, list(values))
-            moved = math.log(_value_at(text, self.literals[index].start) / self.literals[index].value)
+            written = _value_at(text, self.literals[index].start)
+            moved = math.log(written / self.literals[index].value) if written and written > 0 else 0.0
             if moved != 0.0:
                 self._probed.append((index, text, moved))
         return [text for _, text, _ in self._probed]
@@ -292,7 +293,9 @@ class _Solve:
                            clean, changed)
 
 
-def _value_at(text: str, start: int) -> float:
+def _value_at(text: str, start: int) -> float | None:
     """The number written at offset ``start`` of ``text`` (a probe changes one literal, so the
-    literals before it, and its offset, are as in the program)."""
-    return float(NUMBER.match(text, start).group())
+    literals before it, and its offset, are as in the program); None if there is none (the
+    parameter is then not probed)."""
+    found = NUMBER.match(text, start)
+    return float(found.group()) if found else None

@@ -136,3 +136,23 @@ def test_candidates_that_fail_are_never_kept():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="bad dimension settings"):
         DimensionSettings(probe=1.0)
+
+
+def test_each_probe_moves_its_own_parameter_by_the_probe_factor_in_every_corpus_program():
+    """A probe rewrites one number and keeps every other literal's text, so the probed one is read
+    back where it was (a sprocket's 9.525 once became 9.53, shifted the later ones and stopped rl.eval)."""
+    from corpus.families import FAMILIES, generate
+    from renderer.dimensions import _Solve
+
+    settings = DimensionSettings()
+    for family in sorted(FAMILIES):
+        for seed in range(4):
+            code = generate(family, seed).code
+            solve = _Solve(code, np.array([10.0, 10.0, 10.0]), np.array([20.0, 30.0, 40.0]), settings)
+            solve.probes("probe")
+            assert solve._probed, family
+            for index, text, moved in solve._probed:
+                before, after = find_literals(code), find_literals(text)
+                assert [a.start for a, b in zip(before, after, strict=True) if a.text != b.text] == [
+                    solve.literals[index].start], family
+                assert moved == pytest.approx(np.log(settings.probe), abs=0.25), family

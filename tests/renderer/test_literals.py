@@ -80,6 +80,15 @@ def test_an_unchanged_value_keeps_its_original_text():
     assert substitute(code, literals, [lit.value for lit in literals]) == code
 
 
+def test_an_unchanged_value_with_more_decimals_than_written_ones_keeps_its_text_and_the_offsets():
+    """A corpus sprocket's chain pitch 9.525 was rewritten 9.53 when another literal changed, which
+    moved every later literal: the dimension solve then read the wrong number and stopped rl.eval."""
+    code = "pitch = 9.525;\nbore_d = 8;\ncylinder(d = bore_d, h = pitch);\n"
+    literals = find_literals(code)
+    out = substitute(code, literals, [9.525, 10.0, *(lit.value for lit in literals[2:])])
+    assert out == "pitch = 9.525;\nbore_d = 10;\ncylinder(d = bore_d, h = pitch);\n"
+
+
 @pytest.mark.parametrize("value, is_int, text", [
     (11.6, True, "12"), (0.3, True, "1"), (3.14159, False, "3.14"), (2.0, False, "2"),
     (0.0123, False, "0.012"), (0.5, False, "0.5"), (1234.5678, False, "1234.57"), (0.0, True, "0"),
