@@ -17,13 +17,14 @@
 #
 # Usage, from the repository root: bash bench/gpu_sft.sh
 # Measured (bench/results/gpu_sft_h100_corpus10k.json): three runs sharing one H100, fp32, batch 64,
-# 2,400 steps each in 290-318 s (tile64 7.5-8 steps/s, iso16 8.3 once warm).
-# There the tile (patch 16) did not beat the iso view (patch 8); the open question is the tile at
-# the iso view's detail, two seeds each (SFT's run-to-run spread is as large as the differences):
-#   STEPS=2400 SFT_FLAGS='' VARIANTS='tile_p8:--policy.patch_size 8 --policy.scale_factor 4;iso16:--policy.views iso
-#   --policy.image_size 128 --policy.patch_size 8 --policy.scale_factor 4' bash bench/gpu_sft.sh   (then again with
-#   --seed 1 added to both). configs/sft.yaml now takes numbers whole (policy.number_tokens, README
-#   "Numbers as whole tokens"); add a variant with --policy.number_tokens digits to measure it at scale.
+# 2,400 steps each in 290-318 s (tile64 7.5-8 steps/s, iso16 8.3 once warm). Then on one H200
+# (bench/results/gpu_sft_h200_views.json): the default VARIANTS below, calibrated to 1,846 steps
+# (10-12 steps/s each, 26 GiB of GPU memory for the three), then again with --seed 1 added to each:
+#   SFT_FLAGS='' BUDGET_S=400 bash bench/gpu_sft.sh
+# The iso view (16 tokens) beat the tile at both patch sizes on both seeds (README "The tile at the iso
+# view's detail"). Its greedy programs scored below the 2,400-step iso run of 2026-11-27 (test protocol
+# IoU 0.428 / 0.459 against 0.538), which differed in its steps and its numbers (written as digits):
+# STEPS=2400 with an iso16 variant and one adding --policy.number_tokens digits would tell which.
 # Sizes (environment): SFT_CONFIG (configs/sft.yaml, the main job's policy: four views tiled, 64
 # image tokens; empty: the PolicyConfig defaults, the iso view and 16 image tokens), VARIANTS
 # ("name:flags;name:flags", default below: flags added to the config's), BATCH (64), WORKERS
@@ -47,7 +48,7 @@ CAL_STEPS=${CAL_STEPS:-60}
 BUDGET_S=${BUDGET_S:-420}
 SFT_FLAGS=${SFT_FLAGS:---bf16}
 SFT_CONFIG=${SFT_CONFIG-configs/sft.yaml}
-VARIANTS=${VARIANTS:-"tile64:;tile64_size:--policy.size_in_prompt true;tile64_size_params:--policy.size_in_prompt true --image_param_weight 0.5"}
+VARIANTS=${VARIANTS:-"tile64:;tile_p8:--policy.patch_size 8 --policy.scale_factor 4;iso16:--policy.views iso --policy.image_size 128 --policy.patch_size 8 --policy.scale_factor 4"}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$RUNS"
 exec > >(tee "$OUT/run.log") 2>&1
