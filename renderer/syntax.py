@@ -62,8 +62,6 @@ KEYWORD_END = "<keyword>"
 """``last`` once one of those keywords ended in a space or a comment."""
 HEAD_END = "<name>"
 """``last`` once the name that began a statement ended in a space or a comment: ``(`` or ``=`` next."""
-DEAD = "<number>"
-"""``last`` once a statement began with a number (``225855 = 4``): nothing but spaces may follow."""
 STACK_KEPT = 12
 """Open brackets a state remembers; deeper ones are only counted, not checked."""
 
@@ -96,10 +94,12 @@ class ScadPrefix:
     @staticmethod
     def plain_allowed(state: tuple) -> bool:
         """Whether every piece of a name or number (then spaces) may follow: not right after an
-        operand or a statement's first name ended, after a statement's leading digits, or where the
-        next character decides what the last one was (``policies.constrained`` checks every token
-        there)."""
-        return state[3] not in (OPERAND_END, HEAD_END, DEAD) and state[4] != HEAD_DIGITS and not state[5]
+        operand or a statement's first name ended, where a statement begins or has begun with
+        digits (``16\\n`` is refused there), or where the next character decides what the last one
+        was (``policies.constrained`` checks every token there)."""
+        _, stack, _, last, number, pending = state
+        statement_start = (not stack or stack[-1] == "{") and last in STATEMENT_ENDS
+        return not (last in (OPERAND_END, HEAD_END) or number == HEAD_DIGITS or pending or statement_start)
 
     @staticmethod
     def may_end(state: tuple) -> bool:
@@ -131,18 +131,18 @@ def _step(state: tuple, char: str) -> tuple | None:
             return (LINE_COMMENT, stack, hidden, last, NUMBER_NONE, "")
         if char == "*":
             return (BLOCK_COMMENT, stack, hidden, last, NUMBER_NONE, "")
-        if last in (HEAD_END, DEAD):
-            return None  # ``name / 2`` or ``16 / 2`` as a statement
+        if last == HEAD_END:
+            return None  # ``name / 2`` as a statement
         last, number = "/", NUMBER_NONE  # a division after all
     return _code_step(stack, hidden, last, number, char)
 
 
 def _code_step(stack: str, hidden: int, last: str, number, char: str) -> tuple | None:
     if char.isspace() or char == "/":
-        if number == HEAD_DIGITS:
-            last = DEAD
+        if number == HEAD_DIGITS:  # ``16 ``, ``225855 /``: a statement that began with a number, which no
+            return None            # text can mend (refused here, not left where only spaces could follow)
         return (CODE, stack, hidden, _ended(last, number), NUMBER_NONE, "/" if char == "/" else "")
-    if last == DEAD or (last == "=" and char in NO_VALUE_AFTER_EQUALS):
+    if last == "=" and char in NO_VALUE_AFTER_EQUALS:
         return None
     if char == '"':
         return None if last in (HEAD_END, OPERAND_END) else (STRING, stack, hidden, last, NUMBER_NONE, "")
@@ -222,7 +222,7 @@ def _keyword_prefix(word: str) -> bool:
 
 def _ended(last: str, number) -> str:
     """``last`` once the name or number being read (``number``) ends in a space or a comment."""
-    if number == NUMBER_NONE or last == DEAD:
+    if number == NUMBER_NONE:
         return last
     word = number[1:] if _is_head(number) else number
     if word in WORD_KEYWORDS:

@@ -82,6 +82,9 @@ def test_refusal_comes_at_the_character_that_makes_the_error():
     assert ScadPrefix.advance(ScadPrefix.START, "translate([18, 25();") is None
     assert ScadPrefix.advance(ScadPrefix.START, "x = 0.6") is not None
     assert ScadPrefix.advance(ScadPrefix.START, "x = 0.6.") is None
+    digits = ScadPrefix.advance(ScadPrefix.START, "x = 1;\n4855")  # may still become a name: 4855x = 2;
+    assert digits is not None and ScadPrefix.advance(digits, "x = 2;") is not None
+    assert ScadPrefix.advance(digits, "\n") is None and ScadPrefix.advance(digits, " /* c */") is None
     open_state = ScadPrefix.advance(ScadPrefix.START, "cube([1, 2, 3])")
     assert not ScadPrefix.may_end(open_state) and ScadPrefix.may_end(ScadPrefix.advance(open_state, ";\n"))
 
