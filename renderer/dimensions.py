@@ -150,7 +150,7 @@ Measure = Callable[[list[str]], list]
 def measure_with_openscad(codes: list[str], renders: dict | None = None) -> list:
     """A :data:`Measure` without a pool: each program run in the sandboxed OpenSCAD
     (:func:`renderer.openscad.run`), on as many threads as cores (``rl.predict``); each
-    :class:`renderer.openscad.RenderResult` is also kept in ``renders`` under its program, when given."""
+    :class:`renderer.openscad.MeshResult` is also kept in ``renders`` under its program, when given."""
     from renderer.openscad import run
 
     def measured(code: str):

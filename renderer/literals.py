@@ -173,10 +173,9 @@ def substitute(code: str, literals: list[Literal], values: list[float]) -> str:
     for literal, value in sorted(zip(literals, values, strict=True), key=lambda pair: pair[0].start):
         if code[literal.start:literal.end] != literal.text:
             raise ValueError(f"literal {literal.text!r} is not at offset {literal.start} of this program")
-        text = literal.text  # a value equal to the literal's keeps its text, however many decimals it has
-        if value != literal.value:
-            text = format_value(value, literal.is_int)
-            text = literal.text if float(text) == literal.value else text
+        text = format_value(value, literal.is_int)
+        if value == literal.value or float(text) == literal.value:  # unchanged: its own text (9.525 stays)
+            text = literal.text
         pieces += [code[cursor:literal.start], text]
         cursor = literal.end
     pieces.append(code[cursor:])

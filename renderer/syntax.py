@@ -98,7 +98,7 @@ class ScadPrefix:
         digits (``16\\n`` is refused there), or where the next character decides what the last one
         was (``policies.constrained`` checks every token there)."""
         _, stack, _, last, number, pending = state
-        statement_start = (not stack or stack[-1] == "{") and last in STATEMENT_ENDS
+        statement_start = _at_statement_level(stack) and last in STATEMENT_ENDS
         return not (last in (OPERAND_END, HEAD_END) or number == HEAD_DIGITS or pending or statement_start)
 
     @staticmethod
@@ -148,7 +148,7 @@ def _code_step(stack: str, hidden: int, last: str, number, char: str) -> tuple |
         return None if last in (HEAD_END, OPERAND_END) else (STRING, stack, hidden, last, NUMBER_NONE, "")
     if not _statement_allows(stack, last, number, char):
         return None
-    at_statement_level = not stack or stack[-1] == "{"
+    at_statement_level = _at_statement_level(stack)
     if at_statement_level and last in STATEMENT_ENDS and char.isdigit():
         return (CODE, stack, hidden, char, HEAD_DIGITS, "")
     if char == "=":
@@ -192,8 +192,7 @@ def _statement_allows(stack: str, last: str, number, char: str) -> bool:
         return char.isalpha() or char == "_" or char.isdigit()
     if last == HEAD_END or (_is_head(number) and not word_char):
         return char in "(=" or (_is_head(number) and number[1:] in WORD_KEYWORDS)
-    at_statement_level = not stack or stack[-1] == "{"
-    if at_statement_level and last in STATEMENT_ENDS:
+    if _at_statement_level(stack) and last in STATEMENT_ENDS:
         return char.isalnum() or char in STATEMENT_STARTS
     return True
 
@@ -202,7 +201,7 @@ def _equals(stack: str, hidden: int, last: str) -> tuple | None:
     """After ``=``: an assignment at statement level opens a :data:`VALUE`; a second one in it, or
     one directly inside ``[ ]``, must turn out to be ``==``; elsewhere (arguments, ``<=``, ``!=``)
     it is read as it is."""
-    if (not stack or stack[-1] == "{") and last not in COMPARING:
+    if _at_statement_level(stack) and last not in COMPARING:
         stack += VALUE
         if len(stack) > STACK_KEPT:
             stack, hidden = stack[1:], hidden + 1
@@ -210,6 +209,11 @@ def _equals(stack: str, hidden: int, last: str) -> tuple | None:
     if stack[-1:] in (VALUE, "[") and last not in COMPARING:  # a list holds no assignment: ``[0, $fn = 32]``
         return (CODE, stack, hidden, "=", NUMBER_NONE, "=")
     return (CODE, stack, hidden, "=", NUMBER_NONE, "")
+
+
+def _at_statement_level(stack: str) -> bool:
+    """Outside brackets, or directly inside ``{ }``: where statements are written."""
+    return not stack or stack[-1] == "{"
 
 
 def _is_head(number) -> bool:

@@ -24,6 +24,11 @@ def record_name(row_id: str, mode: str, index: int, separator: str = "/") -> str
     return f"{row_id}{separator}{mode}" + (f"{index}" if mode in NUMBERED else "")
 
 
+def views_path(views_dir: str, row_id: str, mode: str, index: int) -> str:
+    """Where a program's views picture goes under ``views_dir``."""
+    return os.path.join(views_dir, record_name(row_id, mode, index, "_") + ".png")
+
+
 def score(pool, rows: list[dict], programs: list[tuple], views_dir: str | None,
           known: dict | None = None) -> list:
     """The pool's :class:`reward.protocol_scorer.ScoredSample` of each ``(row index, mode, number,
@@ -37,7 +42,7 @@ def score(pool, rows: list[dict], programs: list[tuple], views_dir: str | None,
     for n, (i, mode, s, text) in enumerate(programs):
         paths = {}
         if views_dir:
-            paths = {"views_path": os.path.join(views_dir, record_name(rows[i]["id"], mode, s, "_") + ".png"),
+            paths = {"views_path": views_path(views_dir, rows[i]["id"], mode, s),
                      "target_views_path": os.path.join(views_dir, f"{rows[i]['id']}_target.png")}
         if (i, text) in known:
             results[n], old_views = known[(i, text)]
@@ -54,10 +59,7 @@ def score(pool, rows: list[dict], programs: list[tuple], views_dir: str | None,
 def scored_by_text(rows: list[dict], programs: list[tuple], scored: list, views_dir: str | None,
                    mode: str = "greedy") -> dict:
     """The ``known`` argument of :func:`score` for the programs of ``mode`` among ``programs``."""
-    def views(i: int, s: int):
-        return views_dir and os.path.join(views_dir, record_name(rows[i]["id"], mode, s, "_") + ".png")
-
-    return {(i, text): (result, views(i, s))
+    return {(i, text): (result, views_dir and views_path(views_dir, rows[i]["id"], mode, s))
             for (i, m, s, text), result in zip(programs, scored, strict=True) if m == mode}
 
 

@@ -202,7 +202,7 @@ def _sized(code: str, result, inputs: Inputs, dimensioned: bool = True) -> tuple
     renderer.fit) and with ``dimensioned`` also ``dimensioned`` (its numbers solved to it first,
     renderer.dimensions, then scaled for the rest), each moved onto the mesh's box when the input is
     a mesh; none when no size is known or ``code`` did not render a mesh, and only programs that
-    differ from ``code`` and from each other. Beside it, ``{program: RenderResult}`` of the programs
+    differ from ``code`` and from each other. Beside it, ``{program: MeshResult}`` of the programs
     the solve rendered (none is rendered twice)."""
     from renderer.dimensions import dimension, measure_with_openscad
     from renderer.fit import extents_of, fit_program, placed_program
